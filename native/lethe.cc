@@ -1,0 +1,449 @@
+// lethe's native bridge: a handful of generic exports over libtorch (PyTorch's C++ core).
+//
+// Every tensor operation goes through one door, `call(op, args, kwargs?)`, which looks the
+// operator up in libtorch's dispatcher by its schema name ("aten::add.Tensor") and converts
+// JavaScript values to IValues by reading that schema. A new op is a line of TypeScript, not
+// a C++ function. Autograd, devices and dtypes come for free because the dispatcher routes
+// through the Autograd and backend keys exactly as `torch.add` does in Python.
+//
+// TS validates, C++ trusts: src/tensor/ checks arguments and owns handle lifetimes. Every
+// c10::Error becomes the TorchError class passed in by `init`, carrying libtorch's message.
+//
+// Reference: PyTorch 1.13 / 2.x public C++ API (ATen/core/dispatch/Dispatcher.h,
+// ATen/core/function_schema.h). Only API common to both is used.
+
+#include <napi.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/Parallel.h>
+
+#include <cstring>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+// ---- handle tables -------------------------------------------------------------------------
+// JS holds integer ids; the tensors live here. Freed slots are reused.
+std::vector<at::Tensor> tensors;
+std::vector<int64_t> tensorBytes;  // bytes reported to V8 for each slot
+std::vector<uint32_t> freeSlots;
+int64_t liveTensors = 0;
+
+std::vector<c10::OperatorHandle> ops;
+std::unordered_map<std::string, int32_t> opIndex;
+
+std::vector<at::Generator> generators;
+
+Napi::FunctionReference torchErrorCtor;
+
+[[noreturn]] void throwTorch(Napi::Env env, const std::string& msg) {
+  if (!torchErrorCtor.IsEmpty()) {
+    Napi::Object err = torchErrorCtor.New({Napi::String::New(env, msg)});
+    throw Napi::Error(env, err);
+  }
+  throw Napi::Error::New(env, msg);
+}
+
+uint32_t putTensor(Napi::Env env, at::Tensor t) {
+  int64_t bytes = t.defined() ? static_cast<int64_t>(t.numel() * t.element_size()) : 0;
+  uint32_t id;
+  if (!freeSlots.empty()) {
+    id = freeSlots.back();
+    freeSlots.pop_back();
+    tensors[id] = std::move(t);
+    tensorBytes[id] = bytes;
+  } else {
+    id = static_cast<uint32_t>(tensors.size());
+    tensors.push_back(std::move(t));
+    tensorBytes.push_back(bytes);
+  }
+  liveTensors++;
+  if (bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
+  return id;
+}
+
+const at::Tensor& getTensor(Napi::Env env, const Napi::Value& v) {
+  uint32_t id = v.As<Napi::Number>().Uint32Value();
+  if (id >= tensors.size() || !tensors[id].defined()) throwTorch(env, "lethe: use of a freed or invalid tensor handle");
+  return tensors[id];
+}
+
+// ---- JS -> IValue, driven by the schema ----------------------------------------------------
+c10::IValue toIValue(Napi::Env env, const Napi::Value& v, const c10::TypePtr& type, const std::string& argName);
+
+std::vector<int64_t> toIntVector(const Napi::Value& v) {
+  std::vector<int64_t> out;
+  if (v.IsArray()) {
+    Napi::Array a = v.As<Napi::Array>();
+    uint32_t n = a.Length();
+    out.reserve(n);
+    for (uint32_t i = 0; i < n; i++) out.push_back(a.Get(i).As<Napi::Number>().Int64Value());
+  } else {
+    out.push_back(v.As<Napi::Number>().Int64Value());  // `int[1] dim` accepts a bare int
+  }
+  return out;
+}
+
+c10::IValue toIValue(Napi::Env env, const Napi::Value& v, const c10::TypePtr& type, const std::string& argName) {
+  switch (type->kind()) {
+    case c10::TypeKind::OptionalType:
+      if (v.IsNull() || v.IsUndefined()) return c10::IValue();
+      return toIValue(env, v, type->castRaw<c10::OptionalType>()->getElementType(), argName);
+    case c10::TypeKind::TensorType:
+      return getTensor(env, v);
+    case c10::TypeKind::IntType:
+    case c10::TypeKind::SymIntType:
+    case c10::TypeKind::ScalarTypeType:
+    case c10::TypeKind::LayoutType:
+    case c10::TypeKind::MemoryFormatType:
+      if (v.IsBoolean()) return c10::IValue(static_cast<int64_t>(v.As<Napi::Boolean>().Value()));
+      return c10::IValue(v.As<Napi::Number>().Int64Value());
+    case c10::TypeKind::FloatType:
+      return c10::IValue(v.As<Napi::Number>().DoubleValue());
+    case c10::TypeKind::BoolType:
+      return c10::IValue(v.ToBoolean().Value());
+    case c10::TypeKind::NumberType: {  // at::Scalar
+      if (v.IsBoolean()) return c10::IValue(v.As<Napi::Boolean>().Value());
+      double d = v.As<Napi::Number>().DoubleValue();
+      if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9007199254740992.0)
+        return c10::IValue(static_cast<int64_t>(d));
+      return c10::IValue(d);
+    }
+    case c10::TypeKind::StringType:
+      return c10::IValue(v.As<Napi::String>().Utf8Value());
+    case c10::TypeKind::DeviceObjType:
+      return c10::IValue(c10::Device(v.As<Napi::String>().Utf8Value()));
+    case c10::TypeKind::GeneratorType: {
+      uint32_t id = v.As<Napi::Number>().Uint32Value();
+      if (id >= generators.size()) throwTorch(env, "lethe: invalid generator handle for argument " + argName);
+      return c10::IValue(generators[id]);
+    }
+    case c10::TypeKind::ListType: {
+      const c10::TypePtr& elem = type->castRaw<c10::ListType>()->getElementType();
+      switch (elem->kind()) {
+        case c10::TypeKind::IntType:
+        case c10::TypeKind::SymIntType:
+          return c10::IValue(toIntVector(v));
+        case c10::TypeKind::FloatType: {
+          Napi::Array a = v.As<Napi::Array>();
+          std::vector<double> out(a.Length());
+          for (uint32_t i = 0; i < a.Length(); i++) out[i] = a.Get(i).As<Napi::Number>().DoubleValue();
+          return c10::IValue(out);
+        }
+        case c10::TypeKind::BoolType: {
+          Napi::Array a = v.As<Napi::Array>();
+          c10::List<bool> out;
+          for (uint32_t i = 0; i < a.Length(); i++) out.push_back(a.Get(i).ToBoolean().Value());
+          return c10::IValue(out);
+        }
+        case c10::TypeKind::TensorType: {
+          Napi::Array a = v.As<Napi::Array>();
+          std::vector<at::Tensor> out;
+          out.reserve(a.Length());
+          for (uint32_t i = 0; i < a.Length(); i++) out.push_back(getTensor(env, a.Get(i)));
+          return c10::IValue(out);
+        }
+        case c10::TypeKind::OptionalType: {  // Tensor?[] (index)
+          Napi::Array a = v.As<Napi::Array>();
+          c10::List<c10::optional<at::Tensor>> out;
+          for (uint32_t i = 0; i < a.Length(); i++) {
+            Napi::Value e = a.Get(i);
+            if (e.IsNull() || e.IsUndefined()) out.push_back(c10::nullopt);
+            else out.push_back(getTensor(env, e));
+          }
+          return c10::IValue(out);
+        }
+        default:
+          break;
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  throwTorch(env, "lethe: argument " + argName + " has schema type " + type->str() + ", which the bridge does not convert");
+}
+
+// ---- IValue -> JS ------------------------------------------------------------------------
+Napi::Value fromIValue(Napi::Env env, c10::IValue&& v) {
+  if (v.isTensor()) {
+    at::Tensor t = std::move(v).toTensor();
+    if (!t.defined()) return env.Null();
+    return Napi::Number::New(env, putTensor(env, std::move(t)));
+  }
+  if (v.isNone()) return env.Null();
+  if (v.isInt()) return Napi::Number::New(env, static_cast<double>(v.toInt()));
+  if (v.isDouble()) return Napi::Number::New(env, v.toDouble());
+  if (v.isBool()) return Napi::Boolean::New(env, v.toBool());
+  if (v.isString()) return Napi::String::New(env, v.toStringRef());
+  if (v.isTensorList()) {
+    auto list = std::move(v).toTensorList();
+    Napi::Array a = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); i++) a.Set(i, Napi::Number::New(env, putTensor(env, list.get(i))));
+    return a;
+  }
+  if (v.isTuple()) {
+    auto elems = std::move(v).toTupleRef().elements().vec();
+    Napi::Array a = Napi::Array::New(env, elems.size());
+    for (size_t i = 0; i < elems.size(); i++) a.Set(i, fromIValue(env, std::move(elems[i])));
+    return a;
+  }
+  if (v.isList()) {
+    auto list = std::move(v).toListRef();
+    Napi::Array a = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); i++) a.Set(i, fromIValue(env, c10::IValue(list[i])));
+    return a;
+  }
+  throwTorch(env, "lethe: cannot return a value of type " + v.tagKind());
+}
+
+#define GUARD_BEGIN try {
+#define GUARD_END                                                   \
+  }                                                                 \
+  catch (const Napi::Error&) {                                      \
+    throw;                                                          \
+  }                                                                 \
+  catch (const c10::Error& e) {                                     \
+    throwTorch(info.Env(), e.what_without_backtrace());             \
+  }                                                                 \
+  catch (const std::exception& e) {                                 \
+    throwTorch(info.Env(), e.what());                               \
+  }
+
+// ---- exports -----------------------------------------------------------------------------
+
+// init(TorchError): remember the error class every libtorch failure is thrown as.
+Napi::Value Init(const Napi::CallbackInfo& info) {
+  torchErrorCtor = Napi::Persistent(info[0].As<Napi::Function>());
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("torch", TORCH_VERSION);
+  o.Set("cuda", torch::cuda::is_available());
+  o.Set("cudaDevices", static_cast<double>(torch::cuda::device_count()));
+  o.Set("threads", at::get_num_threads());
+  return o;
+}
+
+// opId("aten::add.Tensor") -> id, or -1 if this libtorch has no such operator.
+Napi::Value OpId(const Napi::CallbackInfo& info) {
+  std::string full = info[0].As<Napi::String>().Utf8Value();
+  auto it = opIndex.find(full);
+  if (it != opIndex.end()) return Napi::Number::New(info.Env(), it->second);
+  size_t sep = full.find('.', full.find("::"));
+  std::string name = sep == std::string::npos ? full : full.substr(0, sep);
+  std::string overload = sep == std::string::npos ? "" : full.substr(sep + 1);
+  auto handle = c10::Dispatcher::singleton().findSchema({name, overload});
+  if (!handle.has_value()) return Napi::Number::New(info.Env(), -1);
+  int32_t id = static_cast<int32_t>(ops.size());
+  ops.push_back(*handle);
+  opIndex.emplace(full, id);
+  return Napi::Number::New(info.Env(), id);
+}
+
+// opSchema(id) -> the operator's schema text, for error messages and docs.
+Napi::Value OpSchema(const Napi::CallbackInfo& info) {
+  int32_t id = info[0].As<Napi::Number>().Int32Value();
+  std::ostringstream s;
+  s << ops.at(id).schema();
+  return Napi::String::New(info.Env(), s.str());
+}
+
+// call(opId, args[], kwargs|null, discard) -> result (tensor ids for tensors; arrays for tuples).
+// Missing trailing arguments take the schema's defaults; kwargs fill keyword arguments by name.
+Napi::Value Call(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  Napi::Env env = info.Env();
+  const c10::OperatorHandle& op = ops[info[0].As<Napi::Number>().Uint32Value()];
+  Napi::Array args = info[1].As<Napi::Array>();
+  bool hasKw = info.Length() > 2 && info[2].IsObject();
+  Napi::Object kw = hasKw ? info[2].As<Napi::Object>() : Napi::Object();
+  bool discard = info.Length() > 3 && info[3].ToBoolean().Value();
+  const auto& schema = op.schema();
+  const auto& formals = schema.arguments();
+  uint32_t npos = args.Length();
+  if (npos > formals.size()) throwTorch(env, "lethe: too many arguments for " + schema.name());
+  torch::jit::Stack stack;
+  stack.reserve(formals.size());
+  for (size_t i = 0; i < formals.size(); i++) {
+    const auto& f = formals[i];
+    Napi::Value v;
+    if (i < npos) v = args.Get(static_cast<uint32_t>(i));
+    else if (hasKw && kw.Has(f.name())) v = kw.Get(f.name());
+    if (!v.IsEmpty() && !v.IsUndefined()) {
+      stack.push_back(toIValue(env, v, f.type(), f.name()));
+    } else if (f.default_value().has_value()) {
+      stack.push_back(*f.default_value());
+    } else {
+      throwTorch(env, "lethe: missing argument '" + f.name() + "' for " + schema.name());
+    }
+  }
+  op.callBoxed(&stack);
+  if (discard) return env.Undefined();
+  if (stack.size() == 1) return fromIValue(env, std::move(stack[0]));
+  Napi::Array out = Napi::Array::New(env, stack.size());
+  for (size_t i = 0; i < stack.size(); i++) out.Set(i, fromIValue(env, std::move(stack[i])));
+  return out;
+  GUARD_END
+  return info.Env().Undefined();
+}
+
+// free(id): release the handle (the storage goes when its last view goes).
+Napi::Value Free(const Napi::CallbackInfo& info) {
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  if (id < tensors.size() && tensors[id].defined()) {
+    tensors[id] = at::Tensor();
+    if (tensorBytes[id] > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -tensorBytes[id]);
+    tensorBytes[id] = 0;
+    freeSlots.push_back(id);
+    liveTensors--;
+  }
+  return info.Env().Undefined();
+}
+
+// meta(id) -> [scalarType, deviceString, requiresGrad, ...sizes]
+Napi::Value Meta(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const at::Tensor& t = getTensor(env, info[0]);
+  auto sizes = t.sizes();
+  Napi::Array a = Napi::Array::New(env, 3 + sizes.size());
+  a.Set(0u, static_cast<double>(static_cast<int>(t.scalar_type())));
+  a.Set(1u, t.device().str());
+  a.Set(2u, t.requires_grad());
+  for (size_t i = 0; i < sizes.size(); i++) a.Set(static_cast<uint32_t>(3 + i), static_cast<double>(sizes[i]));
+  return a;
+}
+
+// fromBuffer(bytes: Uint8Array, scalarType, shape[]) -> id. Copies the bytes into a new CPU tensor.
+Napi::Value FromBuffer(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  Napi::Env env = info.Env();
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  auto dtype = static_cast<c10::ScalarType>(info[1].As<Napi::Number>().Int32Value());
+  std::vector<int64_t> shape = toIntVector(info[2]);
+  at::Tensor t = at::empty(shape, at::TensorOptions().dtype(dtype));
+  size_t n = t.numel() * t.element_size();
+  if (n != bytes.ByteLength())
+    throwTorch(env, "lethe: fromBuffer got " + std::to_string(bytes.ByteLength()) + " bytes for " + std::to_string(n) + " needed");
+  if (n) std::memcpy(t.data_ptr(), bytes.Data(), n);
+  return Napi::Number::New(env, putTensor(env, std::move(t)));
+  GUARD_END
+  return info.Env().Undefined();
+}
+
+// toBuffer(id) -> ArrayBuffer over a contiguous CPU copy (external; freed by its finalizer).
+Napi::Value ToBuffer(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  Napi::Env env = info.Env();
+  at::Tensor t = getTensor(env, info[0]).detach().to(at::kCPU).contiguous();
+  size_t n = t.numel() * t.element_size();
+  if (n == 0) return Napi::ArrayBuffer::New(env, 0);
+  auto* owner = new at::Tensor(std::move(t));
+  return Napi::ArrayBuffer::New(env, owner->data_ptr(), n, [](Napi::Env, void*, at::Tensor* o) { delete o; }, owner);
+  GUARD_END
+  return info.Env().Undefined();
+}
+
+// backward(roots[], grads[]|null, retainGraph, createGraph)
+Napi::Value Backward(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  Napi::Env env = info.Env();
+  Napi::Array roots = info[0].As<Napi::Array>();
+  std::vector<at::Tensor> ts, gs;
+  for (uint32_t i = 0; i < roots.Length(); i++) ts.push_back(getTensor(env, roots.Get(i)));
+  if (info[1].IsArray()) {
+    Napi::Array grads = info[1].As<Napi::Array>();
+    for (uint32_t i = 0; i < grads.Length(); i++) gs.push_back(getTensor(env, grads.Get(i)));
+  }
+  c10::optional<bool> retain;
+  if (info[2].IsBoolean()) retain = info[2].As<Napi::Boolean>().Value();
+  torch::autograd::backward(ts, gs, retain, info[3].ToBoolean().Value());
+  return env.Undefined();
+  GUARD_END
+  return info.Env().Undefined();
+}
+
+// grad(id) -> id of .grad, or null.  setGrad(id, gradId|null).
+Napi::Value Grad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const at::Tensor& g = getTensor(env, info[0]).grad();
+  if (!g.defined()) return env.Null();
+  return Napi::Number::New(env, putTensor(env, g));
+}
+
+Napi::Value SetGrad(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  Napi::Env env = info.Env();
+  at::Tensor t = getTensor(env, info[0]);
+  if (info[1].IsNull() || info[1].IsUndefined()) t.mutable_grad() = at::Tensor();
+  else t.mutable_grad() = getTensor(env, info[1]);
+  return env.Undefined();
+  GUARD_END
+  return info.Env().Undefined();
+}
+
+// setGradEnabled(bool) -> previous value (thread-local, like torch.set_grad_enabled).
+Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
+  bool prev = c10::GradMode::is_enabled();
+  c10::GradMode::set_enabled(info[0].ToBoolean().Value());
+  return Napi::Boolean::New(info.Env(), prev);
+}
+
+// generator(seed, device) -> id of a new random generator for that device.
+Napi::Value Generator(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  auto seed = static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value());
+  c10::Device dev(info[1].As<Napi::String>().Utf8Value());
+  at::Generator g = at::globalContext().defaultGenerator(dev).clone();
+  g.set_current_seed(seed);
+  generators.push_back(g);
+  return Napi::Number::New(info.Env(), static_cast<double>(generators.size() - 1));
+  GUARD_END
+  return info.Env().Undefined();
+}
+
+// manualSeed(seed): seeds the default generators (torch.manual_seed).
+Napi::Value ManualSeed(const Napi::CallbackInfo& info) {
+  torch::manual_seed(static_cast<uint64_t>(info[0].As<Napi::Number>().Int64Value()));
+  return info.Env().Undefined();
+}
+
+// setNumThreads(n) -> threads now in use.
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  int n = info[0].As<Napi::Number>().Int32Value();
+  if (n > 0) at::set_num_threads(n);
+  return Napi::Number::New(info.Env(), at::get_num_threads());
+}
+
+// stats() -> { liveTensors, slots }: for leak tests.
+Napi::Value Stats(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("liveTensors", static_cast<double>(liveTensors));
+  o.Set("slots", static_cast<double>(tensors.size()));
+  return o;
+}
+
+Napi::Object Module(Napi::Env env, Napi::Object exports) {
+  exports.Set("init", Napi::Function::New(env, Init));
+  exports.Set("opId", Napi::Function::New(env, OpId));
+  exports.Set("opSchema", Napi::Function::New(env, OpSchema));
+  exports.Set("call", Napi::Function::New(env, Call));
+  exports.Set("free", Napi::Function::New(env, Free));
+  exports.Set("meta", Napi::Function::New(env, Meta));
+  exports.Set("fromBuffer", Napi::Function::New(env, FromBuffer));
+  exports.Set("toBuffer", Napi::Function::New(env, ToBuffer));
+  exports.Set("backward", Napi::Function::New(env, Backward));
+  exports.Set("grad", Napi::Function::New(env, Grad));
+  exports.Set("setGrad", Napi::Function::New(env, SetGrad));
+  exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
+  exports.Set("generator", Napi::Function::New(env, Generator));
+  exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
+  exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
+  exports.Set("stats", Napi::Function::New(env, Stats));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(lethe, Module)

@@ -1,0 +1,42 @@
+/**
+ * The `lethe` command line. Each command parses its own flags; unknown flags are errors that
+ * suggest the right one.
+ */
+import { parseArgs } from "node:util";
+import { demo } from "./demo.js";
+
+const USAGE = `lethe — measure and mitigate catastrophic forgetting in continually fine-tuned LLMs
+
+usage:
+  lethe demo [--seconds 60] [--seed 0]   train a small GPT-2 on built-in text (engine check)
+  lethe help                             this text
+`;
+
+type Command = (argv: string[]) => Promise<number>;
+
+const commands: Record<string, Command> = {
+  async demo(argv) {
+    const { values } = parseArgs({ args: argv, options: { seconds: { type: "string", default: "60" }, seed: { type: "string", default: "0" } } });
+    demo({ seconds: Number(values.seconds), seed: Number(values.seed), log: (l) => console.log(l) });
+    return 0;
+  },
+  async help() {
+    process.stdout.write(USAGE);
+    return 0;
+  },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name = "help", ...rest] = argv;
+  const cmd = commands[name];
+  if (!cmd) {
+    process.stderr.write(`lethe: unknown command "${name}"\n\n${USAGE}`);
+    return 2;
+  }
+  try {
+    return await cmd(rest);
+  } catch (e) {
+    process.stderr.write(`lethe ${name}: ${(e as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The typed declaration of an evaluation task, the counterpart of an lm-evaluation-harness v0.4.x
+ * task YAML (lm_eval/api/task.py `TaskConfig`, `ConfigurableTask`): dataset and splits,
+ * `docToText` / `docToTarget` / `docToChoice`, delimiters, output type, metrics with their
+ * aggregation and `higher_is_better`, optional `processDocs` / `processResults` / `description`.
+ * Field semantics follow lm-eval:
+ *  - `docToText` returning a number means "multiple inputs" (WinoGrande): the choices are contexts,
+ *    the number is the gold index, and `docToTarget` is the one shared continuation.
+ *  - evaluation docs come from the test split, else the validation split; few-shot docs from
+ *    `fewshotSplit`, else training, else validation, else test (`Task.fewshot_docs`).
+ * Docs are in the schema of the Hugging Face dataset lm-eval loads (`datasetPath`/`datasetName`).
+ * `loadSplit` reads the HF layout when present (`<dir>/[<config>/]<split>.{jsonl,parquet,csv}`,
+ * `<dir>/[<config>/]<split>-*.parquet`) and otherwise converts the benchmark's original release
+ * files through the task's `original` reader.
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import type { LoglikelihoodResult } from "./lm.js";
+import { readCsv, readJsonl, readParquet, type Row } from "./tasks/files.js";
+
+export type Doc = Row;
+export type OutputType =
+  "multiple_choice" | "loglikelihood" | "loglikelihood_rolling" | "generate_until";
+
+/** How per-document metric values become one number (lm-eval `register_aggregation`). */
+export type Aggregation = "mean" | "perplexity";
+
+export interface MetricSpec {
+  metric: string;
+  aggregation: Aggregation;
+  higher_is_better: boolean;
+}
+
+export interface TaskConfig<D extends Doc = Doc> {
+  task: string;
+  /** lm-eval `metadata.version`: bump when a prompt or scoring rule changes. */
+  version: number;
+  /** The HF dataset lm-eval loads; the docs below are in its schema. */
+  datasetPath: string;
+  datasetName?: string;
+  /** Folder under the data dir holding this benchmark in the HF layout. */
+  dir: string;
+  /** Reads `split` from the original release files under `dataDir` into HF-schema rows; null when absent. */
+  original(dataDir: string, split: string): Promise<Doc[] | null>;
+  trainingSplit?: string;
+  validationSplit?: string;
+  testSplit?: string;
+  fewshotSplit?: string;
+  /** lm-eval `fewshot_config.sampler`: "default" = `rnd.sample`, "first_n" = the first k docs. */
+  fewshotSampler?: "default" | "first_n";
+  /** Fixed shot count that overrides the caller's (lm-eval `num_fewshot` in the YAML). */
+  numFewshot?: number;
+  processDocs?(docs: Doc[]): D[];
+  description?: string;
+  docToText(doc: D): string | number;
+  docToTarget(doc: D): string | number;
+  docToChoice?(doc: D): string[];
+  /** Between context and continuation; lm-eval default " ". */
+  targetDelimiter?: string;
+  /** After each few-shot example; lm-eval default "\n\n". */
+  fewshotDelimiter?: string;
+  outputType: OutputType;
+  metrics: MetricSpec[];
+  /** Replaces the default scoring of `outputType` (lm-eval `process_results`). */
+  processResults?(doc: D, results: LoglikelihoodResult[]): Record<string, number>;
+}
+
+/** A task with lm-eval's defaults filled in. */
+export type Task<D extends Doc = Doc> = TaskConfig<D> &
+  Required<Pick<TaskConfig<D>, "targetDelimiter" | "fewshotDelimiter" | "fewshotSampler">>;
+
+export function defineTask<D extends Doc>(config: TaskConfig<D>): Task<D> {
+  return { targetDelimiter: " ", fewshotDelimiter: "\n\n", fewshotSampler: "default", ...config };
+}
+
+/** A group averages `aggregate` metrics over all its leaf tasks (lm-eval `aggregate_metric_list`). */
+export interface GroupConfig {
+  group: string;
+  alias?: string;
+  version: number;
+  /** Member task or group names, in lm-eval's order. */
+  task: string[];
+  aggregate: Array<{ metric: string; weight_by_size: boolean }>;
+}
+
+export const accMean: MetricSpec = { metric: "acc", aggregation: "mean", higher_is_better: true };
+export const accNormMean: MetricSpec = {
+  metric: "acc_norm",
+  aggregation: "mean",
+  higher_is_better: true,
+};
+
+function hfFiles(base: string, split: string): string[] {
+  if (!existsSync(base)) return [];
+  for (const ext of ["jsonl", "parquet", "csv"]) {
+    if (existsSync(join(base, `${split}.${ext}`))) return [join(base, `${split}.${ext}`)];
+  }
+  const shards = readdirSync(base)
+    .filter((f) => f.startsWith(`${split}-`) && f.endsWith(".parquet"))
+    .sort();
+  return shards.map((f) => join(base, f));
+}
+
+async function readHfFile(path: string): Promise<Doc[]> {
+  if (path.endsWith(".jsonl")) return readJsonl(path);
+  if (path.endsWith(".parquet")) return readParquet(path);
+  return (await readCsv(path, { header: true })) as Doc[];
+}
+
+/** The rows of `split` for `task` under `dataDir`, or null when neither layout has it. */
+export async function loadSplit(task: Task, dataDir: string, split: string): Promise<Doc[] | null> {
+  const dir = join(dataDir, task.dir);
+  const bases = task.datasetName ? [join(dir, task.datasetName), dir] : [dir];
+  for (const base of bases) {
+    const files = hfFiles(base, split);
+    if (files.length > 0) return (await Promise.all(files.map(readHfFile))).flat();
+  }
+  return task.original(dataDir, split);
+}
+
+async function loadProcessed(task: Task, dataDir: string, split: string): Promise<Doc[]> {
+  const rows = await loadSplit(task, dataDir, split);
+  if (rows === null) {
+    throw new Error(
+      `${task.task}: split "${split}" not found under ${join(dataDir, task.dir)} ` +
+        `(neither the HF layout <split>.jsonl|.parquet|.csv / <split>-*.parquet nor the original release files)`,
+    );
+  }
+  return task.processDocs ? task.processDocs(rows) : rows;
+}
+
+/** The split lm-eval evaluates on: test, else validation. */
+export function evalSplit(task: Task): string {
+  const split = task.testSplit ?? task.validationSplit;
+  if (split === undefined)
+    throw new Error(`${task.task}: declares neither testSplit nor validationSplit`);
+  return split;
+}
+
+export function loadEvalDocs(task: Task, dataDir: string): Promise<Doc[]> {
+  return loadProcessed(task, dataDir, evalSplit(task));
+}
+
+/** The split lm-eval draws few-shot examples from (`fewshot_docs`). */
+export function fewshotSplit(task: Task): string {
+  return task.fewshotSplit ?? task.trainingSplit ?? task.validationSplit ?? evalSplit(task);
+}
+
+export function loadFewshotDocs(task: Task, dataDir: string): Promise<Doc[]> {
+  return loadProcessed(task, dataDir, fewshotSplit(task));
+}

@@ -1,0 +1,84 @@
+/**
+ * What every architecture offers the layers above (io, train, eval): a causal LM or an
+ * encoder-decoder LM over the engine's tensors, with Hugging Face's parameter names and
+ * transformers' masking rules. Each architecture file exports a `ModelFamily` that the registry
+ * in src/models/index.ts picks by config.json's `model_type`.
+ */
+import type { Module } from "../nn/index.js";
+import type { Tensor } from "../tensor/index.js";
+
+/** Key/value cache of one attention layer: (B, n_kv_heads, S, head_dim) each. */
+export interface LayerCache {
+  k: Tensor;
+  v: Tensor;
+}
+
+export interface CausalLMOutput {
+  /** (B, T, vocab) float32 */
+  logits: Tensor;
+  /** Per layer, keys and values including this call's positions (only when `useCache`). */
+  cache?: LayerCache[];
+}
+
+export interface CausalLMInputs {
+  /** (B, T) int64 */
+  inputIds: Tensor;
+  /** (B, S) with 1 = attend, 0 = padding; S = past length + T. Left or right padding. */
+  attentionMask?: Tensor | null;
+  /** (B, T) int64; default: from the attention mask (cumsum − 1, as transformers' generate) or past length + arange. */
+  positionIds?: Tensor | null;
+  /** Keys and values of earlier positions (from a previous call's output). */
+  cache?: LayerCache[] | null;
+  /** Return the updated cache. */
+  useCache?: boolean;
+}
+
+export interface CausalLM extends Module {
+  readonly kind: "causal";
+  readonly config: { model_type: string; vocab_size: number; [k: string]: unknown };
+  forward(inputs: CausalLMInputs): CausalLMOutput;
+}
+
+export interface Seq2SeqInputs {
+  /** Encoder input (B, S) int64 and its mask (B, S). */
+  inputIds: Tensor;
+  attentionMask?: Tensor | null;
+  /** Encoder output from an earlier call (generation computes it once). */
+  encoderHidden?: Tensor | null;
+  /** Decoder input (B, T) int64, starting with the decoder start token. */
+  decoderInputIds: Tensor;
+  decoderAttentionMask?: Tensor | null;
+  /** Decoder self-attention cache; cross-attention keys/values are cached in `crossCache`. */
+  cache?: LayerCache[] | null;
+  crossCache?: LayerCache[] | null;
+  useCache?: boolean;
+}
+
+export interface Seq2SeqLMOutput {
+  logits: Tensor;
+  encoderHidden: Tensor;
+  cache?: LayerCache[];
+  crossCache?: LayerCache[];
+}
+
+export interface Seq2SeqLM extends Module {
+  readonly kind: "seq2seq";
+  readonly config: { model_type: string; vocab_size: number; decoder_start_token_id: number; [k: string]: unknown };
+  forward(inputs: Seq2SeqInputs): Seq2SeqLMOutput;
+}
+
+export type LanguageModel = CausalLM | Seq2SeqLM;
+
+/** One architecture: how to read its config.json and build it with seeded random weights. */
+export interface ModelFamily {
+  /** config.json `model_type` values this family handles. */
+  modelTypes: readonly string[];
+  /** Fills defaults into a parsed config.json; throws naming the field on a bad value. */
+  parseConfig(raw: Record<string, unknown>, source?: string): LanguageModel["config"];
+  /** A model with seeded random weights (HF's `_init_weights`). */
+  create(config: LanguageModel["config"], o?: { seed?: number }): LanguageModel;
+  /** Names of tensors that share storage in HF checkpoints: [alias, canonical]. */
+  tiedWeights?(config: LanguageModel["config"]): [string, string][];
+  /** Module-name suffixes LoRA targets by default (e.g. ["q_proj", "v_proj"]). */
+  loraTargets: readonly string[];
+}

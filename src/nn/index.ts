@@ -1,0 +1,4 @@
+/** nn: modules with Hugging Face-style dotted parameter names, and the basic layers. */
+export { Module, StateDictError } from "./module.js";
+export { Linear, Embedding, LayerNorm, RMSNorm, Dropout, parameter } from "./layers.js";
+export { flattenParameters, type FlatParameters } from "./flat.js";

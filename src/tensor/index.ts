@@ -1,0 +1,23 @@
+/**
+ * lethe's tensor engine: libtorch tensors, autograd and scopes, from TypeScript.
+ * The only layer that imports the native addon (src/tensor/native.ts).
+ */
+export { TorchError, build, setNumThreads } from "./native.js";
+export { type DType, dtypeInfo, isDType } from "./dtype.js";
+export {
+  Tensor,
+  Generator,
+  type Shape,
+  type Scalar,
+  tidy,
+  keep,
+  noGrad,
+  isGradEnabled,
+  liveTensors,
+  op,
+  opN,
+  opValue,
+  opId,
+  hasOp,
+} from "./tensor.js";
+export * from "./ops.js";

@@ -1,0 +1,73 @@
+/**
+ * Shared helpers for the engine tests: independent JS float64 oracles (erf, row-major index
+ * maps) and comparison with a printed max diff (STYLE.md #19: "tests print the max diff").
+ */
+import assert from "node:assert/strict";
+
+/** Asserts |actual − expected| ≤ tol elementwise (NaN only matches NaN, ±Inf must be equal). */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what = ""): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  let maxDiff = 0;
+  for (let i = 0; i < expected.length; i++) {
+    const a = actual[i];
+    const e = expected[i];
+    if (Number.isNaN(e) || !Number.isFinite(e)) {
+      assert.ok(Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)), `${what}[${i}]: ${a} vs ${e}`);
+      continue;
+    }
+    const d = Math.abs(a - e);
+    if (!(d <= tol)) assert.fail(`${what}[${i}]: got ${a}, expected ${e} (diff ${d} > ${tol})`);
+    maxDiff = Math.max(maxDiff, d);
+  }
+  if (what) console.log(`# ${what}: max diff ${maxDiff.toExponential(2)}`);
+}
+
+/** Row-major values of `shape` where element [i, j, ...] is `f([i, j, ...])`. */
+export function fill(shape: number[], f: (idx: number[]) => number): number[] {
+  const out: number[] = [];
+  const idx = shape.map(() => 0);
+  const n = shape.reduce((a, b) => a * b, 1);
+  for (let k = 0; k < n; k++) {
+    out.push(f(idx.slice()));
+    for (let d = shape.length - 1; d >= 0; d--) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+/** Flat offset of `idx` in a row-major array of `shape`. */
+export function at(shape: number[], idx: number[]): number {
+  let off = 0;
+  for (let d = 0; d < shape.length; d++) off = off * shape[d] + idx[d];
+  return off;
+}
+
+/** erf(x) by its Maclaurin series (|x| ≤ 4: error < 1e-13), the oracle for exact gelu. */
+export function erf(x: number): number {
+  if (Math.abs(x) > 4) return Math.sign(x);
+  let term = x;
+  let sum = x;
+  for (let n = 1; n < 200; n++) {
+    term *= (-x * x) / n;
+    const add = term / (2 * n + 1);
+    sum += add;
+    if (Math.abs(add) < 1e-17) break;
+  }
+  return (2 / Math.sqrt(Math.PI)) * sum;
+}
+
+/** Deterministic pseudo-random numbers in [-1, 1) (mulberry32), independent of the engine. */
+export function jsRandom(seed: number, n: number): number[] {
+  let a = seed >>> 0;
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out.push(((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1);
+  }
+  return out;
+}
