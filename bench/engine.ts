@@ -60,7 +60,7 @@ function letheSteps(n: number): { losses: number[]; seconds: number } {
   for (let i = 0; i < n; i++) {
     const loss = tidy(() => {
       const b = batches[step % nBatches];
-      const logits = model.forward(b.slice(1, 0, -1));
+      const { logits } = model.forward({ inputIds: b.slice(1, 0, -1) });
       const l = crossEntropy(logits.view(-1, cfg.vocab), b.slice(1, 1).reshape(-1));
       l.backward();
       opt.step();

@@ -38,7 +38,7 @@ export function demo(o: DemoOptions): { steps: number; firstLoss: number; lastLo
     lastLoss = tidy(() => {
       const starts = randint(0, data.size(0) - T - 1, [B], { generator: gen }).toNumbers();
       const batch = stack(starts.map((s) => data.narrow(0, s, T + 1))); // (B, T+1)
-      const logits = model.forward(batch.slice(1, 0, T));
+      const { logits } = model.forward({ inputIds: batch.slice(1, 0, T) });
       const loss = crossEntropy(logits.view(-1, 256), batch.slice(1, 1).reshape(-1));
       loss.backward();
       clipGradNorm(opt.grads(), 1.0);

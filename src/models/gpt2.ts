@@ -1,42 +1,52 @@
 /**
  * GPT-2 (Radford et al. 2019, "Language Models are Unsupervised Multitask Learners"): learned
  * positions, pre-LayerNorm blocks, gelu_new MLP, weight-tied LM head.
- * Reference: transformers/models/gpt2/modeling_gpt2.py (eager attention). Parameter names are
- * Hugging Face's (`transformer.h.0.attn.c_attn.weight`); its Conv1D stores weights as (in, out),
- * the transpose of nn.Linear, so projections are `x @ W + b`.
+ * Reference: transformers/models/gpt2/modeling_gpt2.py (eager/SDPA attention) and
+ * configuration_gpt2.py. Parameter names are Hugging Face's (`transformer.h.0.attn.c_attn.weight`);
+ * its Conv1D stores weights as (in, out), the transpose of nn.Linear, so projections are
+ * `x @ W + b`. Masks and position ids follow src/models/masks.ts (transformers' rules).
+ * Not modelled: `scale_attn_by_inverse_layer_idx` and `reorder_and_upcast_attn` (false in every
+ * released GPT-2 checkpoint).
  */
+import { z } from "zod";
 import { Embedding, LayerNorm, Module, parameter } from "../nn/index.js";
 import {
   addmm,
-  arange,
+  cat,
   dropout,
   empty,
   Generator,
+  linear,
   scaledDotProductAttention,
   zeros,
   type Tensor,
 } from "../tensor/index.js";
+import { attentionMask4d, pastLength, positionIds, type AttentionMask } from "./masks.js";
+import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
 
-/** config.json fields of `model_type: "gpt2"`, with GPT-2 small's defaults. */
-export interface GPT2Config {
-  model_type: "gpt2";
-  vocab_size: number; // 50257: byte-level BPE
-  n_positions: number; // 1024: learned position table length
-  n_embd: number; // 768: model width
-  n_layer: number; // 12 blocks
-  n_head: number; // 12 heads of n_embd / n_head
-  n_inner: number | null; // null → 4 · n_embd
-  activation_function: string; // "gelu_new" = tanh approximation
-  resid_pdrop: number; // 0.1
-  embd_pdrop: number; // 0.1
-  attn_pdrop: number; // 0.1
-  layer_norm_epsilon: number; // 1e-5
-  initializer_range: number; // 0.02: std of normal init
-  tie_word_embeddings: boolean; // true: lm_head shares wte
-  bos_token_id?: number;
-  eos_token_id?: number;
-}
+const GPT2ConfigSchema = z.object({
+  model_type: z.literal("gpt2"),
+  vocab_size: z.number().int().positive(), // 50257: byte-level BPE
+  n_positions: z.number().int().positive(), // 1024: learned position table length
+  n_embd: z.number().int().positive(), // 768: model width
+  n_layer: z.number().int().positive(), // 12 blocks
+  n_head: z.number().int().positive(), // 12 heads of n_embd / n_head
+  n_inner: z.number().int().positive().nullable(), // null → 4 · n_embd
+  activation_function: z.enum(["gelu_new", "gelu_pytorch_tanh", "gelu", "relu"]), // "gelu_new" = tanh approximation
+  resid_pdrop: z.number().min(0).max(1), // 0.1
+  embd_pdrop: z.number().min(0).max(1), // 0.1
+  attn_pdrop: z.number().min(0).max(1), // 0.1
+  layer_norm_epsilon: z.number().positive(), // 1e-5
+  initializer_range: z.number().positive(), // 0.02: std of normal init
+  tie_word_embeddings: z.literal(true), // GPT2LMHeadModel's head is always wte
+  bos_token_id: z.number().int().optional(), // 50256 <|endoftext|>
+  eos_token_id: z.number().int().optional(), // 50256 <|endoftext|>
+});
 
+/** config.json fields of `model_type: "gpt2"`. */
+export type GPT2Config = z.infer<typeof GPT2ConfigSchema>;
+
+/** A GPT-2 config: GPT-2 small's defaults (configuration_gpt2.py) overridden by `c`. */
 export function gpt2Config(c: Partial<GPT2Config>): GPT2Config {
   return {
     model_type: "gpt2",
@@ -55,6 +65,22 @@ export function gpt2Config(c: Partial<GPT2Config>): GPT2Config {
     tie_word_embeddings: true,
     ...c,
   };
+}
+
+/** A config.json's GPT-2 fields with defaults filled; throws naming the bad field. */
+export function parseGpt2Config(raw: Record<string, unknown>, source = "config.json"): GPT2Config {
+  const known = Object.keys(GPT2ConfigSchema.shape).filter((k) => raw[k] !== undefined);
+  const merged = gpt2Config(Object.fromEntries(known.map((k) => [k, raw[k]])));
+  const parsed = GPT2ConfigSchema.safeParse(merged);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`${source}: field "${issue.path.join(".")}": ${issue.message}`);
+  }
+  if (parsed.data.n_embd % parsed.data.n_head !== 0)
+    throw new Error(
+      `${source}: field "n_head": ${parsed.data.n_head} does not divide n_embd ${parsed.data.n_embd}`,
+    );
+  return parsed.data;
 }
 
 /** HF's Conv1D: y = x W + b with W of shape (in, out). */
@@ -83,36 +109,57 @@ function activation(name: string, x: Tensor): Tensor {
 class GPT2Attention extends Module {
   c_attn: Conv1D;
   c_proj: Conv1D;
-  constructor(private cfg: GPT2Config, g: Generator) {
+  constructor(
+    private cfg: GPT2Config,
+    g: Generator,
+  ) {
     super();
     const std = cfg.initializer_range;
     this.c_attn = new Conv1D(cfg.n_embd, 3 * cfg.n_embd, std, g);
     this.c_proj = new Conv1D(cfg.n_embd, cfg.n_embd, std / Math.sqrt(2 * cfg.n_layer), g);
   }
-  forward(x: Tensor, mask: Tensor | null): Tensor {
+  forward(
+    x: Tensor,
+    mask: AttentionMask,
+    past: LayerCache | null,
+  ): { out: Tensor; cache: LayerCache } {
     const [B, T, C] = x.shape;
     const nh = this.cfg.n_head;
-    const [q, k, v] = this.c_attn
+    let [q, k, v] = this.c_attn
       .forward(x)
       .split(C, 2)
       .map((t) => t.view(B, T, nh, C / nh).transpose(1, 2)); // (B, nh, T, hs)
-    const p = this.training ? this.cfg.attn_pdrop : 0;
-    const y = mask
-      ? scaledDotProductAttention(q, k, v, { mask, dropoutP: p })
-      : scaledDotProductAttention(q, k, v, { isCausal: true, dropoutP: p }); // (B, nh, T, hs)
+    if (past) {
+      k = cat([past.k, k], 2); // (B, nh, S, hs)
+      v = cat([past.v, v], 2);
+    }
+    const y = scaledDotProductAttention(q, k, v, {
+      mask: mask.mask,
+      isCausal: mask.isCausal,
+      dropoutP: this.training ? this.cfg.attn_pdrop : 0,
+    }); // (B, nh, T, hs)
     const merged = y.transpose(1, 2).contiguous().view(B, T, C);
-    return dropout(this.c_proj.forward(merged), this.cfg.resid_pdrop, this.training);
+    const out = dropout(this.c_proj.forward(merged), this.cfg.resid_pdrop, this.training);
+    return { out, cache: { k, v } };
   }
 }
 
 class GPT2MLP extends Module {
   c_fc: Conv1D;
   c_proj: Conv1D;
-  constructor(private cfg: GPT2Config, g: Generator) {
+  constructor(
+    private cfg: GPT2Config,
+    g: Generator,
+  ) {
     super();
     const inner = cfg.n_inner ?? 4 * cfg.n_embd;
     this.c_fc = new Conv1D(cfg.n_embd, inner, cfg.initializer_range, g);
-    this.c_proj = new Conv1D(inner, cfg.n_embd, cfg.initializer_range / Math.sqrt(2 * cfg.n_layer), g);
+    this.c_proj = new Conv1D(
+      inner,
+      cfg.n_embd,
+      cfg.initializer_range / Math.sqrt(2 * cfg.n_layer),
+      g,
+    );
   }
   forward(x: Tensor): Tensor {
     const h = activation(this.cfg.activation_function, this.c_fc.forward(x));
@@ -132,9 +179,14 @@ class GPT2Block extends Module {
     this.ln_2 = new LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon);
     this.mlp = new GPT2MLP(cfg, g);
   }
-  forward(x: Tensor, mask: Tensor | null): Tensor {
-    x = x.add(this.attn.forward(this.ln_1.forward(x), mask));
-    return x.add(this.mlp.forward(this.ln_2.forward(x)));
+  forward(
+    x: Tensor,
+    mask: AttentionMask,
+    past: LayerCache | null,
+  ): { out: Tensor; cache: LayerCache } {
+    const a = this.attn.forward(this.ln_1.forward(x), mask, past);
+    x = x.add(a.out);
+    return { out: x.add(this.mlp.forward(this.ln_2.forward(x))), cache: a.cache };
   }
 }
 
@@ -143,23 +195,43 @@ class GPT2Model extends Module {
   wpe: Embedding;
   h: GPT2Block[];
   ln_f: LayerNorm;
-  constructor(private cfg: GPT2Config, g: Generator) {
+  constructor(
+    private cfg: GPT2Config,
+    g: Generator,
+  ) {
     super();
-    this.wte = new Embedding(cfg.vocab_size, cfg.n_embd, { std: cfg.initializer_range, generator: g });
-    this.wpe = new Embedding(cfg.n_positions, cfg.n_embd, { std: cfg.initializer_range, generator: g });
+    this.wte = new Embedding(cfg.vocab_size, cfg.n_embd, {
+      std: cfg.initializer_range,
+      generator: g,
+    });
+    this.wpe = new Embedding(cfg.n_positions, cfg.n_embd, {
+      std: cfg.initializer_range,
+      generator: g,
+    });
     this.h = Array.from({ length: cfg.n_layer }, () => new GPT2Block(cfg, g));
     this.ln_f = new LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon);
   }
-  forward(ids: Tensor, positions: Tensor, mask: Tensor | null): Tensor {
+  forward(
+    ids: Tensor,
+    positions: Tensor,
+    mask: AttentionMask,
+    cache: LayerCache[] | null,
+  ): { hidden: Tensor; cache: LayerCache[] } {
     let x = this.wte.forward(ids).add(this.wpe.forward(positions)); // (B, T, C)
     x = dropout(x, this.cfg.embd_pdrop, this.training);
-    for (const block of this.h) x = block.forward(x, mask);
-    return this.ln_f.forward(x);
+    const next: LayerCache[] = [];
+    this.h.forEach((block, i) => {
+      const r = block.forward(x, mask, cache?.[i] ?? null);
+      x = r.out;
+      next.push(r.cache);
+    });
+    return { hidden: this.ln_f.forward(x), cache: next };
   }
 }
 
 /** GPT2LMHeadModel: the transformer plus the tied LM head. */
-export class GPT2LMHeadModel extends Module {
+export class GPT2LMHeadModel extends Module implements CausalLM {
+  readonly kind = "causal";
   transformer: GPT2Model;
   constructor(
     readonly config: GPT2Config,
@@ -170,11 +242,27 @@ export class GPT2LMHeadModel extends Module {
     this.transformer = new GPT2Model(config, g);
   }
 
-  /** Logits (B, T, vocab) for input ids (B, T), causal attention. */
-  forward(inputIds: Tensor): Tensor {
+  forward(inputs: CausalLMInputs): CausalLMOutput {
+    const { inputIds, attentionMask = null, cache = null } = inputs;
     const T = inputIds.size(1);
-    const positions = arange(T).unsqueeze(0); // (1, T)
-    const h = this.transformer.forward(inputIds, positions, null);
-    return h.matmul(this.transformer.wte.weight.t()); // tied head: (B, T, vocab)
+    const past = pastLength(cache);
+    if (past + T > this.config.n_positions)
+      throw new RangeError(
+        `gpt2: ${past + T} positions exceed n_positions ${this.config.n_positions} (the learned position table)`,
+      );
+    const positions = inputs.positionIds ?? positionIds(attentionMask, T, past, inputIds.device);
+    const mask = attentionMask4d({ attentionMask, queryLength: T, past, device: inputIds.device });
+    const { hidden, cache: next } = this.transformer.forward(inputIds, positions, mask, cache);
+    const logits = linear(hidden, this.transformer.wte.weight); // tied head: (B, T, vocab)
+    const out = logits.dtype === "float32" ? logits : logits.float();
+    return inputs.useCache ? { logits: out, cache: next } : { logits: out };
   }
 }
+
+export const gpt2Family = {
+  modelTypes: ["gpt2"],
+  parseConfig: parseGpt2Config,
+  create: (config, o) => new GPT2LMHeadModel(config as GPT2Config, o),
+  tiedWeights: () => [["lm_head.weight", "transformer.wte.weight"]],
+  loraTargets: ["c_attn"],
+} satisfies ModelFamily;

@@ -1,0 +1,248 @@
+/**
+ * `lethe logits` and `lethe generate`: run a Hugging Face model directory on inputs from a
+ * safetensors file (or a prompt) so its outputs can be checked against transformers'.
+ *
+ *   lethe logits --model DIR --inputs IN.safetensors --out OUT.safetensors
+ *     IN: int64 input_ids [B,T], optional attention_mask [B,T], decoder_input_ids [B,T'] for
+ *     encoder-decoder models; other tensors are ignored. OUT: float32 logits [B,T,V]
+ *     (T' for encoder-decoder models), as `model(**inputs).logits`.
+ *   lethe generate --model DIR (--prompt TEXT | --inputs IN.safetensors) --max-new-tokens N
+ *                  [--sample --temperature T --top-p P --seed S] [--out OUT.json]
+ *     IN: input_ids (left-padded for decoder-only models, the encoder input otherwise) and
+ *     attention_mask. OUT: {"sequences": [[new token ids…], …]}, as transformers'
+ *     `generate(...)[:, prompt_length:]` with padding after EOS removed.
+ * Sampling settings not given come from generation_config.json, then transformers' defaults
+ * (temperature 1, top_k 50, top_p 1); stop tokens are its eos_token_id.
+ */
+import { writeFileSync } from "node:fs";
+import { parseArgs } from "node:util";
+import { loadTensors, saveTensors } from "../io/checkpoint.js";
+import { loadPretrained, type Pretrained } from "../io/pretrained.js";
+import { generate } from "../models/generate.js";
+import { noGrad, tensor, tidy, type Tensor } from "../tensor/index.js";
+
+type Options = NonNullable<Parameters<typeof parseArgs>[0]>["options"] & {};
+
+/** parseArgs with strict flags; an unknown flag gets "Did you mean …". */
+function parseFlags<O extends Options>(argv: string[], options: O, usage: string) {
+  try {
+    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
+  } catch (e) {
+    const m = /Unknown option '(--?[\w-]+)'/.exec((e as Error).message);
+    const known = Object.keys(options).map((k) => `--${k}`);
+    const close = m ? known.find((k) => distance(k, m[1]) <= 2) : undefined;
+    const hint = close ? ` Did you mean ${close}?` : "";
+    throw new Error(`${(e as Error).message}.${hint}\nusage: ${usage}`);
+  }
+}
+
+function distance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++)
+      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = row;
+  }
+  return prev[b.length];
+}
+
+function required(values: Record<string, unknown>, name: string, usage: string): string {
+  const v = values[name];
+  if (typeof v !== "string") throw new Error(`--${name} is required\nusage: ${usage}`);
+  return v;
+}
+
+function number(
+  values: Record<string, unknown>,
+  name: string,
+  o: { integer?: boolean } = {},
+): number | undefined {
+  const v = values[name];
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v === "" || !Number.isFinite(n) || (o.integer && !Number.isInteger(n)))
+    throw new Error(`--${name} must be ${o.integer ? "an integer" : "a number"}, got "${v}"`);
+  return n;
+}
+
+/** input_ids, attention_mask and (encoder-decoder) decoder_input_ids of an inputs file, checked. */
+function readInputs(
+  file: string,
+  m: Pretrained,
+  names: string[],
+  device: string,
+): Map<string, Tensor> {
+  const out = loadTensors(file, { device });
+  for (const [k, t] of out)
+    if (!names.includes(k)) {
+      t.dispose(); // other tensors in the file are ignored
+      out.delete(k);
+    }
+  const ids = out.get("input_ids");
+  if (!ids) throw new Error(`${file}: no tensor "input_ids" (int64 [batch, length])`);
+  const [B, T] = ids.shape;
+  const V = m.config.vocab_size;
+  for (const k of names.filter((n) => out.has(n))) {
+    const t = out.get(k)!;
+    const isMask = k === "attention_mask";
+    if (t.ndim !== 2 || t.size(0) !== B || (isMask && t.size(1) !== T))
+      throw new Error(
+        `${file}: tensor "${k}" has shape [${t.shape}]; expected [${B}, ${isMask ? T : "length"}]`,
+      );
+    if (isMask ? !["int64", "int32", "bool"].includes(t.dtype) : t.dtype !== "int64")
+      throw new Error(`${file}: tensor "${k}" has dtype ${t.dtype}; expected int64`);
+    if (isMask)
+      out.set(
+        k,
+        tidy(() => t.long()),
+      );
+    else {
+      const [lo, hi] = tidy(() => [t.min().item(), t.max().item()]);
+      if (lo < 0 || hi >= V)
+        throw new Error(
+          `${file}: tensor "${k}" has token ids in [${lo}, ${hi}], outside the vocabulary [0, ${V})`,
+        );
+    }
+  }
+  return out;
+}
+
+const LOGITS_USAGE =
+  "lethe logits --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu]";
+
+/** `lethe logits`: float32 logits of the inputs file, written to a safetensors file. */
+export async function logitsCommand(argv: string[]): Promise<number> {
+  const values = parseFlags(
+    argv,
+    {
+      model: { type: "string" },
+      inputs: { type: "string" },
+      out: { type: "string" },
+      device: { type: "string", default: "cpu" },
+    },
+    LOGITS_USAGE,
+  );
+  const [modelDir, inputsFile, outFile] = ["model", "inputs", "out"].map((k) =>
+    required(values, k, LOGITS_USAGE),
+  );
+  const device = values.device as string;
+  const m = await loadPretrained(modelDir, { device });
+  try {
+    const seq2seq = m.model.kind === "seq2seq";
+    const inputs = readInputs(
+      inputsFile,
+      m,
+      ["input_ids", "attention_mask", "decoder_input_ids"],
+      device,
+    );
+    if (seq2seq && !inputs.has("decoder_input_ids"))
+      throw new Error(
+        `${inputsFile}: no tensor "decoder_input_ids", which ${m.config.model_type} needs`,
+      );
+    const inputIds = inputs.get("input_ids")!;
+    const attentionMask = inputs.get("attention_mask") ?? null;
+    const logits = noGrad(() =>
+      m.model.kind === "causal"
+        ? m.model.forward({ inputIds, attentionMask }).logits
+        : m.model.forward({
+            inputIds,
+            attentionMask,
+            decoderInputIds: inputs.get("decoder_input_ids")!,
+          }).logits,
+    );
+    saveTensors(outFile, new Map([["logits", logits]]));
+    for (const [k, t] of inputs) console.log(`${k}: [${t.shape.join(", ")}] ${t.dtype}`);
+    console.log(`logits: [${logits.shape.join(", ")}] ${logits.dtype} -> ${outFile}`);
+    return 0;
+  } finally {
+    m.model.dispose();
+  }
+}
+
+const GENERATE_USAGE =
+  "lethe generate --model DIR (--prompt TEXT | --inputs IN.safetensors) --max-new-tokens N " +
+  "[--sample --temperature T --top-p P --seed S] [--out OUT.json] [--device cpu]";
+
+/** `lethe generate`: greedy or sampled continuation of a prompt or of an inputs file's rows. */
+export async function generateCommand(argv: string[]): Promise<number> {
+  const values = parseFlags(
+    argv,
+    {
+      model: { type: "string" },
+      prompt: { type: "string" },
+      inputs: { type: "string" },
+      "max-new-tokens": { type: "string" },
+      sample: { type: "boolean", default: false },
+      temperature: { type: "string" },
+      "top-p": { type: "string" },
+      seed: { type: "string" },
+      out: { type: "string" },
+      device: { type: "string", default: "cpu" },
+    },
+    GENERATE_USAGE,
+  );
+  const modelDir = required(values, "model", GENERATE_USAGE);
+  const maxNewTokens = number(values, "max-new-tokens", { integer: true });
+  if (maxNewTokens === undefined)
+    throw new Error(`--max-new-tokens is required\nusage: ${GENERATE_USAGE}`);
+  if ((values.prompt === undefined) === (values.inputs === undefined))
+    throw new Error(`give exactly one of --prompt and --inputs\nusage: ${GENERATE_USAGE}`);
+  const sample = values.sample === true;
+  for (const k of ["temperature", "top-p", "seed"])
+    if (values[k as keyof typeof values] !== undefined && !sample)
+      throw new Error(`--${k} needs --sample`);
+  const device = values.device as string;
+  const m = await loadPretrained(modelDir, { device });
+  try {
+    const gen = m.generationConfig;
+    const tokenizer = m.tokenizer;
+    let inputIds: Tensor;
+    let attentionMask: Tensor | null = null;
+    if (values.prompt !== undefined) {
+      if (!tokenizer)
+        throw new Error(
+          `${m.dir}: no tokenizer files, so --prompt cannot be encoded; use --inputs`,
+        );
+      inputIds = tensor([tokenizer.encode(values.prompt as string)], { dtype: "int64", device });
+    } else {
+      const inputs = readInputs(
+        values.inputs as string,
+        m,
+        ["input_ids", "attention_mask"],
+        device,
+      );
+      inputIds = inputs.get("input_ids")!;
+      attentionMask = inputs.get("attention_mask") ?? null;
+    }
+    const eos = gen.eos_token_id ?? m.config.eos_token_id;
+    const eosTokenId =
+      typeof eos === "number" || Array.isArray(eos) ? (eos as number | number[]) : null;
+    const pad = gen.pad_token_id ?? tokenizer?.padTokenId;
+    const fromGen = (k: string): number | undefined =>
+      typeof gen[k] === "number" ? (gen[k] as number) : undefined;
+    const sequences = generate(m.model, {
+      inputIds,
+      attentionMask,
+      maxNewTokens,
+      eosTokenId,
+      padTokenId: typeof pad === "number" ? pad : null,
+      doSample: sample,
+      temperature: number(values, "temperature") ?? fromGen("temperature"),
+      topK: fromGen("top_k"),
+      topP: number(values, "top-p") ?? fromGen("top_p"),
+      seed: number(values, "seed", { integer: true }),
+    });
+    if (values.out !== undefined)
+      writeFileSync(values.out as string, JSON.stringify({ sequences }) + "\n");
+    for (const row of sequences)
+      console.log(
+        tokenizer
+          ? JSON.stringify(tokenizer.decode(row, { skipSpecialTokens: true }))
+          : JSON.stringify(row),
+      );
+    return 0;
+  } finally {
+    m.model.dispose();
+  }
+}

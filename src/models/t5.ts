@@ -1,0 +1,643 @@
+/**
+ * T5 (Raffel et al. 2020, "Exploring the Limits of Transfer Learning with a Unified Text-to-Text
+ * Transformer", arXiv 1910.10683), T5 v1.1, mT5 (Xue et al. 2021, arXiv 2010.11934) and mT0
+ * (Muennighoff et al. 2023, arXiv 2211.01786; an mT5 checkpoint): an encoder-decoder with
+ * pre-RMSNorm blocks, no attention scaling (folded into the init), a learned relative position
+ * bias computed by the first block of each stack and shared by the others, cross-attention, and
+ * either a ReLU MLP with the LM head tied to the embedding (v1.0, rescaled by d_model^-0.5) or a
+ * gated-GELU MLP with an untied `lm_head` (v1.1, mT5, mT0).
+ * Reference: transformers/models/t5/modeling_t5.py (eager attention, `T5ForConditionalGeneration`,
+ * `_init_weights`, `_shift_right`) and configuration_t5.py / mt5/configuration_mt5.py (defaults,
+ * `feed_forward_proj` parsing). Parameter names are Hugging Face's
+ * (`encoder.block.0.layer.0.SelfAttention.q.weight`); `encoder.embed_tokens` and
+ * `decoder.embed_tokens` are the `shared` embedding itself, so their keys are aliases.
+ */
+import { Embedding, Linear, Module, RMSNorm } from "../nn/index.js";
+import {
+  arange,
+  cat,
+  dropout,
+  full,
+  Generator,
+  linear,
+  noGrad,
+  op,
+  where,
+  type DType,
+  type Tensor,
+} from "../tensor/index.js";
+import type {
+  LayerCache,
+  ModelFamily,
+  Seq2SeqInputs,
+  Seq2SeqLM,
+  Seq2SeqLMOutput,
+} from "./types.js";
+
+/** config.json fields of `model_type: "t5"` / `"mt5"`; defaults are T5Config's (t5-small). */
+export type T5Config = {
+  model_type: "t5" | "mt5";
+  vocab_size: number; // 32128 (T5 SentencePiece + 100 sentinels); mT5: 250112
+  d_model: number; // 512: model width
+  d_kv: number; // 64: width of one head (need not be d_model / num_heads)
+  d_ff: number; // 2048: MLP width; mT5: 1024
+  num_layers: number; // 6 encoder blocks; mT5: 8
+  num_decoder_layers: number; // null in config.json → num_layers
+  num_heads: number; // 8; mT5: 6
+  relative_attention_num_buckets: number; // 32 position buckets
+  relative_attention_max_distance: number; // 128: distances beyond share the last bucket
+  dropout_rate: number; // 0.1 on embeddings, residuals, MLP hidden and attention weights
+  layer_norm_epsilon: number; // 1e-6
+  initializer_factor: number; // 1.0: scales every init std (HF's testing knob)
+  feed_forward_proj: string; // "relu" (v1.0) | "gated-gelu" (v1.1, mT5) | "gated-silu" | "{act}"
+  tie_word_embeddings: boolean; // true: LM head = shared embedding, output × d_model^-0.5
+  decoder_start_token_id: number; // 0 in every T5 checkpoint: the pad token starts decoding
+  pad_token_id: number; // 0
+  eos_token_id: number; // 1: "</s>"
+};
+
+const T5_DEFAULTS: Omit<T5Config, "model_type" | "num_decoder_layers" | "decoder_start_token_id"> =
+  {
+    vocab_size: 32128,
+    d_model: 512,
+    d_kv: 64,
+    d_ff: 2048,
+    num_layers: 6,
+    num_heads: 8,
+    relative_attention_num_buckets: 32,
+    relative_attention_max_distance: 128,
+    dropout_rate: 0.1,
+    layer_norm_epsilon: 1e-6,
+    initializer_factor: 1.0,
+    feed_forward_proj: "relu",
+    tie_word_embeddings: true,
+    pad_token_id: 0,
+    eos_token_id: 1,
+  };
+
+/** MT5Config's defaults (mt5-small) where they differ from T5Config's. */
+const MT5_DEFAULTS: Partial<T5Config> = {
+  vocab_size: 250112,
+  d_ff: 1024,
+  num_layers: 8,
+  num_heads: 6,
+  feed_forward_proj: "gated-gelu",
+  tie_word_embeddings: false,
+};
+
+/** ACT2FN's activations that T5 checkpoints name in `feed_forward_proj`. */
+const activations = {
+  relu: (x: Tensor) => x.relu(),
+  gelu: (x: Tensor) => x.gelu("none"),
+  gelu_new: (x: Tensor) => x.gelu("tanh"),
+  gelu_pytorch_tanh: (x: Tensor) => x.gelu("tanh"),
+  silu: (x: Tensor) => x.silu(),
+  swish: (x: Tensor) => x.silu(),
+} satisfies Record<string, (x: Tensor) => Tensor>;
+type ActName = keyof typeof activations;
+
+/**
+ * `feed_forward_proj` as T5Config reads it: "{act}" or "gated-{act}"; "gated-gelu" means
+ * gelu_new (tanh approximation) for backward compatibility.
+ */
+function feedForward(proj: string, where: string): { gated: boolean; act: ActName } {
+  const parts = proj.split("-");
+  const gated = parts[0] === "gated";
+  if ((parts.length > 1 && !gated) || parts.length > 2)
+    throw new Error(
+      `${where}: field "feed_forward_proj" must be "{act}" or "gated-{act}" (e.g. "relu", "gated-gelu"), got "${proj}"`,
+    );
+  const act = proj === "gated-gelu" ? "gelu_new" : parts[parts.length - 1];
+  if (!Object.hasOwn(activations, act)) {
+    const known = Object.keys(activations);
+    const near = known.find((k) => k.startsWith(act.slice(0, 3)));
+    throw new Error(
+      `${where}: field "feed_forward_proj" names unknown activation "${act}"` +
+        (near ? `. Did you mean "${near}"?` : ` (known: ${known.join(", ")})`),
+    );
+  }
+  return { gated, act: act as ActName };
+}
+
+/** Fills T5Config / MT5Config defaults into a parsed config.json; throws naming a bad field. */
+export function parseT5Config(raw: Record<string, unknown>, source = "config.json"): T5Config {
+  const type = raw.model_type ?? "t5";
+  if (type !== "t5" && type !== "mt5")
+    throw new Error(
+      `${source}: field "model_type" must be "t5" or "mt5", got ${JSON.stringify(type)}`,
+    );
+  const defaults = { ...T5_DEFAULTS, ...(type === "mt5" ? MT5_DEFAULTS : {}) };
+  const get = <K extends keyof typeof defaults>(key: K): unknown => raw[key] ?? defaults[key];
+  const int = (key: string, v: unknown, min: number): number => {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < min)
+      throw new Error(
+        `${source}: field "${key}" must be an integer ≥ ${min}, got ${JSON.stringify(v)}`,
+      );
+    return v;
+  };
+  const num = (key: string, v: unknown, lo: number, hi: number): number => {
+    if (typeof v !== "number" || !(v >= lo && v <= hi))
+      throw new Error(
+        `${source}: field "${key}" must be a number in [${lo}, ${hi}], got ${JSON.stringify(v)}`,
+      );
+    return v;
+  };
+  const positive = ["vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads"] as const;
+  const sizes = Object.fromEntries(positive.map((k) => [k, int(k, get(k), 1)])) as Record<
+    (typeof positive)[number],
+    number
+  >;
+  const proj = get("feed_forward_proj");
+  if (typeof proj !== "string")
+    throw new Error(
+      `${source}: field "feed_forward_proj" must be a string, got ${JSON.stringify(proj)}`,
+    );
+  feedForward(proj, source);
+  const tie = get("tie_word_embeddings");
+  if (typeof tie !== "boolean")
+    throw new Error(
+      `${source}: field "tie_word_embeddings" must be a boolean, got ${JSON.stringify(tie)}`,
+    );
+  const buckets = int("relative_attention_num_buckets", get("relative_attention_num_buckets"), 4);
+  const maxDistance = int(
+    "relative_attention_max_distance",
+    get("relative_attention_max_distance"),
+    1,
+  );
+  const pad = int("pad_token_id", get("pad_token_id"), 0);
+  return {
+    model_type: type,
+    ...sizes,
+    num_decoder_layers: int("num_decoder_layers", raw.num_decoder_layers ?? sizes.num_layers, 1),
+    relative_attention_num_buckets: buckets,
+    relative_attention_max_distance: maxDistance,
+    dropout_rate: num("dropout_rate", get("dropout_rate"), 0, 1),
+    layer_norm_epsilon: num("layer_norm_epsilon", get("layer_norm_epsilon"), 0, 1),
+    initializer_factor: num("initializer_factor", get("initializer_factor"), 0, Infinity),
+    feed_forward_proj: proj,
+    tie_word_embeddings: tie,
+    decoder_start_token_id: int("decoder_start_token_id", raw.decoder_start_token_id ?? pad, 0),
+    pad_token_id: pad,
+    eos_token_id: int("eos_token_id", get("eos_token_id"), 0),
+  };
+}
+
+/**
+ * The bucket of each relative position (memory − query), HF's `_relative_position_bucket`:
+ * bidirectional splits the buckets between before and after; half of each side counts exact
+ * distances, the rest grow logarithmically up to `maxDistance`, beyond which all share the last.
+ * Unidirectional (decoder) maps every future position to bucket 0.
+ */
+export function relativePositionBucket(
+  relativePosition: Tensor,
+  bidirectional: boolean,
+  numBuckets: number,
+  maxDistance: number,
+): Tensor {
+  let n = numBuckets;
+  let rp = relativePosition;
+  let offset: Tensor | null = null;
+  if (bidirectional) {
+    n = Math.floor(n / 2);
+    offset = rp.gt(0).long().mul(n);
+    rp = rp.abs();
+  } else {
+    rp = rp.clamp(null, 0).neg(); // -min(rp, 0)
+  }
+  const maxExact = Math.floor(n / 2);
+  const isSmall = rp.lt(maxExact);
+  // log(0) = -inf for rp = 0 gives garbage here, but those positions take the exact branch.
+  const large = rp
+    .float()
+    .div(maxExact)
+    .log()
+    .div(Math.log(maxDistance / maxExact))
+    .mul(n - maxExact)
+    .long()
+    .add(maxExact)
+    .clamp(null, n - 1);
+  const bucket = where(isSmall, rp, large);
+  return offset ? bucket.add(offset) : bucket;
+}
+
+/** torch.finfo(dtype).min: the additive mask value HF uses (not -inf, so no row is all -inf). */
+const FINFO_MIN: Partial<Record<DType, number>> = {
+  float32: -3.4028234663852886e38,
+  float64: -1.7976931348623157e308,
+  float16: -65504,
+  bfloat16: -3.3895313892515355e38,
+};
+
+/** 0 where `allowed`, finfo.min elsewhere, in `dtype`. */
+function additiveMask(allowed: Tensor, dtype: DType): Tensor {
+  const min = FINFO_MIN[dtype];
+  if (min === undefined) throw new Error(`t5: no attention mask value for dtype ${dtype}`);
+  return allowed.logicalNot().to(dtype).mul(min);
+}
+
+/** T5Block's fp16 guard: clamps activations just inside the float16 range (below it if any are inf). */
+function clampFp16(h: Tensor): Tensor {
+  if (h.dtype !== "float16") return h;
+  const limit = op("aten::isinf", [h]).any().float().mul(-1000).add(65504);
+  return op("aten::clamp.Tensor", [h, limit.neg(), limit]);
+}
+
+/** nn.Linear without bias, re-initialised N(0, std²) as `_init_weights` does. */
+function normalLinear(inF: number, outF: number, std: number, g: Generator): Linear {
+  const l = new Linear(inF, outF, { bias: false, generator: g });
+  noGrad(() => l.weight.normal_(0, std, g));
+  return l;
+}
+
+/** T5LayerNorm: RMSNorm without mean or bias, in float32; weight = initializer_factor. */
+function t5LayerNorm(cfg: T5Config): RMSNorm {
+  const n = new RMSNorm(cfg.d_model, cfg.layer_norm_epsilon);
+  noGrad(() => n.weight.fill_(cfg.initializer_factor));
+  return n;
+}
+
+/** Multi-head attention without scaling; the first self-attention of a stack owns the bias table. */
+class T5Attention extends Module {
+  q: Linear;
+  k: Linear;
+  v: Linear;
+  o: Linear;
+  relative_attention_bias: Embedding | null = null;
+  private bidirectional: boolean;
+
+  constructor(
+    private cfg: T5Config,
+    g: Generator,
+    o: { hasRelativeBias: boolean; bidirectional: boolean },
+  ) {
+    super();
+    const f = cfg.initializer_factor;
+    const inner = cfg.num_heads * cfg.d_kv;
+    this.q = normalLinear(cfg.d_model, inner, f * (cfg.d_model * cfg.d_kv) ** -0.5, g);
+    this.k = normalLinear(cfg.d_model, inner, f * cfg.d_model ** -0.5, g);
+    this.v = normalLinear(cfg.d_model, inner, f * cfg.d_model ** -0.5, g);
+    this.o = normalLinear(inner, cfg.d_model, f * inner ** -0.5, g);
+    if (o.hasRelativeBias)
+      this.relative_attention_bias = new Embedding(
+        cfg.relative_attention_num_buckets,
+        cfg.num_heads,
+        {
+          std: f * cfg.d_model ** -0.5,
+          generator: g,
+        },
+      );
+    this.bidirectional = o.bidirectional;
+  }
+
+  /** (B, L, d_model) → (B, nh, L, d_kv) */
+  private heads(x: Tensor): Tensor {
+    return x.view(x.size(0), -1, this.cfg.num_heads, this.cfg.d_kv).transpose(1, 2);
+  }
+
+  /** Keys and values of `h` (B, S, d_model), each (B, nh, S, d_kv). */
+  keyValues(h: Tensor): LayerCache {
+    return { k: this.heads(this.k.forward(h)), v: this.heads(this.v.forward(h)) };
+  }
+
+  /** Relative position bias (1, nh, T, S) for queries at positions start..start+T-1 over keys 0..S-1. */
+  computeBias(start: number, T: number, S: number): Tensor {
+    const table = this.relative_attention_bias;
+    if (!table)
+      throw new Error("t5: computeBias called on an attention without relative_attention_bias");
+    const device = table.weight.device;
+    const context = arange(start, start + T, 1, { device }).unsqueeze(1); // (T, 1)
+    const memory = arange(S, undefined, 1, { device }).unsqueeze(0); // (1, S)
+    const bucket = relativePositionBucket(
+      memory.sub(context), // (T, S)
+      this.bidirectional,
+      this.cfg.relative_attention_num_buckets,
+      this.cfg.relative_attention_max_distance,
+    );
+    return table.forward(bucket).permute(2, 0, 1).unsqueeze(0); // (1, nh, T, S)
+  }
+
+  /** softmax(q kᵀ + bias) v, softmax in float32 as HF's eager path; bias already holds the mask. */
+  forward(x: Tensor, kv: LayerCache, bias: Tensor | null): Tensor {
+    const [B, T] = x.shape;
+    const q = this.heads(this.q.forward(x)); // (B, nh, T, d_kv)
+    let scores = q.matmul(kv.k.transpose(3, 2)); // (B, nh, T, S)
+    if (bias) scores = scores.add(bias);
+    let w = scores.float().softmax(-1).to(scores.dtype);
+    w = dropout(w, this.cfg.dropout_rate, this.training);
+    const y = w.matmul(kv.v).transpose(1, 2).contiguous().view(B, T, -1); // (B, T, nh·d_kv)
+    return this.o.forward(y);
+  }
+}
+
+class T5LayerSelfAttention extends Module {
+  SelfAttention: T5Attention;
+  layer_norm: RMSNorm;
+  constructor(
+    private cfg: T5Config,
+    g: Generator,
+    o: { hasRelativeBias: boolean; bidirectional: boolean },
+  ) {
+    super();
+    this.SelfAttention = new T5Attention(cfg, g, o);
+    this.layer_norm = t5LayerNorm(cfg);
+  }
+  /** Returns the new hidden states and this layer's keys/values including `past`. */
+  forward(h: Tensor, bias: Tensor, past: LayerCache | null): { h: Tensor; kv: LayerCache } {
+    const normed = this.layer_norm.forward(h);
+    let kv = this.SelfAttention.keyValues(normed);
+    if (past) kv = { k: cat([past.k, kv.k], 2), v: cat([past.v, kv.v], 2) }; // (B, nh, P+T, d_kv)
+    const y = this.SelfAttention.forward(normed, kv, bias);
+    return { h: h.add(dropout(y, this.cfg.dropout_rate, this.training)), kv };
+  }
+}
+
+class T5LayerCrossAttention extends Module {
+  EncDecAttention: T5Attention;
+  layer_norm: RMSNorm;
+  constructor(
+    private cfg: T5Config,
+    g: Generator,
+  ) {
+    super();
+    this.EncDecAttention = new T5Attention(cfg, g, { hasRelativeBias: false, bidirectional: true });
+    this.layer_norm = t5LayerNorm(cfg);
+  }
+  /** `kv`: the encoder output's keys/values for this layer (computed once per input). */
+  forward(h: Tensor, kv: LayerCache, bias: Tensor | null): Tensor {
+    const y = this.EncDecAttention.forward(this.layer_norm.forward(h), kv, bias);
+    return h.add(dropout(y, this.cfg.dropout_rate, this.training));
+  }
+}
+
+/** v1.0 MLP: wo(act(wi x)). */
+class T5DenseActDense extends Module {
+  wi: Linear;
+  wo: Linear;
+  constructor(
+    private cfg: T5Config,
+    private act: ActName,
+    g: Generator,
+  ) {
+    super();
+    const f = cfg.initializer_factor;
+    this.wi = normalLinear(cfg.d_model, cfg.d_ff, f * cfg.d_model ** -0.5, g);
+    this.wo = normalLinear(cfg.d_ff, cfg.d_model, f * cfg.d_ff ** -0.5, g);
+  }
+  forward(x: Tensor): Tensor {
+    const h = activations[this.act](this.wi.forward(x));
+    return this.wo.forward(
+      dropout(h, this.cfg.dropout_rate, this.training).to(this.wo.weight.dtype),
+    );
+  }
+}
+
+/** v1.1 / mT5 MLP: wo(act(wi_0 x) · wi_1 x). */
+class T5DenseGatedActDense extends Module {
+  wi_0: Linear;
+  wi_1: Linear;
+  wo: Linear;
+  constructor(
+    private cfg: T5Config,
+    private act: ActName,
+    g: Generator,
+  ) {
+    super();
+    const f = cfg.initializer_factor;
+    this.wi_0 = normalLinear(cfg.d_model, cfg.d_ff, f * cfg.d_model ** -0.5, g);
+    this.wi_1 = normalLinear(cfg.d_model, cfg.d_ff, f * cfg.d_model ** -0.5, g);
+    this.wo = normalLinear(cfg.d_ff, cfg.d_model, f * cfg.d_ff ** -0.5, g);
+  }
+  forward(x: Tensor): Tensor {
+    const h = activations[this.act](this.wi_0.forward(x)).mul(this.wi_1.forward(x));
+    return this.wo.forward(
+      dropout(h, this.cfg.dropout_rate, this.training).to(this.wo.weight.dtype),
+    );
+  }
+}
+
+class T5LayerFF extends Module {
+  DenseReluDense: T5DenseActDense | T5DenseGatedActDense;
+  layer_norm: RMSNorm;
+  constructor(
+    private cfg: T5Config,
+    g: Generator,
+  ) {
+    super();
+    const { gated, act } = feedForward(cfg.feed_forward_proj, "t5");
+    this.DenseReluDense = gated
+      ? new T5DenseGatedActDense(cfg, act, g)
+      : new T5DenseActDense(cfg, act, g);
+    this.layer_norm = t5LayerNorm(cfg);
+  }
+  forward(h: Tensor): Tensor {
+    const y = this.DenseReluDense.forward(this.layer_norm.forward(h));
+    return h.add(dropout(y, this.cfg.dropout_rate, this.training));
+  }
+}
+
+/** What the decoder attends to across: per-layer keys/values of the encoder output and its mask. */
+interface CrossInputs {
+  kv: LayerCache[];
+  bias: Tensor | null;
+}
+
+/** Encoder block: [self-attention, MLP]; decoder block: [self-attention, cross-attention, MLP]. */
+class T5Block extends Module {
+  layer:
+    [T5LayerSelfAttention, T5LayerFF] | [T5LayerSelfAttention, T5LayerCrossAttention, T5LayerFF];
+  constructor(cfg: T5Config, g: Generator, o: { isDecoder: boolean; hasRelativeBias: boolean }) {
+    super();
+    const bidirectional = !o.isDecoder;
+    const self = new T5LayerSelfAttention(cfg, g, {
+      hasRelativeBias: o.hasRelativeBias,
+      bidirectional,
+    });
+    this.layer = o.isDecoder
+      ? [self, new T5LayerCrossAttention(cfg, g), new T5LayerFF(cfg, g)]
+      : [self, new T5LayerFF(cfg, g)];
+  }
+  get selfAttention(): T5LayerSelfAttention {
+    return this.layer[0];
+  }
+  forward(
+    h: Tensor,
+    selfBias: Tensor,
+    past: LayerCache | null,
+    cross: { kv: LayerCache; bias: Tensor | null } | null,
+  ): { h: Tensor; kv: LayerCache } {
+    const layer = this.layer;
+    const self = layer[0].forward(h, selfBias, past);
+    h = clampFp16(self.h);
+    if (layer.length === 3) {
+      if (!cross) throw new Error("t5: a decoder block needs the encoder output");
+      h = clampFp16(layer[1].forward(h, cross.kv, cross.bias));
+    }
+    h = clampFp16((layer.length === 3 ? layer[2] : layer[1]).forward(h));
+    return { h, kv: self.kv };
+  }
+}
+
+/** T5Stack: embeddings (the shared table), the blocks, the final norm. */
+class T5Stack extends Module {
+  embed_tokens: Embedding;
+  block: T5Block[];
+  final_layer_norm: RMSNorm;
+  constructor(
+    private cfg: T5Config,
+    shared: Embedding,
+    g: Generator,
+    private isDecoder: boolean,
+  ) {
+    super();
+    this.embed_tokens = shared;
+    const n = isDecoder ? cfg.num_decoder_layers : cfg.num_layers;
+    this.block = Array.from(
+      { length: n },
+      (_, i) => new T5Block(cfg, g, { isDecoder, hasRelativeBias: i === 0 }),
+    );
+    this.final_layer_norm = t5LayerNorm(cfg);
+  }
+
+  /**
+   * Runs the stack over `inputIds` (B, T). `mask` (B, P+T) marks real tokens (1) and padding (0);
+   * the decoder is also causal, with `past` holding P earlier positions per layer.
+   */
+  forward(
+    inputIds: Tensor,
+    o: { mask: Tensor | null; past: LayerCache[] | null; cross: CrossInputs | null },
+  ): { hidden: Tensor; cache: LayerCache[] } {
+    const T = inputIds.size(1);
+    const P = o.past ? o.past[0].k.size(2) : 0;
+    let h = this.embed_tokens.forward(inputIds); // (B, T, d_model)
+    // Relative bias from the first block, plus the mask, shared by every block: (B, nh, T, P+T).
+    let bias = this.selfAttentionBias(P, T);
+    let allowed: Tensor | null = null;
+    if (this.isDecoder)
+      allowed = arange(P + T, undefined, 1, { device: h.device })
+        .unsqueeze(0)
+        .le(arange(P, P + T, 1, { device: h.device }).unsqueeze(1)) // (T, P+T) causal
+        .unsqueeze(0); // (1, T, P+T)
+    if (o.mask) {
+      const pad = o.mask.ne(0).unsqueeze(1); // (B, 1, P+T)
+      allowed = allowed ? allowed.logicalAnd(pad) : pad;
+    }
+    if (allowed) bias = bias.add(additiveMask(allowed, h.dtype).unsqueeze(1));
+    h = dropout(h, this.cfg.dropout_rate, this.training);
+    const cache: LayerCache[] = [];
+    this.block.forEach((block, i) => {
+      const cross = o.cross ? { kv: o.cross.kv[i], bias: o.cross.bias } : null;
+      const out = block.forward(h, bias, o.past?.[i] ?? null, cross);
+      h = out.h;
+      cache.push(out.kv);
+    });
+    h = this.final_layer_norm.forward(h);
+    return { hidden: dropout(h, this.cfg.dropout_rate, this.training), cache };
+  }
+
+  private selfAttentionBias(P: number, T: number): Tensor {
+    return this.block[0].selfAttention.SelfAttention.computeBias(P, T, P + T);
+  }
+
+  /** Each decoder block's cross-attention keys/values of the encoder output. */
+  crossKeyValues(encoderHidden: Tensor): LayerCache[] {
+    return this.block.map((b) => {
+      const cross = b.layer[1];
+      if (!(cross instanceof T5LayerCrossAttention))
+        throw new Error("t5: the encoder has no cross-attention");
+      return cross.EncDecAttention.keyValues(encoderHidden);
+    });
+  }
+}
+
+/** T5ForConditionalGeneration: shared embedding, encoder, decoder, LM head. */
+export class T5ForConditionalGeneration extends Module implements Seq2SeqLM {
+  readonly kind = "seq2seq";
+  shared: Embedding;
+  encoder: T5Stack;
+  decoder: T5Stack;
+  /** Untied checkpoints only (v1.1, mT5, mT0); v1.0 projects with `shared.weight`. */
+  lm_head: Linear | null = null;
+
+  constructor(
+    readonly config: T5Config,
+    o: { seed?: number } = {},
+  ) {
+    super();
+    const g = new Generator(o.seed ?? 0);
+    const f = config.initializer_factor;
+    this.shared = new Embedding(config.vocab_size, config.d_model, { std: f, generator: g });
+    this.encoder = new T5Stack(config, this.shared, g, false);
+    this.decoder = new T5Stack(config, this.shared, g, true);
+    if (!config.tie_word_embeddings) {
+      this.lm_head = normalLinear(config.d_model, config.vocab_size, f, g);
+    }
+  }
+
+  /**
+   * Logits (B, T, vocab) float32 of the decoder inputs. The encoder runs unless `encoderHidden`
+   * is given; cross-attention keys/values are computed unless `crossCache` is given.
+   */
+  forward(inputs: Seq2SeqInputs): Seq2SeqLMOutput {
+    const encMask = inputs.attentionMask ?? null;
+    const dec = inputs.decoderInputIds;
+    const P = inputs.cache ? inputs.cache[0].k.size(2) : 0;
+    checkMask(encMask, inputs.inputIds.size(0), inputs.inputIds.size(1), "attentionMask");
+    const decMask = inputs.decoderAttentionMask ?? null;
+    checkMask(decMask, dec.size(0), P + dec.size(1), "decoderAttentionMask");
+    const encoderHidden =
+      inputs.encoderHidden ??
+      this.encoder.forward(inputs.inputIds, { mask: encMask, past: null, cross: null }).hidden;
+    const crossCache = inputs.crossCache ?? this.decoder.crossKeyValues(encoderHidden);
+    // The cross-attention bias is only the encoder padding mask (no relative positions): (B, 1, 1, S).
+    const crossBias = encMask
+      ? additiveMask(encMask.ne(0), encoderHidden.dtype).unsqueeze(1).unsqueeze(1)
+      : null;
+    const out = this.decoder.forward(dec, {
+      mask: decMask,
+      past: inputs.cache ?? null,
+      cross: { kv: crossCache, bias: crossBias },
+    });
+    let logits: Tensor;
+    if (this.lm_head) logits = this.lm_head.forward(out.hidden);
+    else logits = linear(out.hidden.mul(this.config.d_model ** -0.5), this.shared.weight); // tied: rescale
+    if (logits.dtype !== "float32") logits = logits.float();
+    return inputs.useCache
+      ? { logits, encoderHidden, cache: out.cache, crossCache }
+      : { logits, encoderHidden };
+  }
+
+  /** Decoder inputs for teacher forcing (HF `_shift_right`): start token, labels[:-1], -100 → pad. */
+  shiftRight(labels: Tensor): Tensor {
+    const start = full([labels.size(0), 1], this.config.decoder_start_token_id, {
+      dtype: "int64",
+      device: labels.device,
+    });
+    const shifted = cat([start, labels.slice(1, 0, -1)], 1); // (B, T)
+    return shifted.maskedFill(shifted.eq(-100), this.config.pad_token_id);
+  }
+}
+
+function checkMask(mask: Tensor | null, B: number, S: number, name: string): void {
+  if (!mask) return;
+  const [b, s] = mask.shape;
+  if (mask.ndim !== 2 || b !== B || s !== S)
+    throw new Error(`t5: ${name} has shape [${mask.shape}] but must be [${B}, ${S}]`);
+}
+
+/** T5, mT5 and mT0 checkpoints (`model_type` "t5" / "mt5"). */
+export const t5Family = {
+  modelTypes: ["t5", "mt5"],
+  parseConfig: (raw: Record<string, unknown>, source?: string) => parseT5Config(raw, source),
+  create: (config: Record<string, unknown>, o?: { seed?: number }) =>
+    new T5ForConditionalGeneration(parseT5Config(config), o),
+  /** Both stacks' `embed_tokens` are `shared`; so is `lm_head` when the head is tied. */
+  tiedWeights: (config: Record<string, unknown>): [string, string][] => [
+    ["encoder.embed_tokens.weight", "shared.weight"],
+    ["decoder.embed_tokens.weight", "shared.weight"],
+    ...(parseT5Config(config).tie_word_embeddings
+      ? [["lm_head.weight", "shared.weight"] as [string, string]]
+      : []),
+  ],
+  /** PEFT's default LoRA targets for T5 and mT5. */
+  loraTargets: ["q", "v"],
+} satisfies ModelFamily;

@@ -1,0 +1,70 @@
+/**
+ * The training progress line: stage, step/total, loss, learning rate, tokens/s and ETA, redrawn
+ * in place on a terminal and printed as plain lines (at most one per interval) otherwise, like
+ * tqdm's `file` not being a TTY. Reference: tqdm's default bar fields (n/total, rate, remaining).
+ */
+
+export interface ProgressEvent {
+  stage: string;
+  /** Optimizer steps completed. */
+  step: number;
+  totalSteps: number;
+  /** Mean token loss of the last step (regularisers included). */
+  loss: number;
+  lr: number;
+  /** Tokens fed to the model per second since this process started the stage. */
+  tokensPerSecond: number;
+  /** Seconds left at the current pace; null before the first step of this process. */
+  etaSeconds: number | null;
+}
+
+/** "1:02:03", "4:05": hours only when needed. */
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, "0");
+  return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
+}
+
+/** One line, e.g. `[alpaca] step 12/300 loss 1.9034 lr 2.00e-5 4,210 tok/s ETA 3:21`. */
+export function formatProgress(e: ProgressEvent): string {
+  const width = String(e.totalSteps).length;
+  const tps = Math.round(e.tokensPerSecond).toLocaleString("en-US");
+  const eta = e.etaSeconds === null ? "--:--" : formatDuration(e.etaSeconds);
+  return (
+    `[${e.stage}] step ${String(e.step).padStart(width)}/${e.totalSteps} ` +
+    `loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${tps} tok/s ETA ${eta}`
+  );
+}
+
+/** What a progress line is written to (process.stderr by default). */
+export interface ProgressStream {
+  isTTY?: boolean;
+  write(text: string): unknown;
+}
+
+/**
+ * A progress callback for `trainStage`. On a TTY the line is redrawn at most every
+ * `intervalMs` (default 100 ms); otherwise a plain line is printed at most every `intervalMs`
+ * (default 10 s). A stage's first and last lines are always shown.
+ */
+export function progressPrinter(
+  o: { stream?: ProgressStream; intervalMs?: number; now?: () => number } = {},
+): (e: ProgressEvent) => void {
+  const stream = o.stream ?? process.stderr;
+  const tty = stream.isTTY === true;
+  const interval = o.intervalMs ?? (tty ? 100 : 10_000);
+  const now = o.now ?? Date.now;
+  let last = -Infinity;
+  let stage: string | null = null;
+  return (e) => {
+    const t = now();
+    const final = e.step === e.totalSteps;
+    if (e.stage === stage && !final && t - last < interval) return;
+    stage = e.stage;
+    last = t;
+    const line = formatProgress(e);
+    stream.write(tty ? `\r${line}\x1b[K${final ? "\n" : ""}` : `${line}\n`);
+  };
+}

@@ -1,0 +1,495 @@
+/**
+ * Supervised fine-tuning of one stage: the one visible training loop, its configuration schema,
+ * and resumable checkpoints.
+ *
+ * References:
+ * - Loss as transformers ≥ 4.46 `Trainer` with gradient accumulation (`num_items_in_batch`,
+ *   `ForCausalLMLoss`): the step's loss is the sum of the token cross-entropies of all its
+ *   micro-batches divided by the number of label tokens in the whole step, so accumulating 2×4
+ *   rows gives the gradient of one batch of 8. Causal labels are shifted inside the loss.
+ * - Schedules, warmup (`warmup_ratio`, ceil) and AdamW as `transformers/optimization.py` and
+ *   `torch.optim.AdamW` (src/optim); weight decay on ≥ 2-D weights only (nanoGPT's rule, which
+ *   for these models is HF's "not bias, not a norm"); clipping as `clip_grad_norm_`.
+ * - Checkpoints as HF Trainer's `checkpoint-<step>/` folders (model.safetensors, optimizer state,
+ *   trainer_state.json), written to `ckpt-<step>.tmp/` and renamed, so a folder named
+ *   `ckpt-<step>` is always complete. A stage resumes from its latest one.
+ *
+ * Exact resume: nothing random carries state between steps. The epoch order comes from
+ * (seed, stage, epoch), and the default generator (dropout, LoRA dropout) is reseeded from
+ * (seed, stage, step, micro-batch) before each forward, so a resumed run repeats the
+ * uninterrupted one bit for bit on CPU.
+ */
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import { crossEntropy, manualSeed, noGrad, tidy, type Tensor } from "../tensor/index.js";
+import { flattenParameters, type FlatParameters } from "../nn/index.js";
+import { AdamW, clipGradNorm, lrFactor } from "../optim/index.js";
+import type { LanguageModel } from "../models/index.js";
+import { loadTensors, saveTensors } from "../io/checkpoint.js";
+import type { Tokenizer } from "../io/tokenizer.js";
+import {
+  type Batch,
+  collate,
+  epochOrder,
+  labelTokens,
+  pack,
+  rowTokens,
+  type SftFeatures,
+  type SftText,
+  tokenizeAll,
+  tokenizeSft,
+} from "./data.js";
+import type { PluginState, TrainContext, TrainPlugin, TuningKind } from "./plugin.js";
+import type { ProgressEvent } from "./progress.js";
+
+export const TrainConfigSchema = z.strictObject({
+  lr: z.number().positive().default(2e-5), // Stanford Alpaca's full fine-tuning rate
+  epochs: z.number().int().positive().default(3), // Alpaca: 3
+  steps: z.number().int().positive().nullable().default(null), // set: this many optimizer steps, epochs ignored (HF max_steps)
+  batchSize: z.number().int().positive().default(4), // rows per micro-batch
+  gradAccum: z.number().int().positive().default(8), // micro-batches per optimizer step
+  warmup: z.number().min(0).max(1).default(0.03), // share of steps with linear warmup (Alpaca's warmup_ratio)
+  schedule: z.enum(["constant", "linear", "cosine"]).default("cosine"), // Alpaca: cosine
+  clip: z.number().min(0).default(1), // max gradient L2 norm, 0 = off (HF max_grad_norm)
+  weightDecay: z.number().min(0).default(0), // AdamW decoupled decay (Alpaca: 0)
+  seed: z.number().int().min(0).default(42), // HF TrainingArguments' default
+  maxLength: z.number().int().min(2).default(512), // tokens per row (Alpaca model_max_length)
+  packing: z.boolean().default(false), // causal only: concatenate examples into full rows
+  checkpointEvery: z.number().int().min(0).default(500), // steps between checkpoints, 0 = stage end only (HF save_steps)
+});
+
+export type TrainConfig = z.output<typeof TrainConfigSchema>;
+export type TrainConfigInput = z.input<typeof TrainConfigSchema>;
+
+/** A config with defaults filled; an error names the field. */
+export function parseTrainConfig(raw: unknown, source = "train config"): TrainConfig {
+  const parsed = TrainConfigSchema.safeParse(raw ?? {});
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  if (issue.code === "unrecognized_keys")
+    throw new Error(
+      `${source}: unknown field "${issue.keys[0]}" (fields: ${Object.keys(TrainConfigSchema.shape).join(", ")})`,
+    );
+  throw new Error(`${source}: field "${issue.path.join(".")}": ${issue.message}`);
+}
+
+/** A non-finite loss or gradient norm; names the step and the checkpoint to go back to. */
+export class NonFiniteLossError extends Error {
+  constructor(
+    readonly stage: string,
+    readonly step: number,
+    readonly lastCheckpoint: string | null,
+    what: string,
+  ) {
+    super(
+      `stage "${stage}": ${what} at step ${step}; last good checkpoint: ` +
+        (lastCheckpoint ?? "none (no checkpoint written yet in this stage)"),
+    );
+    this.name = "NonFiniteLossError";
+  }
+}
+
+export interface TrainStageOptions {
+  /** Stage name: shown in progress, part of every seed and of the checkpoint fingerprint. */
+  stage: string;
+  model: LanguageModel;
+  /** "lora": the caller has applied LoRA, so only the adapters require grad. */
+  kind: TuningKind;
+  examples: readonly SftText[];
+  tokenizer: Tokenizer;
+  config: TrainConfigInput;
+  plugins?: readonly TrainPlugin[];
+  /** This stage's checkpoint folder (created); a stage resumes from the latest checkpoint in it. */
+  dir: string;
+  onProgress?: (e: ProgressEvent) => void;
+}
+
+export interface StageResult {
+  /** Optimizer steps of the stage. */
+  steps: number;
+  /** Mean token loss of every step (regularisers included), resumed steps too. */
+  losses: number[];
+  /** The stage-end checkpoint folder. */
+  checkpoint: string;
+  /** The checkpoint this call resumed from, if any. */
+  resumedFrom: string | null;
+}
+
+const STATE_FORMAT = "lethe-trainer-state";
+const STATE_VERSION = 1;
+const CKPT = /^ckpt-(\d+)$/;
+
+/** trainer_state.json. */
+interface TrainerState {
+  format: typeof STATE_FORMAT;
+  version: typeof STATE_VERSION;
+  stage: string;
+  kind: TuningKind;
+  step: number;
+  totalSteps: number;
+  /** sha256 of the config, stage, kind and every token row: resume only into the same run. */
+  fingerprint: string;
+  optimizerStep: number;
+  losses: number[];
+  plugins: Record<string, unknown>;
+}
+
+/** A 32-bit seed from its parts (FNV-1a over their JSON), so every draw has its own stream. */
+function seedOf(...parts: (string | number)[]): number {
+  let h = 0x811c9dc5;
+  for (const c of Buffer.from(JSON.stringify(parts), "utf8")) h = Math.imul(h ^ c, 0x01000193) >>> 0;
+  return h;
+}
+
+/**
+ * The summed token cross-entropy of a batch and the logits. Causal: logits at t predict labels
+ * at t+1. Seq2seq: decoder logits against the labels.
+ */
+export function tokenLossSum(model: LanguageModel, batch: Batch): { sum: Tensor; logits: Tensor } {
+  let logits: Tensor;
+  let labels: Tensor;
+  if (model.kind === "causal") {
+    logits = model.forward({ inputIds: batch.inputIds, attentionMask: batch.attentionMask }).logits;
+    labels = batch.labels.slice(1, 1); // (B, T-1)
+    const V = logits.size(-1);
+    const sum = crossEntropy(logits.slice(1, 0, -1).reshape(-1, V), labels.reshape(-1), { reduction: "sum" });
+    return { sum, logits };
+  }
+  if (batch.decoderInputIds === null) throw new Error("tokenLossSum: a seq2seq batch needs decoderInputIds");
+  logits = model.forward({
+    inputIds: batch.inputIds,
+    attentionMask: batch.attentionMask,
+    decoderInputIds: batch.decoderInputIds,
+  }).logits; // (B, L, V)
+  const V = logits.size(-1);
+  return { sum: crossEntropy(logits.reshape(-1, V), batch.labels.reshape(-1), { reduction: "sum" }), logits };
+}
+
+/** Which rows each step of a stage trains on: a pure function of (seed, stage, step). */
+class StagePlan {
+  readonly stepsPerEpoch: number;
+  readonly totalSteps: number;
+  private cached: { epoch: number; order: number[] } | null = null;
+  constructor(
+    private readonly lengths: number[],
+    private readonly cfg: TrainConfig,
+    private readonly stage: string,
+  ) {
+    this.stepsPerEpoch = Math.ceil(lengths.length / (cfg.batchSize * cfg.gradAccum));
+    this.totalSteps = cfg.steps ?? cfg.epochs * this.stepsPerEpoch;
+  }
+  /** Epoch and micro-batches (row indices) of 1-based `step`. */
+  step(step: number): { epoch: number; micro: number[][] } {
+    const epoch = Math.floor((step - 1) / this.stepsPerEpoch);
+    if (this.cached?.epoch !== epoch) {
+      const per = this.cfg.batchSize * this.cfg.gradAccum;
+      this.cached = { epoch, order: epochOrder(this.lengths, per, seedOf(this.cfg.seed, this.stage, "epoch", epoch)) };
+    }
+    const per = this.cfg.batchSize * this.cfg.gradAccum;
+    const k = (step - 1) % this.stepsPerEpoch;
+    const rows = this.cached.order.slice(k * per, (k + 1) * per);
+    const micro: number[][] = [];
+    for (let i = 0; i < rows.length; i += this.cfg.batchSize) micro.push(rows.slice(i, i + this.cfg.batchSize));
+    return { epoch, micro };
+  }
+}
+
+function fingerprint(o: TrainStageOptions, cfg: TrainConfig, rows: SftFeatures[]): string {
+  const h = createHash("sha256");
+  h.update(JSON.stringify({ stage: o.stage, kind: o.kind, cfg, rows: rows.length }));
+  for (const r of rows) h.update(Int32Array.from([r.inputIds.length, ...r.inputIds, ...r.labels]));
+  return h.digest("hex");
+}
+
+/** The latest complete checkpoint folder in `dir` (removing half-written `.tmp` ones), or null. */
+function latestCheckpoint(dir: string): string | null {
+  let best: { step: number; path: string } | null = null;
+  for (const name of readdirSync(dir)) {
+    if (name.startsWith("ckpt-") && name.endsWith(".tmp")) {
+      rmSync(join(dir, name), { recursive: true, force: true });
+      continue;
+    }
+    const m = CKPT.exec(name);
+    if (m && existsSync(join(dir, name, "trainer_state.json")) && (!best || Number(m[1]) > best.step))
+      best = { step: Number(m[1]), path: join(dir, name) };
+  }
+  return best?.path ?? null;
+}
+
+function readState(path: string): TrainerState {
+  const file = join(path, "trainer_state.json");
+  let s: TrainerState;
+  try {
+    s = JSON.parse(readFileSync(file, "utf8")) as TrainerState;
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
+  }
+  if (s?.format !== STATE_FORMAT || s.version !== STATE_VERSION)
+    throw new Error(`${file}: field "format"/"version": expected ${STATE_FORMAT} version ${STATE_VERSION}`);
+  return s;
+}
+
+function trainableParameters(model: LanguageModel): [string, Tensor][] {
+  return model.namedParameters().filter(([, p]) => p.requiresGrad);
+}
+
+/**
+ * Trains `model` in place on one stage's examples. If `dir` holds checkpoints of this same run
+ * (same config, stage, kind and data), continues from the latest one; a finished stage only
+ * loads its final weights. Leaves the model in eval mode.
+ */
+export function trainStage(o: TrainStageOptions): StageResult {
+  const cfg = parseTrainConfig(o.config, `stage "${o.stage}" train config`);
+  const { model, tokenizer, stage } = o;
+  const plugins = o.plugins ?? [];
+  const names = new Set<string>();
+  for (const p of plugins) {
+    if (!p.supports.includes(o.kind))
+      throw new Error(`plugin "${p.name}" does not support ${o.kind} fine-tuning (supports: ${p.supports.join(", ")})`);
+    if (names.has(p.name)) throw new Error(`plugin "${p.name}" is given twice`);
+    names.add(p.name);
+  }
+  const trainable = trainableParameters(model);
+  if (trainable.length === 0) throw new Error(`stage "${stage}": the model has no parameter that requires grad`);
+  if (o.kind === "lora" && trainable.length === model.namedParameters().length)
+    throw new Error(`stage "${stage}": kind is "lora" but no parameter is frozen; apply LoRA to the model first`);
+  const kind = model.kind;
+  if (cfg.packing && kind !== "causal") throw new Error(`stage "${stage}": packing needs a causal model`);
+
+  const tokenize = (ex: SftText) => tokenizeSft(tokenizer, ex, { kind, maxLength: cfg.maxLength });
+  const tokenized = tokenizeAll(tokenizer, o.examples, { kind, maxLength: cfg.maxLength });
+  const rows = cfg.packing ? pack(tokenized, cfg.maxLength) : tokenized;
+  if (rows.length === 0) throw new Error(`stage "${stage}": no examples`);
+  const plan = new StagePlan(
+    rows.map((r) => rowTokens(r, kind)),
+    cfg,
+    stage,
+  );
+  const total = plan.totalSteps;
+  const print = fingerprint(o, cfg, rows);
+  const device = trainable[0][1].device;
+  const padId = tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0;
+  const decoderStartId = model.kind === "seq2seq" ? model.config.decoder_start_token_id : undefined;
+
+  mkdirSync(o.dir, { recursive: true });
+  const resumeFrom = latestCheckpoint(o.dir);
+  const resumed = resumeFrom ? readState(resumeFrom) : null;
+  if (resumed && resumed.fingerprint !== print)
+    throw new Error(
+      `${join(resumeFrom!, "trainer_state.json")}: checkpoint of a different run (config, stage, kind or data differ); use an empty dir`,
+    );
+  if (resumed && resumed.step === total) {
+    loadWeights(resumeFrom!, trainable, device);
+    loadPluginStates(resumeFrom!, resumed, plugins);
+    model.eval();
+    return { steps: total, losses: resumed.losses, checkpoint: resumeFrom!, resumedFrom: resumeFrom };
+  }
+
+  const ndim = new Map(trainable.map(([n, p]) => [n, p.ndim]));
+  const flats = flattenParameters(model, (n) => (ndim.get(n)! >= 2 ? "decay" : "no_decay"));
+  const optimizer = new AdamW(
+    flats.map((f) => ({ params: f, weightDecay: f.name === "decay" ? cfg.weightDecay : 0 })),
+    { lr: cfg.lr },
+  );
+  const schedule = { name: cfg.schedule, warmupSteps: Math.ceil(cfg.warmup * total), totalSteps: total };
+  const ctx: TrainContext = {
+    stage,
+    kind: o.kind,
+    model,
+    optimizer,
+    config: cfg,
+    tokenize,
+    step: resumed?.step ?? 0,
+    totalSteps: total,
+    epoch: 0,
+    micro: 0,
+    microBatches: 0,
+  };
+  const losses = resumed ? resumed.losses.slice() : [];
+  let lastCheckpoint = resumeFrom;
+  const save = (step: number): string => {
+    lastCheckpoint = writeCheckpoint(o.dir, step, {
+      trainable,
+      optimizer: optimizer.stateDict(),
+      plugins,
+      state: {
+        format: STATE_FORMAT,
+        version: STATE_VERSION,
+        stage,
+        kind: o.kind,
+        step,
+        totalSteps: total,
+        fingerprint: print,
+        optimizerStep: optimizer.stepCount,
+        losses,
+        plugins: {},
+      },
+    });
+    return lastCheckpoint;
+  };
+
+  try {
+    model.train();
+    if (resumed) {
+      loadWeights(resumeFrom!, trainable, device);
+      loadOptimizer(resumeFrom!, resumed, optimizer, device);
+      loadPluginStates(resumeFrom!, resumed, plugins);
+    }
+    for (const p of plugins) p.stageStart?.(ctx);
+
+    const started = performance.now();
+    let tokensSeen = 0;
+    let stepsRun = 0;
+    for (let step = ctx.step + 1; step <= total; step++) {
+      const { epoch, micro } = plan.step(step);
+      Object.assign(ctx, { step, epoch, micro: 0, microBatches: micro.length });
+      const batches = micro.map((ix) => {
+        let b = ix.map((i) => rows[i]);
+        for (const p of plugins) b = p.batch?.(ctx, b) ?? b;
+        return b;
+      });
+      const tokens = batches.reduce((n, b) => n + b.reduce((m, r) => m + labelTokens(r, kind), 0), 0);
+      if (tokens === 0) throw new Error(`stage "${stage}": step ${step} has no response token to learn from`);
+      optimizer.lr = cfg.lr * lrFactor(schedule, step - 1);
+
+      let stepLoss = 0;
+      batches.forEach((b, m) => {
+        ctx.micro = m;
+        manualSeed(seedOf(cfg.seed, stage, "step", step, m));
+        stepLoss += tidy(() => {
+          const batch = collate(b, { kind, padId, decoderStartId, device });
+          const { sum, logits } = tokenLossSum(model, batch);
+          let loss = sum.div(tokens);
+          for (const p of plugins) loss = p.loss?.(ctx, loss, { batch, logits }) ?? loss;
+          const value = loss.item();
+          if (!Number.isFinite(value))
+            throw new NonFiniteLossError(stage, step, lastCheckpoint, `loss is ${value} (micro-batch ${m})`);
+          loss.backward();
+          return value;
+        });
+        tokensSeen += b.reduce((n, r) => n + rowTokens(r, kind), 0);
+      });
+      for (const p of plugins) p.afterBackward?.(ctx);
+      if (cfg.clip > 0) {
+        const norm = clipGradNorm(optimizer.grads(), cfg.clip);
+        if (!Number.isFinite(norm))
+          throw new NonFiniteLossError(stage, step, lastCheckpoint, `gradient norm is ${norm}`);
+      }
+      optimizer.step();
+      optimizer.zeroGrad();
+      losses.push(stepLoss);
+      for (const p of plugins) p.afterStep?.(ctx);
+      if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0 && step < total) save(step);
+
+      stepsRun++;
+      const elapsed = (performance.now() - started) / 1000;
+      o.onProgress?.({
+        stage,
+        step,
+        totalSteps: total,
+        loss: stepLoss,
+        lr: optimizer.lr,
+        tokensPerSecond: tokensSeen / Math.max(elapsed, 1e-9),
+        etaSeconds: (elapsed / stepsRun) * (total - step),
+      });
+    }
+    ctx.step = total;
+    for (const p of plugins) p.stageEnd?.(ctx);
+    const checkpoint = save(total);
+    return { steps: total, losses, checkpoint, resumedFrom: resumeFrom };
+  } finally {
+    model.eval();
+    releaseFlat(flats, trainable);
+    optimizer.dispose();
+  }
+}
+
+/** Drops the gradient buffers; parameters stay valid views of their (still referenced) storage. */
+function releaseFlat(flats: FlatParameters[], trainable: [string, Tensor][]): void {
+  for (const [, p] of trainable) p.grad = null;
+  for (const f of flats) {
+    f.data.dispose();
+    f.grad.dispose();
+  }
+}
+
+/** Writes `ckpt-<step>.tmp/` and renames it to `ckpt-<step>`; returns the final path. */
+function writeCheckpoint(
+  dir: string,
+  step: number,
+  c: {
+    trainable: [string, Tensor][];
+    optimizer: { step: number; lr: number; tensors: Map<string, Tensor> };
+    plugins: readonly TrainPlugin[];
+    state: TrainerState;
+  },
+): string {
+  const final = join(dir, `ckpt-${step}`);
+  const tmp = `${final}.tmp`;
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp);
+  saveTensors(join(tmp, "model.safetensors"), new Map(c.trainable), { format: "pt" });
+  saveTensors(join(tmp, "optimizer.safetensors"), c.optimizer.tensors);
+  const pluginTensors = new Map<string, Tensor>();
+  for (const p of c.plugins) {
+    const s = p.state?.();
+    if (!s) continue;
+    c.state.plugins[p.name] = s.meta ?? null;
+    for (const [k, t] of s.tensors) pluginTensors.set(`${p.name}/${k}`, t);
+  }
+  if (pluginTensors.size > 0) saveTensors(join(tmp, "plugins.safetensors"), pluginTensors);
+  writeFileSync(join(tmp, "trainer_state.json"), JSON.stringify(c.state, null, 1));
+  rmSync(final, { recursive: true, force: true });
+  renameSync(tmp, final);
+  return final;
+}
+
+function loadWeights(path: string, trainable: [string, Tensor][], device: string): void {
+  const file = join(path, "model.safetensors");
+  const saved = loadTensors(file, { device });
+  try {
+    const want = new Set(trainable.map(([n]) => n));
+    const extra = [...saved.keys()].filter((k) => !want.has(k));
+    const missing = [...want].filter((k) => !saved.has(k));
+    if (extra.length || missing.length)
+      throw new Error(
+        `${file}: tensors do not match the trainable parameters: missing [${missing.join(", ")}], unexpected [${extra.join(", ")}]`,
+      );
+    noGrad(() => {
+      for (const [n, p] of trainable) {
+        const t = saved.get(n)!;
+        if (t.shape.join(",") !== p.shape.join(","))
+          throw new Error(`${file}: tensor "${n}" has shape [${t.shape}] but the model's is [${p.shape}]`);
+        p.copy_(t);
+      }
+    });
+  } finally {
+    for (const t of saved.values()) t.dispose();
+  }
+}
+
+function loadOptimizer(path: string, s: TrainerState, optimizer: AdamW, device: string): void {
+  const tensors = loadTensors(join(path, "optimizer.safetensors"), { device });
+  try {
+    optimizer.loadStateDict({ step: s.optimizerStep, lr: optimizer.lr, tensors });
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+}
+
+/** Hands each plugin its saved state; the tensors become the plugin's to keep or dispose. */
+function loadPluginStates(path: string, s: TrainerState, plugins: readonly TrainPlugin[]): void {
+  const file = join(path, "plugins.safetensors");
+  const all = existsSync(file) ? loadTensors(file) : new Map<string, Tensor>();
+  for (const p of plugins) {
+    if (!p.loadState) continue;
+    if (!(p.name in s.plugins)) throw new Error(`${join(path, "trainer_state.json")}: no state for plugin "${p.name}"`);
+    const tensors = new Map<string, Tensor>();
+    for (const [k, t] of all) if (k.startsWith(`${p.name}/`)) tensors.set(k.slice(p.name.length + 1), t);
+    p.loadState({ tensors, meta: s.plugins[p.name] } satisfies PluginState);
+    for (const k of tensors.keys()) all.delete(`${p.name}/${k}`);
+  }
+  for (const t of all.values()) t.dispose();
+}

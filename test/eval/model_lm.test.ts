@@ -1,0 +1,339 @@
+/**
+ * Tests for src/eval/model_lm.ts against lm-eval v0.4.x HFLM semantics and src/eval/cache.ts:
+ * `_encode_pair` on hand-checkable cases, one log-likelihood recomputed by hand from the model's
+ * logits, the fast path (prefix reuse, batching) against the one-request oracle on a mixed batch,
+ * batch 1 == batch 32 through evaluate(), cache hits that never call the model,
+ * encoder-decoder scoring, rolling windows, and generate_until. Tiny random models, real
+ * tokenizers and benchmark data from shared/data (skipped with a reason when absent).
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { moduleFingerprint, ResultCache } from "../../src/eval/cache.js";
+import { evaluate } from "../../src/eval/evaluate.js";
+import type { LoglikelihoodRequest, LoglikelihoodResult } from "../../src/eval/lm.js";
+import { ModelLM, rollingWindows } from "../../src/eval/model_lm.js";
+import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.js";
+import { llamaFamily } from "../../src/models/llama.js";
+import { gpt2Family } from "../../src/models/gpt2.js";
+import { t5Family } from "../../src/models/t5.js";
+import type { LanguageModel } from "../../src/models/types.js";
+import { tensor, tidy } from "../../src/tensor/index.js";
+import { dataPath, skipReason } from "../helpers/data.js";
+
+const llamaDir = dataPath("tokenizers", "llama2");
+const gpt2Dir = dataPath("tokenizers", "gpt2");
+const t5Dir = dataPath("tokenizers", "t5-small");
+const bench = dataPath("benchmarks");
+
+function tinyLlama(seed = 3): LanguageModel {
+  const config = llamaFamily.parseConfig({
+    model_type: "llama",
+    vocab_size: 32000,
+    hidden_size: 32,
+    intermediate_size: 64,
+    num_hidden_layers: 2,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    max_position_embeddings: 64,
+    initializer_range: 0.3,
+  });
+  return llamaFamily.create(config, { seed });
+}
+
+function tinyGpt2(): LanguageModel {
+  const config = gpt2Family.parseConfig({
+    model_type: "gpt2",
+    n_positions: 48,
+    n_embd: 32,
+    n_layer: 2,
+    n_head: 4,
+    initializer_range: 0.3,
+  });
+  return gpt2Family.create(config, { seed: 5 });
+}
+
+function tinyT5(): LanguageModel {
+  const config = t5Family.parseConfig({
+    model_type: "t5",
+    vocab_size: 32128,
+    d_model: 32,
+    d_kv: 8,
+    d_ff: 48,
+    num_layers: 2,
+    num_heads: 4,
+    relative_attention_num_buckets: 8,
+    relative_attention_max_distance: 20,
+    dropout_rate: 0,
+    initializer_factor: 1,
+  });
+  return t5Family.create(config, { seed: 7 });
+}
+
+/** log p(token) = logit − logsumexp(logits), written out from the raw logits. */
+function handLogprob(logits: number[], token: number): number {
+  const max = Math.max(...logits);
+  const lse = max + Math.log(logits.reduce((a, x) => a + Math.exp(x - max), 0));
+  return logits[token] - lse;
+}
+
+/** Rows of logits (T, V) of one causal forward over `ids`. */
+function causalLogits(model: LanguageModel, ids: number[]): number[][] {
+  if (model.kind !== "causal") throw new Error("causal only");
+  return tidy(() => {
+    const out = model.forward({ inputIds: tensor([ids], { dtype: "int64" }) }).logits;
+    return out.select(0, 0).tolist() as number[][];
+  });
+}
+
+function assertSame(fast: LoglikelihoodResult[], oracle: LoglikelihoodResult[], what: string) {
+  assert.equal(fast.length, oracle.length);
+  const diff = Math.max(...fast.map((r, i) => Math.abs(r.logprob - oracle[i].logprob)));
+  console.log(
+    `# ${what}: max |fast - oracle| = ${diff.toExponential(2)} over ${fast.length} requests`,
+  );
+  assert.ok(diff <= 1e-5, `${what}: max diff ${diff}`);
+  assert.deepEqual(
+    fast.map((r) => r.isGreedy),
+    oracle.map((r) => r.isGreedy),
+  );
+}
+
+test("tokenization: trailing space moves to the continuation; empty context → prefix token", async (t) => {
+  if (!llamaDir || !gpt2Dir) return t.skip(skipReason("tokenizers", "llama2 | gpt2"));
+  const cases: [string, LanguageModel, number][] = [
+    [llamaDir, tinyLlama(), 1],
+    [gpt2Dir, tinyGpt2(), 50256],
+  ];
+  for (const [dir, model, prefix] of cases) {
+    const tok = await loadTokenizer(dir);
+    const lm = new ModelLM(model, tok);
+    const plain = (s: string) => tok.encode(s, { addSpecialTokens: false });
+    // "Answer: " + "B": the space travels with the continuation, so it is " B", not "B".
+    const r = lm.encodePair("Question: 2+2?\nAnswer: ", "B");
+    assert.deepEqual(r.context, plain("Question: 2+2?\nAnswer:"));
+    assert.deepEqual(r.continuation, plain("Question: 2+2?\nAnswer: B").slice(r.context.length));
+    assert.deepEqual([...r.context, ...r.continuation], plain("Question: 2+2?\nAnswer: B"));
+    // Several trailing spaces and a newline all move.
+    const s = lm.encodePair("The cat \n ", "sat");
+    assert.deepEqual(s.context, plain("The cat"));
+    assert.deepEqual([...s.context, ...s.continuation], plain("The cat \n sat"));
+    // No BOS in either part (lm-eval add_bos_token=False), BOS (LLaMA) or EOS (GPT-2) for "".
+    const e = lm.encodePair("", " hello");
+    assert.equal(lm.prefixTokenId, prefix);
+    assert.deepEqual(e, { context: [prefix], continuation: plain(" hello") });
+  }
+  const tok = await loadTokenizer(llamaDir);
+  assert.equal(tok.encode("Answer:", { addSpecialTokens: false }).includes(1), false);
+  const withBos = new ModelLM(tinyLlama(), tok, { addBosToken: true });
+  assert.equal(withBos.encodePair("Answer:", " B").context[0], 1);
+});
+
+test("loglikelihood equals log_softmax gathered from the model's logits, by hand", async (t) => {
+  if (!llamaDir) return t.skip(skipReason("tokenizers", "llama2"));
+  const tok = await loadTokenizer(llamaDir);
+  const model = tinyLlama();
+  const lm = new ModelLM(model, tok);
+  const { context, continuation } = lm.encodePair("The capital of France is", " Paris, of course");
+  assert.ok(continuation.length >= 3);
+  const [got] = await lm.loglikelihood([
+    { context: "The capital of France is", continuation: " Paris, of course" },
+  ]);
+  const rows = causalLogits(model, [...context, ...continuation.slice(0, -1)]);
+  let want = 0;
+  let greedy = true;
+  continuation.forEach((tokId, j) => {
+    const row = rows[context.length - 1 + j];
+    want += handLogprob(row, tokId);
+    greedy &&= row.indexOf(Math.max(...row)) === tokId;
+  });
+  console.log(`# hand ${want} lethe ${got.logprob}`);
+  assert.ok(Math.abs(got.logprob - want) < 1e-4, `${got.logprob} vs ${want}`);
+  assert.equal(got.isGreedy, greedy);
+  // A greedy continuation is recognised: take the argmax token after the context.
+  const next = rows[context.length - 1].indexOf(Math.max(...rows[context.length - 1]));
+  const [g] = lm.scoreTokens([{ context, continuation: [next] }]);
+  assert.equal(g.isGreedy, true);
+});
+
+/** Shared contexts, one- and many-token continuations, an empty context, contexts past max length. */
+function mixedRequests(): LoglikelihoodRequest[] {
+  const long = "Once upon a time there was a little robot who liked to count. ".repeat(6);
+  const reqs: LoglikelihoodRequest[] = [];
+  for (const ctx of ["Question: what is 2+2?\nAnswer:", "The sky is ", long, long + "And then"])
+    for (const cont of [" A", " four", " a number that is even and small", " blue\n"])
+      reqs.push({ context: ctx, continuation: cont });
+  reqs.push({ context: "", continuation: "Hello world" });
+  reqs.push({ context: "x", continuation: " y" });
+  return reqs;
+}
+
+test("fast path (prefix reuse, batching) equals the one-request oracle", async (t) => {
+  if (!llamaDir || !gpt2Dir) return t.skip(skipReason("tokenizers", "llama2 | gpt2"));
+  for (const [name, dir, model] of [
+    ["llama", llamaDir, tinyLlama()],
+    ["gpt2", gpt2Dir, tinyGpt2()],
+  ] as const) {
+    const tok = await loadTokenizer(dir);
+    const reqs = mixedRequests();
+    const oracle = await new ModelLM(model, tok, { fast: false }).loglikelihood(reqs);
+    const lm = new ModelLM(model, tok, { batchSize: 3 });
+    // The long contexts really are truncated, differently per continuation length.
+    const enc = lm.encodePair(reqs[8].context, reqs[10].continuation);
+    assert.ok(enc.context.length + enc.continuation.length > lm.maxLength + 1);
+    assertSame(await lm.loglikelihood(reqs), oracle, `${name} batch 3`);
+    assertSame(
+      await new ModelLM(model, tok, { batchSize: 32 }).loglikelihood(reqs),
+      oracle,
+      `${name} batch 32`,
+    );
+    assert.ok(oracle.some((r) => r.isGreedy) || oracle.every((r) => Number.isFinite(r.logprob)));
+  }
+});
+
+test("evaluate(): batch 1 and batch 32 give identical metrics", async (t) => {
+  if (!llamaDir || !bench) return t.skip(skipReason("tokenizers/llama2 | benchmarks"));
+  const tok = await loadTokenizer(llamaDir);
+  const model = tinyLlama();
+  for (const [tasks, shots] of [
+    [["piqa", "hellaswag"], 0],
+    [["mmlu_anatomy"], 2],
+  ] as const) {
+    const opts = { dataDir: bench, limit: 3, shots, bootstrapIters: 0, logSamples: true };
+    const one = await evaluate(new ModelLM(model, tok, { batchSize: 1 }), [...tasks], opts);
+    const many = await evaluate(new ModelLM(model, tok, { batchSize: 32 }), [...tasks], opts);
+    assert.deepEqual(many.results, one.results);
+    for (const task of tasks) {
+      const a = one.samples![task].flatMap((s) => s.filtered_resps);
+      const b = many.samples![task].flatMap((s) => s.filtered_resps);
+      assert.ok(a.length >= 6);
+      a.forEach(([lp, g], i) => {
+        assert.ok(Math.abs(lp - b[i][0]) <= 1e-5, `${task} request ${i}: ${lp} vs ${b[i][0]}`);
+        assert.equal(g, b[i][1]);
+      });
+    }
+  }
+});
+
+test("result cache: a rerun on an unchanged model never calls the model", async (t) => {
+  if (!llamaDir) return t.skip(skipReason("tokenizers", "llama2"));
+  const tok = await loadTokenizer(llamaDir);
+  const model = tinyLlama();
+  let calls = 0;
+  const forward = model.forward.bind(model) as (x: never) => never;
+  (model as { forward: unknown }).forward = (x: never) => (calls++, forward(x));
+  const dir = mkdtempSync(join(tmpdir(), "lethe-evalcache-"));
+  try {
+    const fingerprint = moduleFingerprint(model);
+    const reqs = mixedRequests();
+    const lm1 = new ModelLM(model, tok, { cache: { store: ResultCache.open(dir), fingerprint } });
+    const first = await lm1.loglikelihood(reqs);
+    const rolling = await lm1.loglikelihoodRolling(["A short text to score in windows."]);
+    assert.ok(calls > 0);
+    const before = calls;
+    const lm2 = new ModelLM(model, tok, { cache: { store: ResultCache.open(dir), fingerprint } });
+    assert.deepEqual(await lm2.loglikelihood(reqs), first);
+    assert.deepEqual(
+      await lm2.loglikelihoodRolling(["A short text to score in windows."]),
+      rolling,
+    );
+    assert.equal(calls, before, "cached results must not call forward");
+    // A changed model has another fingerprint: everything is scored again.
+    const other = moduleFingerprint(tinyLlama(4));
+    assert.notEqual(other, fingerprint);
+    const lm3 = new ModelLM(model, tok, {
+      cache: { store: ResultCache.open(dir), fingerprint: other },
+    });
+    await lm3.loglikelihood(reqs.slice(0, 2));
+    assert.ok(calls > before);
+    assert.ok(readdirSync(dir).every((f) => /^seg-\d+-[0-9a-f]+\.jsonl$/.test(f)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("encoder-decoder (T5): context to the encoder, continuation scored by the decoder", async (t) => {
+  if (!t5Dir) return t.skip(skipReason("tokenizers", "t5-small"));
+  const tok = await loadTokenizer(t5Dir);
+  const model = tinyT5();
+  const lm = new ModelLM(model, tok, { maxLength: 24 });
+  const r = lm.encodePair("translate English to German: The house is ", "wonderful.");
+  assert.equal(r.context.at(-1), 1, "the encoder input ends with </s>");
+  assert.equal(r.continuation.includes(1), false, "the continuation has no </s>");
+  assert.deepEqual(r.continuation, tok.encode(" wonderful.", { addSpecialTokens: false }));
+  // By hand: decoder input [start, cont[:-1]], every row scored.
+  const [got] = lm.scoreTokens([r]);
+  const rows = tidy(() => {
+    if (model.kind !== "seq2seq") throw new Error("seq2seq");
+    const out = model.forward({
+      inputIds: tensor([r.context], { dtype: "int64" }),
+      decoderInputIds: tensor([[0, ...r.continuation.slice(0, -1)]], { dtype: "int64" }),
+    });
+    return out.logits.select(0, 0).tolist() as number[][];
+  });
+  const want = r.continuation.reduce((a, tokId, j) => a + handLogprob(rows[j], tokId), 0);
+  assert.ok(Math.abs(got.logprob - want) < 1e-4, `${got.logprob} vs ${want}`);
+  const reqs = mixedRequests();
+  const oracle = await new ModelLM(model, tok, { fast: false, maxLength: 24 }).loglikelihood(reqs);
+  assertSame(
+    await new ModelLM(model, tok, { batchSize: 3, maxLength: 24 }).loglikelihood(reqs),
+    oracle,
+    "t5",
+  );
+});
+
+test("loglikelihood_rolling: lm-eval's windows, scored and summed", async (t) => {
+  // get_rolling_token_windows([1..10], prefix 0, max_seq_len 4, context_len 1), made disjoint.
+  const tokens = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10];
+  assert.deepEqual(rollingWindows(tokens, 0, 4), [
+    { context: [0], continuation: [1, 2, 3, 4] },
+    { context: [4], continuation: [5, 6, 7, 8] },
+    { context: [6, 7, 8], continuation: [9, 10] },
+  ]);
+  assert.deepEqual(rollingWindows([5, 6], 0, 4), [{ context: [0], continuation: [5, 6] }]);
+  assert.deepEqual(rollingWindows([], 0, 4), []);
+  if (!llamaDir) return t.skip(skipReason("tokenizers", "llama2"));
+  const tok = await loadTokenizer(llamaDir);
+  const model = tinyLlama();
+  const text = "It was a bright cold day in April, and the clocks were striking thirteen.";
+  const lm = new ModelLM(model, tok, { maxLength: 8 });
+  const ids = tok.encode(text, { addSpecialTokens: false });
+  assert.ok(ids.length > 16);
+  // By hand: every token scored from at most 8 inputs, the first from BOS.
+  let want = 0;
+  for (const w of rollingWindows(ids, 1, 8)) {
+    const inp = [...w.context, ...w.continuation].slice(-9).slice(0, -1);
+    assert.ok(inp.length <= 8);
+    const rows = causalLogits(model, inp);
+    w.continuation.forEach((tokId, j) => {
+      want += handLogprob(rows[inp.length - w.continuation.length + j], tokId);
+    });
+  }
+  const [got] = await lm.loglikelihoodRolling([text]);
+  const [oracle] = await new ModelLM(model, tok, {
+    maxLength: 8,
+    fast: false,
+  }).loglikelihoodRolling([text]);
+  console.log(`# rolling hand ${want} fast ${got} oracle ${oracle}`);
+  assert.ok(Math.abs(got - want) < 1e-3 && Math.abs(got - oracle) < 1e-5);
+});
+
+test("generate_until: batched equals one at a time; stop strings cut the text", async (t) => {
+  if (!llamaDir) return t.skip(skipReason("tokenizers", "llama2"));
+  const tok: Tokenizer = await loadTokenizer(llamaDir);
+  const model = tinyLlama();
+  const reqs = ["Once upon a time", "The answer is", "Q: 1+1\nA:"].map((context) => ({
+    context,
+    until: [] as string[],
+    maxGenToks: 6,
+  }));
+  const oracle = await new ModelLM(model, tok, { fast: false }).generateUntil(reqs);
+  assert.deepEqual(await new ModelLM(model, tok, { batchSize: 4 }).generateUntil(reqs), oracle);
+  assert.ok(oracle.every((s) => s.length > 0));
+  const stop = [...oracle[0]].slice(2, 4).join("");
+  const [cut] = await new ModelLM(model, tok).generateUntil([{ ...reqs[0], until: [stop] }]);
+  assert.equal(cut, oracle[0].split(stop)[0]);
+  assert.ok(cut.length < oracle[0].length);
+});
