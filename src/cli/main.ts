@@ -4,11 +4,17 @@
  */
 import { parseArgs } from "node:util";
 import { demo } from "./demo.js";
+import { generateCommand, logitsCommand } from "./model.js";
 
 const USAGE = `lethe — measure and mitigate catastrophic forgetting in continually fine-tuned LLMs
 
 usage:
   lethe demo [--seconds 60] [--seed 0]   train a small GPT-2 on built-in text (engine check)
+  lethe logits --model DIR --inputs IN.safetensors --out OUT.safetensors
+                                         logits of a model for the input ids in IN
+  lethe generate --model DIR (--prompt TEXT | --inputs IN.safetensors) --max-new-tokens N
+                 [--sample --temperature T --top-p P --seed S] [--out OUT.json]
+                                         greedy or sampled continuation
   lethe help                             this text
 `;
 
@@ -20,6 +26,8 @@ const commands: Record<string, Command> = {
     demo({ seconds: Number(values.seconds), seed: Number(values.seed), log: (l) => console.log(l) });
     return 0;
   },
+  logits: logitsCommand,
+  generate: generateCommand,
   async help() {
     process.stdout.write(USAGE);
     return 0;

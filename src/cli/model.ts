@@ -73,12 +73,10 @@ function readInputs(
   names: string[],
   device: string,
 ): Map<string, Tensor> {
-  const out = loadTensors(file, { device });
-  for (const [k, t] of out)
-    if (!names.includes(k)) {
-      t.dispose(); // other tensors in the file are ignored
-      out.delete(k);
-    }
+  const all = loadTensors(file, { device });
+  const out = new Map<string, Tensor>(); // in the order of `names`
+  for (const k of names) if (all.has(k)) out.set(k, all.get(k)!);
+  for (const [k, t] of all) if (!out.has(k)) t.dispose(); // other tensors are ignored
   const ids = out.get("input_ids");
   if (!ids) throw new Error(`${file}: no tensor "input_ids" (int64 [batch, length])`);
   const [B, T] = ids.shape;

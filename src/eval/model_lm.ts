@@ -138,6 +138,8 @@ export class ModelLM implements LM {
   readonly fast: boolean;
   readonly addBosToken: boolean;
   readonly maxGenToks: number;
+  /** Requests answered from the result cache and requests computed, since construction. */
+  readonly stats = { cached: 0, computed: 0 };
   readonly #cache: ModelLMOptions["cache"];
   readonly #device: string;
 
@@ -275,12 +277,17 @@ export class ModelLM implements LM {
     compute: (todo: R[]) => unknown[],
   ): unknown[] {
     const c = this.#cache;
-    if (!c) return compute(reqs);
+    if (!c) {
+      this.stats.computed += reqs.length;
+      return compute(reqs);
+    }
     const keys = reqs.map((r) =>
       requestKey([c.fingerprint, kind, this.maxLength, this.addBosToken, ...keyOf(r)]),
     );
     const out = keys.map((k) => c.store.get(k));
     const todo = out.flatMap((v, i) => (v === undefined ? [i] : []));
+    this.stats.cached += reqs.length - todo.length;
+    this.stats.computed += todo.length;
     if (todo.length === 0) return out;
     const computed = compute(todo.map((i) => reqs[i]));
     todo.forEach((i, j) => {

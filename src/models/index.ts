@@ -9,6 +9,7 @@ import { gptNeoxFamily } from "./gpt_neox.js";
 import { llamaFamily } from "./llama.js";
 import { t5Family } from "./t5.js";
 import type { LanguageModel, ModelFamily } from "./types.js";
+import { didYouMean } from "../util/suggest.js";
 
 export const families = {
   gpt2: gpt2Family,
@@ -23,31 +24,14 @@ export const families = {
 
 export type ModelType = keyof typeof families;
 
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++)
-      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = row;
-  }
-  return prev[b.length];
-}
-
 /** The family of a `model_type`; unknown names get "Did you mean …" with the closest ones. */
 export function familyOf(modelType: unknown, source = "config.json"): ModelFamily {
   if (typeof modelType === "string" && Object.hasOwn(families, modelType))
     return families[modelType as ModelType];
   const name = String(modelType);
   const known = Object.keys(families);
-  const close = known
-    .map((k) => [k, editDistance(name.toLowerCase(), k)] as const)
-    .filter(([k, d]) => d <= Math.max(2, Math.floor(k.length / 3)))
-    .sort((a, b) => a[1] - b[1])
-    .map(([k]) => `"${k}"`);
-  const hint = close.length > 0 ? ` Did you mean ${close.slice(0, 3).join(" or ")}?` : "";
   throw new Error(
-    `${source}: field "model_type": "${name}" is not a supported architecture (${known.join(", ")}).${hint}`,
+    `${source}: field "model_type": "${name}" is not a supported architecture (${known.join(", ")}).${didYouMean(name, known)}`,
   );
 }
 

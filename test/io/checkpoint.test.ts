@@ -14,7 +14,15 @@ import { loadTensors, saveTensors } from "../../src/io/checkpoint.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { StateDictError } from "../../src/nn/index.js";
 import { GPT2LMHeadModel, gpt2Config } from "../../src/models/gpt2.js";
-import { type DType, dtypeInfo, fromBytes, liveTensors, tensor, type Tensor, tidy } from "../../src/tensor/index.js";
+import {
+  type DType,
+  dtypeInfo,
+  fromBytes,
+  liveTensors,
+  tensor,
+  type Tensor,
+  tidy,
+} from "../../src/tensor/index.js";
 
 const dir = mkdtempSync(join(tmpdir(), "lethe-checkpoint-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -102,7 +110,8 @@ test("a model saved and loaded is restored exactly; a wrong-shape tensor is name
     tidy(() => {
       const state = loadTensors(path);
       b.loadStateDict(state, { source: path });
-      for (const [name, t] of a.stateDict()) assert.deepEqual(b.stateDict().get(name)!.toBytes(), t.toBytes(), name);
+      for (const [name, t] of a.stateDict())
+        assert.deepEqual(b.stateDict().get(name)!.toBytes(), t.toBytes(), name);
 
       const name = "transformer.h.1.mlp.c_fc.weight";
       state.set(name, state.get(name)!.t());

@@ -7,7 +7,15 @@ import { families } from "../../src/models/index.js";
 import type { LanguageModel, ModelFamily } from "../../src/models/types.js";
 
 export const TINY_CONFIGS: Record<string, Record<string, unknown>> = {
-  gpt2: { model_type: "gpt2", vocab_size: 61, n_positions: 64, n_embd: 32, n_layer: 2, n_head: 4, initializer_range: 0.3 },
+  gpt2: {
+    model_type: "gpt2",
+    vocab_size: 61,
+    n_positions: 64,
+    n_embd: 32,
+    n_layer: 2,
+    n_head: 4,
+    initializer_range: 0.3,
+  },
   llama: {
     model_type: "llama",
     vocab_size: 61,
@@ -17,7 +25,14 @@ export const TINY_CONFIGS: Record<string, Record<string, unknown>> = {
     num_attention_heads: 4,
     num_key_value_heads: 2,
   },
-  bloom: { model_type: "bloom", vocab_size: 61, hidden_size: 32, n_layer: 2, n_head: 4, initializer_range: 0.3 },
+  bloom: {
+    model_type: "bloom",
+    vocab_size: 61,
+    hidden_size: 32,
+    n_layer: 2,
+    n_head: 4,
+    initializer_range: 0.3,
+  },
   gpt_neox: {
     model_type: "gpt_neox",
     vocab_size: 61,

@@ -6,7 +6,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { flattenParameters, Linear, Module } from "../../src/nn/index.js";
-import { cat, crossEntropy, Generator, randint, randn, type Tensor, tidy } from "../../src/tensor/index.js";
+import {
+  cat,
+  crossEntropy,
+  Generator,
+  randint,
+  randn,
+  type Tensor,
+  tidy,
+} from "../../src/tensor/index.js";
 import { AdamW, type ParamGroupInput } from "../../src/optim/index.js";
 
 class MLP extends Module {
@@ -65,7 +73,11 @@ test("training over flat buffers equals training over separate parameters", () =
   const b = train(true);
   console.log(`# losses ${a.losses.map((l) => l.toFixed(6)).join(", ")}`);
   assert.ok(a.losses[4] < a.losses[0], "the model learns");
-  for (let i = 0; i < 5; i++) assert.ok(Math.abs(a.losses[i] - b.losses[i]) < 1e-6, `step ${i}: ${a.losses[i]} vs ${b.losses[i]}`);
+  for (let i = 0; i < 5; i++)
+    assert.ok(
+      Math.abs(a.losses[i] - b.losses[i]) < 1e-6,
+      `step ${i}: ${a.losses[i]} vs ${b.losses[i]}`,
+    );
   const maxDiff = Math.max(...a.weights.map((w, i) => Math.abs(w - b.weights[i])));
   console.log(`# flat vs separate weights: max diff ${maxDiff.toExponential(2)}`);
   assert.ok(maxDiff < 1e-6);
@@ -76,7 +88,10 @@ test("parameters and gradients are views into the flat buffers", () => {
   try {
     const before = tidy(() => model.parameters().map((p) => p.toNumbers()));
     const flats = flattenParameters(model, isDecay);
-    assert.deepEqual(flats.map((f) => f.name), ["decay", "no_decay"]);
+    assert.deepEqual(
+      flats.map((f) => f.name),
+      ["decay", "no_decay"],
+    );
     const decay = flats[0];
     assert.deepEqual(decay.params, [
       { name: "fc1.weight", offset: 0, shape: [16, 6] },
@@ -86,7 +101,10 @@ test("parameters and gradients are views into the flat buffers", () => {
     assert.equal(decay.data.requiresGrad, false);
     tidy(() => {
       // Values survive the move, and parameters are still trainable leaves.
-      assert.deepEqual(model.parameters().map((p) => p.toNumbers()), before);
+      assert.deepEqual(
+        model.parameters().map((p) => p.toNumbers()),
+        before,
+      );
       assert.ok(model.parameters().every((p) => p.requiresGrad));
       // Writing into the flat buffer changes the module's parameter.
       decay.data.narrow(0, 96, 80).fill_(0.25);
@@ -94,8 +112,16 @@ test("parameters and gradients are views into the flat buffers", () => {
       model.fc1.bias!.detach().fill_(-1);
       assert.deepEqual(flats[1].data.narrow(0, 0, 16).toNumbers(), Array(16).fill(-1));
       // Backward accumulates into the flat gradient buffer.
-      model.forward(randn([3, 6], { generator: new Generator(1) })).sum().backward();
-      const grads = cat(model.namedParameters().filter(([n]) => isDecay(n) === "decay").map(([, p]) => p.grad!.reshape(-1)));
+      model
+        .forward(randn([3, 6], { generator: new Generator(1) }))
+        .sum()
+        .backward();
+      const grads = cat(
+        model
+          .namedParameters()
+          .filter(([n]) => isDecay(n) === "decay")
+          .map(([, p]) => p.grad!.reshape(-1)),
+      );
       assert.deepEqual(decay.grad.toNumbers(), grads.toNumbers());
       assert.ok(decay.grad.abs().sum().item() > 0);
       decay.grad.zero_();

@@ -5,8 +5,24 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Dropout, Embedding, LayerNorm, Linear, Module, StateDictError } from "../../src/nn/index.js";
-import { arange, Generator, liveTensors, ones, type Tensor, tensor, tidy, zeros } from "../../src/tensor/index.js";
+import {
+  Dropout,
+  Embedding,
+  LayerNorm,
+  Linear,
+  Module,
+  StateDictError,
+} from "../../src/nn/index.js";
+import {
+  arange,
+  Generator,
+  liveTensors,
+  ones,
+  type Tensor,
+  tensor,
+  tidy,
+  zeros,
+} from "../../src/tensor/index.js";
 
 class Block extends Module {
   fc: Linear;
@@ -52,12 +68,33 @@ const PARAMS = [
 test("dotted names for nested modules and arrays; buffers; parameter count", () => {
   const net = new Net();
   try {
-    assert.deepEqual(net.namedParameters().map(([k]) => k), PARAMS);
-    assert.deepEqual(net.namedBuffers().map(([k]) => k), ["position_ids", "cache"]);
+    assert.deepEqual(
+      net.namedParameters().map(([k]) => k),
+      PARAMS,
+    );
+    assert.deepEqual(
+      net.namedBuffers().map(([k]) => k),
+      ["position_ids", "cache"],
+    );
     // As torch's state_dict: a module's own tensors first, then its children's.
     assert.deepEqual([...net.stateDict().keys()], ["position_ids", ...PARAMS]);
     assert.ok(!net.stateDict().has("cache"), "non-persistent buffer left out");
-    assert.deepEqual([...net.namedModules()].map(([k]) => k), ["", "embed", "layers.0", "layers.0.fc", "layers.0.norm", "layers.0.drop", "layers.1", "layers.1.fc", "layers.1.norm", "layers.1.drop", "head"]);
+    assert.deepEqual(
+      [...net.namedModules()].map(([k]) => k),
+      [
+        "",
+        "embed",
+        "layers.0",
+        "layers.0.fc",
+        "layers.0.norm",
+        "layers.0.drop",
+        "layers.1",
+        "layers.1.fc",
+        "layers.1.norm",
+        "layers.1.drop",
+        "head",
+      ],
+    );
     assert.ok(net.parameters().every((p) => p.requiresGrad));
     assert.equal(net.position_ids.requiresGrad, false);
     assert.equal(net.numParameters(), 24 + 2 * (16 + 4 + 4 + 4) + 24);
@@ -100,7 +137,10 @@ test("to(dtype) casts floating tensors only and keeps requiresGrad and values", 
     }
     assert.equal(net.position_ids.dtype, "int64", "integer buffer untouched");
     assert.equal(net.cache.dtype, "float64");
-    assert.deepEqual(net.layers[1].fc.weight.toNumbers(), w.map((v) => v)); // float32 → float64 exact
+    assert.deepEqual(
+      net.layers[1].fc.weight.toNumbers(),
+      w.map((v) => v),
+    ); // float32 → float64 exact
     net.to("cpu");
     assert.equal(net.embed.weight.device, "cpu");
   } finally {
@@ -114,7 +154,8 @@ test("loadStateDict copies values; shape errors name the tensor; missing and une
   try {
     tidy(() => {
       b.loadStateDict(a.stateDict());
-      for (const [k, t] of a.stateDict()) assert.deepEqual(b.stateDict().get(k)!.toBytes(), t.toBytes(), k);
+      for (const [k, t] of a.stateDict())
+        assert.deepEqual(b.stateDict().get(k)!.toBytes(), t.toBytes(), k);
       assert.notEqual(b.embed.weight, a.embed.weight, "copied, not shared");
       a.embed.weight.detach().fill_(7);
       assert.notEqual(b.embed.weight.toNumbers()[0], 7);
@@ -125,19 +166,31 @@ test("loadStateDict copies values; shape errors name the tensor; missing and une
         () => b.loadStateDict(bad, { source: "ckpt.safetensors" }),
         (e: unknown) =>
           e instanceof StateDictError &&
-          e.message === 'ckpt.safetensors: tensor "layers.1.fc.weight" has shape [4,5] but the model expects [4,4]',
+          e.message ===
+            'ckpt.safetensors: tensor "layers.1.fc.weight" has shape [4,5] but the model expects [4,4]',
       );
 
       const partial = new Map(a.stateDict());
       partial.delete("head.weight");
       partial.set("lm_head.weight", ones([6, 4]));
-      assert.throws(() => b.loadStateDict(partial), (e: unknown) => e instanceof StateDictError && /missing \[head\.weight\], unexpected \[lm_head\.weight\]/.test(e.message));
+      assert.throws(
+        () => b.loadStateDict(partial),
+        (e: unknown) =>
+          e instanceof StateDictError &&
+          /missing \[head\.weight\], unexpected \[lm_head\.weight\]/.test(e.message),
+      );
       b.head.weight.detach().fill_(3);
       const r = b.loadStateDict(partial, { strict: false });
       assert.deepEqual(r, { missing: ["head.weight"], unexpected: ["lm_head.weight"] });
-      assert.deepEqual(new Set(b.head.weight.toNumbers()), new Set([3]), "missing tensor left as it was");
+      assert.deepEqual(
+        new Set(b.head.weight.toNumbers()),
+        new Set([3]),
+        "missing tensor left as it was",
+      );
       // dtypes convert on load.
-      const f64 = new Map([...a.stateDict()].map(([k, t]) => [k, t.to(k === "position_ids" ? "int64" : "float64")]));
+      const f64 = new Map(
+        [...a.stateDict()].map(([k, t]) => [k, t.to(k === "position_ids" ? "int64" : "float64")]),
+      );
       b.loadStateDict(f64);
       assert.equal(b.embed.weight.dtype, "float32");
       assert.deepEqual(b.embed.weight.toNumbers(), a.embed.weight.toNumbers());
@@ -161,7 +214,10 @@ test("train() and eval() set the flag on every module; Dropout follows it", () =
       assert.ok(net.layers[1].drop.training);
       const y = ones([1000]);
       const out = net.layers[0].drop.forward(y).toNumbers();
-      assert.ok(out.some((v) => v === 0) && out.some((v) => v === 2), "training dropout zeroes and scales");
+      assert.ok(
+        out.some((v) => v === 0) && out.some((v) => v === 2),
+        "training dropout zeroes and scales",
+      );
     });
   } finally {
     net.dispose();

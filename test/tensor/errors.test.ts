@@ -5,7 +5,16 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { build, empty, liveTensors, op, tensor, tidy, TorchError, zeros } from "../../src/tensor/index.js";
+import {
+  build,
+  empty,
+  liveTensors,
+  op,
+  tensor,
+  tidy,
+  TorchError,
+  zeros,
+} from "../../src/tensor/index.js";
 
 /** Asserts `fn` throws a TorchError whose message matches, then that the engine still computes. */
 function assertTorchError(fn: () => unknown, message: RegExp): void {
@@ -20,26 +29,56 @@ function assertTorchError(fn: () => unknown, message: RegExp): void {
     });
   });
   assert.equal(liveTensors(), before, "a failed call leaked a tensor");
-  tidy(() => assert.deepEqual(tensor([[1, 2], [3, 4]]).matmul(tensor([[1], [1]])).toNumbers(), [3, 7]));
+  tidy(() =>
+    assert.deepEqual(
+      tensor([
+        [1, 2],
+        [3, 4],
+      ])
+        .matmul(tensor([[1], [1]]))
+        .toNumbers(),
+      [3, 7],
+    ),
+  );
 }
 
 test("shape mismatch", () => {
-  assertTorchError(() => tensor([[1, 2], [3, 4]]).mm(tensor([[1, 2, 3]])), /^aten::mm: mat1 and mat2 shapes cannot be multiplied \(2x2 and 1x3\)/);
-  assertTorchError(() => zeros([2, 3]).add(zeros([4])), /^aten::add\.Tensor: The size of tensor a \(3\) must match the size of tensor b \(4\)/);
+  assertTorchError(
+    () =>
+      tensor([
+        [1, 2],
+        [3, 4],
+      ]).mm(tensor([[1, 2, 3]])),
+    /^aten::mm: mat1 and mat2 shapes cannot be multiplied \(2x2 and 1x3\)/,
+  );
+  assertTorchError(
+    () => zeros([2, 3]).add(zeros([4])),
+    /^aten::add\.Tensor: The size of tensor a \(3\) must match the size of tensor b \(4\)/,
+  );
   assertTorchError(() => zeros([2, 3]).transpose(0, 1).view(6), /view size is not compatible/);
 });
 
 test("dtype mismatch", () => {
-  assertTorchError(() => tensor([[1.5]]).mm(tensor([[2]], { dtype: "int64" })), /^aten::mm: expected scalar type Float but found Long|expected .*dtype/);
+  assertTorchError(
+    () => tensor([[1.5]]).mm(tensor([[2]], { dtype: "int64" })),
+    /^aten::mm: expected scalar type Float but found Long|expected .*dtype/,
+  );
 });
 
-test("a CUDA device when libtorch has no CUDA", { skip: build.cuda ? "CUDA is available here" : false }, () => {
-  assertTorchError(() => tensor([1]).to("cuda:0"), /^aten::to\.device: .*CUDA/);
-  assertTorchError(() => zeros([2], { device: "cuda:0" }), /^aten::zeros: .*CUDA/);
-});
+test(
+  "a CUDA device when libtorch has no CUDA",
+  { skip: build.cuda ? "CUDA is available here" : false },
+  () => {
+    assertTorchError(() => tensor([1]).to("cuda:0"), /^aten::to\.device: .*CUDA/);
+    assertTorchError(() => zeros([2], { device: "cuda:0" }), /^aten::zeros: .*CUDA/);
+  },
+);
 
 test("an allocation larger than memory", () => {
-  assertTorchError(() => empty([1e13]), /^aten::empty\.memory_format: .*(can't allocate memory|out of memory)/);
+  assertTorchError(
+    () => empty([1e13]),
+    /^aten::empty\.memory_format: .*(can't allocate memory|out of memory)/,
+  );
 });
 
 test("autograd errors and unknown operators", () => {

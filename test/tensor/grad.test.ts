@@ -29,7 +29,10 @@ interface Input {
 
 const input = (seed: number, ...shape: number[]): Input => ({
   shape,
-  values: jsRandom(seed, shape.reduce((a, b) => a * b, 1)),
+  values: jsRandom(
+    seed,
+    shape.reduce((a, b) => a * b, 1),
+  ),
 });
 
 /**
@@ -38,7 +41,8 @@ const input = (seed: number, ...shape: number[]): Input => ({
  */
 function gradcheck(name: string, inputs: Input[], f: (xs: Tensor[]) => Tensor, tol = 1e-6): void {
   tidy(() => {
-    const make = (vals: number[][]) => inputs.map((x, i) => tensor(Float64Array.from(vals[i]), { shape: x.shape }));
+    const make = (vals: number[][]) =>
+      inputs.map((x, i) => tensor(Float64Array.from(vals[i]), { shape: x.shape }));
     const xs = make(inputs.map((x) => x.values)).map((t) => t.requiresGrad_(true));
     const out = f(xs);
     const R = tensor(Float64Array.from(jsRandom(99, out.numel())), { shape: out.shape });
@@ -64,7 +68,9 @@ test("finite differences: matmul, softmax, logSoftmax, layerNorm", () => {
   gradcheck("matmul", [input(1, 2, 3, 4), input(2, 4, 5)], ([a, b]) => a.matmul(b));
   gradcheck("softmax", [input(3, 3, 5)], ([x]) => x.mul(3).softmax(-1));
   gradcheck("logSoftmax", [input(4, 3, 5)], ([x]) => x.mul(3).logSoftmax(1));
-  gradcheck("layerNorm", [input(5, 3, 6), input(6, 6), input(7, 6)], ([x, w, b]) => layerNorm(x, [6], w, b, 1e-5));
+  gradcheck("layerNorm", [input(5, 3, 6), input(6, 6), input(7, 6)], ([x, w, b]) =>
+    layerNorm(x, [6], w, b, 1e-5),
+  );
 });
 
 test("finite differences: gelu (exact and tanh), silu", () => {
@@ -74,9 +80,13 @@ test("finite differences: gelu (exact and tanh), silu", () => {
   gradcheck("silu", [wide], ([x]) => x.silu());
 });
 
-test("finite differences: rmsNorm", { todo: "engine: rmsNorm computes float64 input in float32 (see ops.test.ts)" }, () => {
-  gradcheck("rmsNorm", [input(9, 3, 6), input(10, 6)], ([x, w]) => rmsNorm(x, w, 1e-6));
-});
+test(
+  "finite differences: rmsNorm",
+  { todo: "engine: rmsNorm computes float64 input in float32 (see ops.test.ts)" },
+  () => {
+    gradcheck("rmsNorm", [input(9, 3, 6), input(10, 6)], ([x, w]) => rmsNorm(x, w, 1e-6));
+  },
+);
 
 test("finite differences: crossEntropy with label smoothing and an ignored target", () => {
   const target = [1, 4, -100, 0];
@@ -90,15 +100,30 @@ test("finite differences: crossEntropy with label smoothing and an ignored targe
 
 test("finite differences: scaledDotProductAttention, causal and with a boolean or additive mask", () => {
   const qkv = () => [input(13, 1, 2, 4, 3), input(14, 1, 2, 4, 3), input(15, 1, 2, 4, 3)];
-  gradcheck("sdpa causal", qkv(), ([q, k, v]) => scaledDotProductAttention(q, k, v, { isCausal: true }));
+  gradcheck("sdpa causal", qkv(), ([q, k, v]) =>
+    scaledDotProductAttention(q, k, v, { isCausal: true }),
+  );
   // Padding on the left of batch row 0's keys; every query keeps at least one key.
-  const keep = [[1, 1, 1, 1], [0, 1, 1, 1]];
+  const keep = [
+    [1, 1, 1, 1],
+    [0, 1, 1, 1],
+  ];
   const boolMask = () => tensor(keep.map((r) => r.map(Boolean))).view(2, 1, 1, 4);
   const q2 = () => [input(16, 2, 2, 4, 3), input(17, 2, 2, 4, 3), input(18, 2, 2, 4, 3)];
-  gradcheck("sdpa bool mask", q2(), ([q, k, v]) => scaledDotProductAttention(q, k, v, { mask: boolMask() }));
-  const additive = () => tensor(keep.flat().map((m) => (m ? 0 : -Infinity)), { dtype: "float64" }).view(2, 1, 1, 4);
-  gradcheck("sdpa additive mask", q2(), ([q, k, v]) => scaledDotProductAttention(q, k, v, { mask: additive() }));
-  gradcheck("sdpa scale", qkv(), ([q, k, v]) => scaledDotProductAttention(q, k, v, { isCausal: true, scale: 0.3 }));
+  gradcheck("sdpa bool mask", q2(), ([q, k, v]) =>
+    scaledDotProductAttention(q, k, v, { mask: boolMask() }),
+  );
+  const additive = () =>
+    tensor(
+      keep.flat().map((m) => (m ? 0 : -Infinity)),
+      { dtype: "float64" },
+    ).view(2, 1, 1, 4);
+  gradcheck("sdpa additive mask", q2(), ([q, k, v]) =>
+    scaledDotProductAttention(q, k, v, { mask: additive() }),
+  );
+  gradcheck("sdpa scale", qkv(), ([q, k, v]) =>
+    scaledDotProductAttention(q, k, v, { isCausal: true, scale: 0.3 }),
+  );
 });
 
 test("scaledDotProductAttention equals attentionMath, values and gradients", () => {
@@ -112,14 +137,18 @@ test("scaledDotProductAttention equals attentionMath, values and gradients", () 
     tidy(() => {
       const o: { isCausal?: boolean; scale?: number; mask?: Tensor | null } = make();
       const run = (f: typeof attentionMath) => {
-        const [q, k, v] = [21, 22, 23].map((s) => tensor(Float64Array.from(jsRandom(s, 120)), { shape: [2, 3, 5, 4] }).requiresGrad_(true));
+        const [q, k, v] = [21, 22, 23].map((s) =>
+          tensor(Float64Array.from(jsRandom(s, 120)), { shape: [2, 3, 5, 4] }).requiresGrad_(true),
+        );
         const y = f(q, k, v, o);
         y.pow(2).sum().backward();
         return [y, q.grad!, k.grad!, v.grad!].map((t) => t.toNumbers());
       };
       const fused = run(scaledDotProductAttention);
       const math = run(attentionMath);
-      ["out", "dq", "dk", "dv"].forEach((n, i) => assertClose(fused[i], math[i], 1e-12, `sdpa vs math ${Object.keys(o)} ${n}`));
+      ["out", "dq", "dk", "dv"].forEach((n, i) =>
+        assertClose(fused[i], math[i], 1e-12, `sdpa vs math ${Object.keys(o)} ${n}`),
+      );
     });
   }
 });
@@ -160,9 +189,18 @@ test("noGrad, detach and requiresGrad_", () => {
     assert.equal(isGradEnabled(), true);
     assert.equal(inside.requiresGrad, false);
     assert.throws(() => inside.sum().backward(), TorchError);
-    assert.throws(() => noGrad(() => { throw new Error("boom"); }), /boom/);
+    assert.throws(
+      () =>
+        noGrad(() => {
+          throw new Error("boom");
+        }),
+      /boom/,
+    );
     assert.equal(isGradEnabled(), true, "noGrad restores the flag after a throw");
-    assert.equal(noGrad(() => noGrad(() => isGradEnabled())), false);
+    assert.equal(
+      noGrad(() => noGrad(() => isGradEnabled())),
+      false,
+    );
     assert.equal(x.mul(2).requiresGrad, true);
 
     const d = x.detach();

@@ -5,14 +5,26 @@
 import assert from "node:assert/strict";
 
 /** Asserts |actual − expected| ≤ tol elementwise (NaN only matches NaN, ±Inf must be equal). */
-export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number, what = ""): void {
-  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  tol: number,
+  what = "",
+): void {
+  assert.equal(
+    actual.length,
+    expected.length,
+    `${what}: length ${actual.length} vs ${expected.length}`,
+  );
   let maxDiff = 0;
   for (let i = 0; i < expected.length; i++) {
     const a = actual[i];
     const e = expected[i];
     if (Number.isNaN(e) || !Number.isFinite(e)) {
-      assert.ok(Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)), `${what}[${i}]: ${a} vs ${e}`);
+      assert.ok(
+        Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)),
+        `${what}[${i}]: ${a} vs ${e}`,
+      );
       continue;
     }
     const d = Math.abs(a - e);

@@ -9,7 +9,17 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { crossEntropy, keep, liveTensors, ones, randint, Generator, type Tensor, tensor, tidy } from "../../src/tensor/index.js";
+import {
+  crossEntropy,
+  keep,
+  liveTensors,
+  ones,
+  randint,
+  Generator,
+  type Tensor,
+  tensor,
+  tidy,
+} from "../../src/tensor/index.js";
 import { GPT2LMHeadModel, gpt2Config } from "../../src/models/gpt2.js";
 import { AdamW } from "../../src/optim/index.js";
 
@@ -23,7 +33,10 @@ test("tidy disposes intermediates and moves returned tensors to the parent scope
     inner = [a, b];
     return c;
   });
-  assert.ok(inner.every((t) => t.isDisposed), "intermediates freed");
+  assert.ok(
+    inner.every((t) => t.isDisposed),
+    "intermediates freed",
+  );
   assert.equal(out.isDisposed, false);
   assert.deepEqual(out.toNumbers(), [4, 4, 4]);
   assert.equal(liveTensors(), before + 1);

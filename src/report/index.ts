@@ -1,0 +1,80 @@
+/**
+ * The report of one run, a study (`runs/<name>/` folders) or several of either: a self-contained
+ * `report.html` plus the FG table as `fg.md`, `fg.csv` and `fg.tex`, each written atomically
+ * (temporary file, then rename). What the tables, charts and findings contain, and the
+ * references they follow, is in tables.ts, charts.ts and findings.ts.
+ */
+import { renameSync, writeFileSync, mkdirSync } from "node:fs";
+import { basename, join, resolve } from "node:path";
+import { biasChart, curvesChart, heatmapChart, methodChart, renderSvg, scaleChart, type Chart } from "./charts.js";
+import { defaultMethod, findings, type FindingsOptions, type RunSummary } from "./findings.js";
+import { reportHtml, type Figure } from "./html.js";
+import { loadRuns, type Run } from "./runs.js";
+import { fgTable, fgTableCsv, fgTableLatex, fgTableMarkdown, runsMarkdown } from "./tables.js";
+
+export { loadRuns, findRunDirs, type Run } from "./runs.js";
+export { findings, type Finding, type Verdict } from "./findings.js";
+
+export interface ReportFiles {
+  html: string;
+  md: string;
+  csv: string;
+  tex: string;
+}
+
+export function summaries(runs: readonly Run[]): RunSummary[] {
+  return runs.map((r) => ({ model: r.model, method: r.results.run.method, seed: r.results.run.seed, fg: r.results.fg.perCategory }));
+}
+
+function writeAtomic(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
+
+async function figure(chart: Chart | null): Promise<Figure | null> {
+  return chart && { id: chart.id, title: chart.title, svg: await renderSvg(chart) };
+}
+
+/**
+ * Writes report.html, fg.md, fg.csv and fg.tex for the runs under `dirs` (run or study
+ * directories) into `outDir` (default: the first directory). Returns the paths written.
+ */
+export async function writeReport(
+  dirs: string[],
+  outDir: string = dirs[0],
+  options: FindingsOptions = {},
+): Promise<ReportFiles> {
+  const runs = loadRuns(dirs);
+  const method = options.method ?? defaultMethod(summaries(runs));
+  const table = fgTable(runs);
+  const page = reportHtml({
+    title: dirs.length === 1 ? `lethe report: ${basename(resolve(dirs[0]))}` : `lethe report: ${dirs.length} directories`,
+    source: dirs.map((d) => resolve(d)).join(" · "),
+    runs,
+    findings: findings(summaries(runs), { ...options, method }),
+    fgTable: table,
+    scale: await figure(scaleChart(runs, method)),
+    methods: await figure(methodChart(runs)),
+    curves: await figure(curvesChart(runs)),
+    bias: await figure(biasChart(runs)),
+    matrices: (await Promise.all(runs.map((r, i) => figure(heatmapChart(r, i))))).filter((f) => f !== null),
+  });
+  mkdirSync(outDir, { recursive: true });
+  const files: ReportFiles = {
+    html: join(outDir, "report.html"),
+    md: join(outDir, "fg.md"),
+    csv: join(outDir, "fg.csv"),
+    tex: join(outDir, "fg.tex"),
+  };
+  writeAtomic(files.html, page);
+  writeAtomic(files.md, fgTableMarkdown(table));
+  writeAtomic(files.csv, fgTableCsv(table));
+  writeAtomic(files.tex, fgTableLatex(table));
+  return files;
+}
+
+/** Runs side by side as a Markdown table: FG per category and the continual-task metrics. */
+export function compareRuns(dirs: string[]): string {
+  return runsMarkdown(loadRuns(dirs));
+}
