@@ -31,7 +31,11 @@ export function saveTensors(
   const list = [...tensors].map(([name, t]) => {
     const dtype = SAFE_OF.get(t.dtype);
     if (dtype === undefined) {
-      throw new SafetensorsError(path, name, `has dtype ${t.dtype}, which safetensors cannot store`);
+      throw new SafetensorsError(
+        path,
+        name,
+        `has dtype ${t.dtype}, which safetensors cannot store`,
+      );
     }
     return { name, dtype, shape: t.shape, data: t.toBytes() };
   });

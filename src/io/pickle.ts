@@ -378,150 +378,80 @@ function unpickle(file: string, b: Uint8Array): unknown {
       (dict as Map<unknown, unknown>).set(kv[i], kv[i + 1]);
   };
 
+  const long1 = () => {
+    // LONG1: n bytes of little-endian two's complement.
+    const n = u8();
+    need(n);
+    let v = 0n;
+    for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[pos + i]);
+    if (n > 0 && b[pos + n - 1] & 0x80) v -= 1n << BigInt(8 * n);
+    pos += n;
+    return Number(v);
+  };
+  const top = () => stack.at(-1);
+  /** Opcodes a torch state dict uses (pickletools names), protocols 2 to 4. */
+  const ops: Record<number, () => void> = {
+    0x80: () => void u8(), // PROTO
+    0x95: () => void (need(8), (pos += 8)), // FRAME
+    0x28: () => push(new Mark()), // MARK
+    0x7d: () => push(new Map()), // EMPTY_DICT
+    0x5d: () => push([]), // EMPTY_LIST
+    0x29: () => push([]), // EMPTY_TUPLE
+    0x4e: () => push(null), // NONE
+    0x88: () => push(true), // NEWTRUE
+    0x89: () => push(false), // NEWFALSE
+    0x4b: () => push(u8()), // BININT1
+    0x4d: () => push(u16()), // BININT2
+    0x4a: () => push(i32()), // BININT
+    0x8a: () => push(long1()), // LONG1
+    0x47: () => push((need(8), (pos += 8), view.getFloat64(pos - 8, false))), // BINFLOAT
+    0x58: () => push(text(u32())), // BINUNICODE
+    0x8c: () => push(text(u8())), // SHORT_BINUNICODE
+    0x63: () => global(`${line()}.${line()}`), // GLOBAL
+    0x93: () => {
+      const name = pop();
+      global(`${String(pop())}.${String(name)}`);
+    }, // STACK_GLOBAL
+    0x71: () => void memo.set(u8(), top()), // BINPUT
+    0x72: () => void memo.set(u32(), top()), // LONG_BINPUT
+    0x94: () => void memo.set(memo.size, top()), // MEMOIZE
+    0x68: () => push(memoGet(u8())), // BINGET
+    0x6a: () => push(memoGet(u32())), // LONG_BINGET
+    0x74: () => push(popMark()), // TUPLE
+    0x85: () => push([pop()]), // TUPLE1
+    0x86: () => push([pop(), pop()].reverse()), // TUPLE2
+    0x87: () => push([pop(), pop(), pop()].reverse()), // TUPLE3
+    0x61: () => void asList(top()).push(pop()), // APPEND
+    0x65: () => {
+      const items = popMark();
+      asList(top()).push(...items);
+    }, // APPENDS
+    0x73: () => {
+      const v = pop();
+      setItems(top(), [pop(), v]);
+    }, // SETITEM
+    0x75: () => {
+      const kv = popMark();
+      setItems(top(), kv);
+    }, // SETITEMS
+    0x62: () => void pop(), // BUILD: only reached with OrderedDict's _metadata (module versions)
+    0x51: () => push(persistentLoad(pop())), // BINPERSID
+    0x52: () => {
+      const args = pop();
+      push(reduce(pop(), args));
+    }, // REDUCE
+  };
+  const memoGet = (k: number) => (memo.has(k) ? memo.get(k) : fail(`memo ${k} is not set`));
+  const asList = (v: unknown) => (Array.isArray(v) ? v : fail("APPEND(S) on a non-list"));
+
   for (;;) {
     const opcode = u8();
-    switch (opcode) {
-      case 0x80:
-        u8();
-        break; // PROTO
-      case 0x95:
-        need(8);
-        pos += 8;
-        break; // FRAME
-      case 0x2e:
-        return pop(); // STOP
-      case 0x28:
-        push(new Mark());
-        break; // MARK
-      case 0x7d:
-        push(new Map());
-        break; // EMPTY_DICT
-      case 0x5d:
-        push([]);
-        break; // EMPTY_LIST
-      case 0x29:
-        push([]);
-        break; // EMPTY_TUPLE
-      case 0x4e:
-        push(null);
-        break; // NONE
-      case 0x88:
-        push(true);
-        break; // NEWTRUE
-      case 0x89:
-        push(false);
-        break; // NEWFALSE
-      case 0x4b:
-        push(u8());
-        break; // BININT1
-      case 0x4d:
-        push(u16());
-        break; // BININT2
-      case 0x4a:
-        push(i32());
-        break; // BININT
-      case 0x8a: {
-        // LONG1: little-endian two's complement
-        const n = u8();
-        need(n);
-        let v = 0n;
-        for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[pos + i]);
-        if (n > 0 && b[pos + n - 1] & 0x80) v -= 1n << BigInt(8 * n);
-        pos += n;
-        push(Number(v));
-        break;
-      }
-      case 0x47:
-        need(8);
-        push(view.getFloat64(pos, false));
-        pos += 8;
-        break; // BINFLOAT
-      case 0x58:
-        push(text(u32()));
-        break; // BINUNICODE
-      case 0x8c:
-        push(text(u8()));
-        break; // SHORT_BINUNICODE
-      case 0x63:
-        global(`${line()}.${line()}`);
-        break; // GLOBAL
-      case 0x93: {
-        // STACK_GLOBAL
-        const name = pop();
-        const mod = pop();
-        global(`${String(mod)}.${String(name)}`);
-        break;
-      }
-      case 0x71:
-        memo.set(u8(), stack.at(-1));
-        break; // BINPUT
-      case 0x72:
-        memo.set(u32(), stack.at(-1));
-        break; // LONG_BINPUT
-      case 0x94:
-        memo.set(memo.size, stack.at(-1));
-        break; // MEMOIZE
-      case 0x68:
-      case 0x6a: {
-        // BINGET, LONG_BINGET
-        const k = opcode === 0x68 ? u8() : u32();
-        if (!memo.has(k)) fail(`memo ${k} is not set`);
-        push(memo.get(k));
-        break;
-      }
-      case 0x74:
-        push(popMark());
-        break; // TUPLE
-      case 0x85:
-        push([pop()]);
-        break; // TUPLE1
-      case 0x86: {
-        const y = pop();
-        push([pop(), y]);
-        break;
-      } // TUPLE2
-      case 0x87: {
-        const z = pop();
-        const y = pop();
-        push([pop(), y, z]);
-        break;
-      } // TUPLE3
-      case 0x61: {
-        const v = pop();
-        (stack.at(-1) as unknown[]).push(v);
-        break;
-      } // APPEND
-      case 0x65: {
-        const items = popMark();
-        (stack.at(-1) as unknown[]).push(...items);
-        break;
-      } // APPENDS
-      case 0x73: {
-        const v = pop();
-        const k = pop();
-        setItems(stack.at(-1), [k, v]);
-        break;
-      } // SETITEM
-      case 0x75: {
-        const kv = popMark();
-        setItems(stack.at(-1), kv);
-        break;
-      } // SETITEMS
-      case 0x62:
-        pop();
-        break; // BUILD: only OrderedDict's _metadata (versions of modules) reaches here
-      case 0x51:
-        push(persistentLoad(pop()));
-        break; // BINPERSID
-      case 0x52: {
-        const args = pop();
-        const fn = pop();
-        push(reduce(fn, args));
-        break;
-      } // REDUCE
-      default:
-        fail(`opcode 0x${opcode.toString(16)} is not used by torch state dicts; ${CONVERT_HINT}`);
+    if (opcode === 0x2e) return pop(); // STOP
+    const run = ops[opcode];
+    if (run === undefined) {
+      fail(`opcode 0x${opcode.toString(16)} is not used by torch state dicts; ${CONVERT_HINT}`);
     }
+    run();
   }
 
   function persistentLoad(pid: unknown): Storage {

@@ -320,7 +320,8 @@ function loadWeights(model: LanguageModel, dir: string): void {
     const unexpected: string[] = [];
     for (const file of files) {
       for (const key of file.keys()) {
-        const name = addPrefix ? `${prefix}.${key}` : key;
+        // A base-model checkpoint's keys get the prefix; keys outside the base (lm_head) do not.
+        const name = addPrefix && !target.has(key) ? `${prefix}.${key}` : key;
         const into = target.get(name);
         if (into === undefined) {
           if (!quirks.ignore.some(([re]) => re.test(name)))

@@ -3,7 +3,7 @@
  * A parameter is either a tensor whose `.grad` autograd fills, or a flat buffer with its
  * gradient buffer (nn/flat.ts), which makes a step a few ops over one tensor.
  */
-import { type Tensor, tidy } from "../tensor/index.js";
+import { keep, type Tensor, tidy } from "../tensor/index.js";
 import type { FlatParameters } from "../nn/index.js";
 
 export interface ParamRef {
@@ -103,7 +103,7 @@ export abstract class Optimizer {
       if (t.shape.join(",") !== ref.param.shape.join(","))
         throw new Error(`optimizer state "${key}" has shape [${t.shape}] but the parameter is [${ref.param.shape}]`);
       slot.get(name)?.dispose();
-      slot.set(name, t.clone().detach());
+      slot.set(name, keep(t.clone().detach()));
     }
   }
 

@@ -24,22 +24,38 @@ const CONFIG = {
   background: "transparent",
   font: "Inter, system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif",
   view: { stroke: "#e3e6ea" },
-  axis: { labelColor: "#3b4350", titleColor: "#3b4350", gridColor: "#eef0f3", domainColor: "#aab1bb", tickColor: "#aab1bb", labelFontSize: 11, titleFontSize: 11, titleFontWeight: 600 },
+  axis: {
+    labelColor: "#3b4350",
+    titleColor: "#3b4350",
+    gridColor: "#eef0f3",
+    domainColor: "#aab1bb",
+    tickColor: "#aab1bb",
+    labelFontSize: 11,
+    titleFontSize: 11,
+    titleFontWeight: 600,
+  },
   legend: { labelFontSize: 11, titleFontSize: 11, titleFontWeight: 600, labelLimit: 220 },
   header: { labelFontSize: 12, labelFontWeight: 600, labelColor: "#1f2630", title: null },
   range: { category: { scheme: "tableau10" } },
 } as const;
 
 /** Score format: two decimals on a 0–1 scale, one on a 0–100 scale. */
-const fmtFor = (values: readonly number[]) => (Math.max(...values.map(Math.abs)) <= 1 ? ".2f" : ".1f");
+const fmtFor = (values: readonly number[]) =>
+  Math.max(...values.map(Math.abs)) <= 1 ? ".2f" : ".1f";
 
 /** Accuracy-matrix heatmap of one run: rows are stages, columns the continual tasks. */
 export function heatmapChart(run: Run, index: number): Chart {
   const { matrix, run: info } = run.results;
   const values = matrix.flatMap((row, stage) =>
-    row.map((score, j) => ({ stage: stage === 0 ? "0 (base)" : `${stage} ${info.order[stage - 1] ?? ""}`, task: info.order[j] ?? `task ${j}`, score })),
+    row.map((score, j) => ({
+      stage: stage === 0 ? "0 (base)" : `${stage} ${info.order[stage - 1] ?? ""}`,
+      task: info.order[j] ?? `task ${j}`,
+      score,
+    })),
   );
-  const stageSort = matrix.map((_, s) => (s === 0 ? "0 (base)" : `${s} ${info.order[s - 1] ?? ""}`));
+  const stageSort = matrix.map((_, s) =>
+    s === 0 ? "0 (base)" : `${s} ${info.order[s - 1] ?? ""}`,
+  );
   const fmt = fmtFor(values.map((v) => v.score));
   return {
     id: `matrix-${index}`,
@@ -50,16 +66,38 @@ export function heatmapChart(run: Run, index: number): Chart {
       width: { step: 46 },
       height: { step: 24 },
       encoding: {
-        x: { field: "task", type: "ordinal", sort: info.order, title: "task", axis: { labelAngle: -35, orient: "top" } },
+        x: {
+          field: "task",
+          type: "ordinal",
+          sort: info.order,
+          title: "task",
+          axis: { labelAngle: -35, orient: "top" },
+        },
         y: { field: "stage", type: "ordinal", sort: stageSort, title: "after stage" },
       },
       layer: [
-        { mark: "rect", encoding: { color: { field: "score", type: "quantitative", scale: { scheme: "yellowgreenblue" }, legend: null } } },
+        {
+          mark: "rect",
+          encoding: {
+            color: {
+              field: "score",
+              type: "quantitative",
+              scale: { scheme: "yellowgreenblue" },
+              legend: null,
+            },
+          },
+        },
         {
           mark: { type: "text", fontSize: 10 },
           encoding: {
             text: { field: "score", type: "quantitative", format: fmt },
-            color: { condition: { test: `datum.score > ${(Math.min(...values.map((v) => v.score)) + Math.max(...values.map((v) => v.score))) / 2}`, value: "white" }, value: "#1f2630" },
+            color: {
+              condition: {
+                test: `datum.score > ${(Math.min(...values.map((v) => v.score)) + Math.max(...values.map((v) => v.score))) / 2}`,
+                value: "white",
+              },
+              value: "#1f2630",
+            },
           },
         },
       ],
@@ -71,9 +109,14 @@ export function heatmapChart(run: Run, index: number): Chart {
  * Mean primary score over seeds per benchmark, stage and model × method, with the seed range
  * as a band; one panel per benchmark.
  */
-function curveChart(runs: readonly Run[], benchmarks: string[], id: string, title: string, yTitle: string): Chart {
+function curveChart(
+  runs: readonly Run[],
+  benchmarks: string[],
+  id: string,
+  title: string,
+  yTitle: string,
+): Chart {
   const groups = groupRuns(runs);
-  const methods = new Set(groups.map((g) => g.method));
   const values = groups.flatMap((g) =>
     benchmarks.flatMap((b) => {
       const curves = g.runs.map((r) => r.results.curves[b]).filter((c) => c !== undefined);
@@ -83,9 +126,7 @@ function curveChart(runs: readonly Run[], benchmarks: string[], id: string, titl
         return {
           benchmark: b,
           stage,
-          series: methods.size === 1 ? g.model.name : `${g.model.name} (${g.method})`,
           model: g.model.name,
-          method: g.method,
           score: ys.reduce((a, x) => a + x, 0) / ys.length,
           min: Math.min(...ys),
           max: Math.max(...ys),
@@ -112,13 +153,17 @@ function curveChart(runs: readonly Run[], benchmarks: string[], id: string, titl
           color,
         },
         layer: [
-          { mark: { type: "area", opacity: 0.12 }, encoding: { y: { field: "min", type: "quantitative" }, y2: { field: "max" }, detail: { field: "series" } } },
+          {
+            mark: { type: "area", opacity: 0.12 },
+            encoding: {
+              y: { field: "min", type: "quantitative" },
+              y2: { field: "max" },
+            },
+          },
           {
             mark: { type: "line", point: { size: 18 }, strokeWidth: 1.6 },
             encoding: {
               y: { field: "score", type: "quantitative", title: yTitle, scale: { zero: false } },
-              detail: { field: "series" },
-              ...(methods.size > 1 ? { strokeDash: { field: "method", type: "nominal", title: "method" } } : {}),
             },
           },
         ],
@@ -127,22 +172,27 @@ function curveChart(runs: readonly Run[], benchmarks: string[], id: string, titl
   };
 }
 
-/** Per-benchmark curves of the general suite (every benchmark but the bias ones). */
-export function curvesChart(runs: readonly Run[]): Chart | null {
-  const benchmarks = benchmarksOf(runs, (cat) => cat !== BIAS_CATEGORY);
-  return benchmarks.length ? curveChart(runs, benchmarks, "curves", "General benchmarks over stages", "score") : null;
+/** Per-benchmark curves of the general suite (every benchmark but the bias ones), one method. */
+export function curvesChart(runs: readonly Run[], method: string): Chart | null {
+  const rs = runs.filter((r) => r.results.run.method === method);
+  const benchmarks = benchmarksOf(rs, (cat) => cat !== BIAS_CATEGORY);
+  if (!benchmarks.length) return null;
+  return curveChart(rs, benchmarks, `curves-${method}`, `Method ${method}`, "score");
 }
 
-/** The bias benchmarks (category "bias") over stages; lower pct_stereotype is less bias. */
-export function biasChart(runs: readonly Run[]): Chart | null {
-  const benchmarks = benchmarksOf(runs, (cat) => cat === BIAS_CATEGORY);
-  return benchmarks.length ? curveChart(runs, benchmarks, "bias", "Bias per category over stages", "pct_stereotype") : null;
+/** The bias benchmarks (category "bias") over stages, one method; lower pct_stereotype is less bias. */
+export function biasChart(runs: readonly Run[], method: string): Chart | null {
+  const rs = runs.filter((r) => r.results.run.method === method);
+  const benchmarks = benchmarksOf(rs, (cat) => cat === BIAS_CATEGORY);
+  if (!benchmarks.length) return null;
+  return curveChart(rs, benchmarks, `bias-${method}`, `Method ${method}`, "pct_stereotype");
 }
 
 function benchmarksOf(runs: readonly Run[], keep: (category: string) => boolean): string[] {
   const seen = new Set<string>();
   for (const r of runs)
-    for (const b of Object.keys(r.results.curves)) if (keep(r.results.categories[b] ?? "")) seen.add(b);
+    for (const b of Object.keys(r.results.curves))
+      if (keep(r.results.categories[b] ?? "")) seen.add(b);
   return [...seen];
 }
 
@@ -152,7 +202,18 @@ function generalFgRows(runs: readonly Run[]) {
     const fg = g.runs.map((r) => generalFg(r.results.fg.perCategory)).filter((x) => x !== null);
     if (!fg.length) return [];
     const c = seedCell(fg);
-    return [{ model: g.model.name, params: g.model.params, architecture: g.model.architecture ?? "unknown", method: g.method, fg: c.mean, lo: c.lo ?? c.mean, hi: c.hi ?? c.mean, seeds: c.seeds }];
+    return [
+      {
+        model: g.model.name,
+        params: g.model.params,
+        architecture: g.model.architecture ?? "unknown",
+        method: g.method,
+        fg: c.mean,
+        lo: c.lo ?? c.mean,
+        hi: c.hi ?? c.mean,
+        seeds: c.seeds,
+      },
+    ];
   });
 }
 
@@ -172,10 +233,21 @@ export function methodChart(runs: readonly Run[]): Chart | null {
       spec: {
         width: { step: 26 },
         height: 150,
-        encoding: { x: { field: "method", type: "nominal", title: null, axis: { labelAngle: -35 } } },
+        encoding: {
+          x: { field: "method", type: "nominal", title: null, axis: { labelAngle: -35 } },
+        },
         layer: [
-          { mark: { type: "bar", cornerRadiusEnd: 2 }, encoding: { y: { field: "fg", type: "quantitative", title: "general FG (%)" }, color: { field: "method", type: "nominal", title: "method" } } },
-          { mark: { type: "rule", strokeWidth: 1.4, color: "#1f2630" }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } } },
+          {
+            mark: { type: "bar", cornerRadiusEnd: 2 },
+            encoding: {
+              y: { field: "fg", type: "quantitative", title: "general FG (%)" },
+              color: { field: "method", type: "nominal", title: "method" },
+            },
+          },
+          {
+            mark: { type: "rule", strokeWidth: 1.4, color: "#1f2630" },
+            encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } },
+          },
         ],
       },
     },
@@ -195,14 +267,35 @@ export function scaleChart(runs: readonly Run[], method: string): Chart | null {
       width: 420,
       height: 220,
       encoding: {
-        x: { field: "params", type: "quantitative", scale: { type: "log" }, title: "parameters", axis: { format: "~s" } },
+        x: {
+          field: "params",
+          type: "quantitative",
+          scale: { type: "log" },
+          title: "parameters",
+          axis: { format: "~s" },
+        },
         color: { field: "architecture", type: "nominal", title: "architecture" },
       },
       layer: [
-        { mark: { type: "rule", strokeWidth: 1.4 }, encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } } },
-        { mark: { type: "line", strokeWidth: 1, strokeDash: [4, 3] }, encoding: { y: { field: "fg", type: "quantitative" }, detail: { field: "architecture" } } },
-        { mark: { type: "point", filled: true, size: 60 }, encoding: { y: { field: "fg", type: "quantitative", title: "general FG (%)" }, tooltip: [{ field: "model" }, { field: "fg", format: ".2f" }] } },
-        { mark: { type: "text", dy: -10, fontSize: 10 }, encoding: { y: { field: "fg", type: "quantitative" }, text: { field: "model" } } },
+        {
+          mark: { type: "rule", strokeWidth: 1.4 },
+          encoding: { y: { field: "lo", type: "quantitative" }, y2: { field: "hi" } },
+        },
+        {
+          mark: { type: "line", strokeWidth: 1, strokeDash: [4, 3] },
+          encoding: { y: { field: "fg", type: "quantitative" }, detail: { field: "architecture" } },
+        },
+        {
+          mark: { type: "point", filled: true, size: 60 },
+          encoding: {
+            y: { field: "fg", type: "quantitative", title: "general FG (%)" },
+            tooltip: [{ field: "model" }, { field: "fg", format: ".2f" }],
+          },
+        },
+        {
+          mark: { type: "text", dy: -10, fontSize: 10 },
+          encoding: { y: { field: "fg", type: "quantitative" }, text: { field: "model" } },
+        },
       ],
     },
   };

@@ -24,11 +24,12 @@ export interface ReportPage {
   source: string;
   runs: Run[];
   findings: Finding[];
-  fgTable: FgTable;
+  fgTables: FgTable[];
   scale: Figure | null;
   methods: Figure | null;
-  curves: Figure | null;
-  bias: Figure | null;
+  /** Per method. */
+  curves: Figure[];
+  bias: Figure[];
   matrices: Figure[];
 }
 
@@ -49,6 +50,7 @@ nav a:hover{color:var(--accent)}
 .wrap{max-width:1180px;margin:0 auto;padding:0 24px}
 section{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:20px 22px;margin:22px 0;box-shadow:0 1px 2px rgba(16,24,40,.04)}
 h2{margin:0 0 4px;font-size:18px}
+h3.method{margin:14px 0 4px;font-size:13px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.04em}
 .lead{color:var(--muted);margin:0 0 14px;max-width:900px}
 .findings{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:14px}
 .finding{border:1px solid var(--line);border-left:5px solid #9aa3ae;border-radius:10px;padding:12px 14px}
@@ -148,7 +150,9 @@ function cardsHtml(runs: Run[]): string {
       const rows = Object.entries(r.card)
         .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${cardValue(v)}</td></tr>`)
         .join("");
-      const body = rows ? `<table class="card">${rows}</table>` : `<p class="lead">No run-card.json in ${esc(r.dir)}.</p>`;
+      const body = rows
+        ? `<table class="card">${rows}</table>`
+        : `<p class="lead">No run-card.json in ${esc(r.dir)}.</p>`;
       return `<details${i === 0 ? " open" : ""}><summary>${esc(r.results.run.name)}</summary>${body}</details>`;
     })
     .join("");
@@ -169,7 +173,11 @@ function forgottenJson(runs: Run[]): string {
     }
     return { name: r.results.run.name, benchmarks };
   });
-  const data = { runs: out.filter((r) => Object.keys(r.benchmarks).length), texts, stages: [...stages].sort((a, b) => a - b) };
+  const data = {
+    runs: out.filter((r) => Object.keys(r.benchmarks).length),
+    texts,
+    stages: [...stages].sort((a, b) => a - b),
+  };
   return JSON.stringify(data).replace(/</g, "\\u003c");
 }
 
@@ -204,16 +212,16 @@ export function reportHtml(p: ReportPage): string {
 <div class="findings">${findingsHtml(p.findings)}</div>${figure(p.scale)}</section>
 <section id="fg"><h2>Forgetting (FG) per category</h2>
 <p class="lead">FG = mean over stages of the relative drop from the starting score, in percent (positive = forgotten; for bias, positive = less stereotyped). Mean over seeds, 95% CI below. Also written as fg.md, fg.csv and fg.tex.</p>
-<div class="scroll">${fgTableHtml(p.fgTable)}</div></section>
+${p.fgTables.map((t) => `<h3 class="method">method ${esc(t.method)}</h3><div class="scroll">${fgTableHtml(t)}</div>`).join("")}</section>
 <section id="methods"><h2>Method comparison</h2>
 <p class="lead">General FG (mean of the non-bias categories) and the continual-task metrics of each model and method: mean over seeds, 95% CI below.</p>
 ${figure(p.methods)}<div class="scroll">${metricsTableHtml(p.runs)}</div></section>
 <section id="curves"><h2>General benchmarks over stages</h2>
 <p class="lead">Primary score of each benchmark after each stage (stage 0 is the starting model); line: mean over seeds, band: range over seeds.</p>
-${figure(p.curves) || `<p class="lead">No benchmark curves in these runs.</p>`}</section>
+${p.curves.map((f) => figure(f)).join("") || `<p class="lead">No benchmark curves in these runs.</p>`}</section>
 <section id="bias"><h2>Bias over stages</h2>
 <p class="lead">CrowS-Pairs share of pairs where the model prefers the stereotyped sentence (pct_stereotype, lower is less biased), per bias category.</p>
-${figure(p.bias) || `<p class="lead">No bias benchmarks in these runs.</p>`}</section>
+${p.bias.map((f) => figure(f)).join("") || `<p class="lead">No bias benchmarks in these runs.</p>`}</section>
 <section id="matrices"><h2>Accuracy matrices</h2>
 <p class="lead">R[stage][task]: score on each continual task after each stage, one matrix per run.</p>
 <div class="grid">${p.matrices.map((f) => figure(f)).join("")}</div></section>

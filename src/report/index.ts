@@ -6,14 +6,19 @@
  */
 import { renameSync, writeFileSync, mkdirSync } from "node:fs";
 import { basename, join, resolve } from "node:path";
-import { biasChart, curvesChart, heatmapChart, methodChart, renderSvg, scaleChart, type Chart } from "./charts.js";
+import {
+  biasChart,
+  curvesChart,
+  heatmapChart,
+  methodChart,
+  renderSvg,
+  scaleChart,
+  type Chart,
+} from "./charts.js";
 import { defaultMethod, findings, type FindingsOptions, type RunSummary } from "./findings.js";
 import { reportHtml, type Figure } from "./html.js";
 import { loadRuns, type Run } from "./runs.js";
-import { fgTable, fgTableCsv, fgTableLatex, fgTableMarkdown, runsMarkdown } from "./tables.js";
-
-export { loadRuns, findRunDirs, type Run } from "./runs.js";
-export { findings, type Finding, type Verdict } from "./findings.js";
+import { fgTables, fgTableCsv, fgTableLatex, fgTableMarkdown, runsMarkdown } from "./tables.js";
 
 export interface ReportFiles {
   html: string;
@@ -22,8 +27,13 @@ export interface ReportFiles {
   tex: string;
 }
 
-export function summaries(runs: readonly Run[]): RunSummary[] {
-  return runs.map((r) => ({ model: r.model, method: r.results.run.method, seed: r.results.run.seed, fg: r.results.fg.perCategory }));
+function summaries(runs: readonly Run[]): RunSummary[] {
+  return runs.map((r) => ({
+    model: r.model,
+    method: r.results.run.method,
+    seed: r.results.run.seed,
+    fg: r.results.fg.perCategory,
+  }));
 }
 
 function writeAtomic(file: string, text: string): void {
@@ -34,6 +44,10 @@ function writeAtomic(file: string, text: string): void {
 
 async function figure(chart: Chart | null): Promise<Figure | null> {
   return chart && { id: chart.id, title: chart.title, svg: await renderSvg(chart) };
+}
+
+async function figures(charts: (Chart | null)[]): Promise<Figure[]> {
+  return (await Promise.all(charts.map(figure))).filter((f) => f !== null);
 }
 
 /**
@@ -47,18 +61,22 @@ export async function writeReport(
 ): Promise<ReportFiles> {
   const runs = loadRuns(dirs);
   const method = options.method ?? defaultMethod(summaries(runs));
-  const table = fgTable(runs);
+  const tables = fgTables(runs);
+  const methods = tables.map((t) => t.method);
   const page = reportHtml({
-    title: dirs.length === 1 ? `lethe report: ${basename(resolve(dirs[0]))}` : `lethe report: ${dirs.length} directories`,
+    title:
+      dirs.length === 1
+        ? `lethe report: ${basename(resolve(dirs[0]))}`
+        : `lethe report: ${dirs.length} directories`,
     source: dirs.map((d) => resolve(d)).join(" · "),
     runs,
     findings: findings(summaries(runs), { ...options, method }),
-    fgTable: table,
+    fgTables: tables,
     scale: await figure(scaleChart(runs, method)),
     methods: await figure(methodChart(runs)),
-    curves: await figure(curvesChart(runs)),
-    bias: await figure(biasChart(runs)),
-    matrices: (await Promise.all(runs.map((r, i) => figure(heatmapChart(r, i))))).filter((f) => f !== null),
+    curves: await figures(methods.map((m) => curvesChart(runs, m))),
+    bias: await figures(methods.map((m) => biasChart(runs, m))),
+    matrices: await figures(runs.map((r, i) => heatmapChart(r, i))),
   });
   mkdirSync(outDir, { recursive: true });
   const files: ReportFiles = {
@@ -68,9 +86,9 @@ export async function writeReport(
     tex: join(outDir, "fg.tex"),
   };
   writeAtomic(files.html, page);
-  writeAtomic(files.md, fgTableMarkdown(table));
-  writeAtomic(files.csv, fgTableCsv(table));
-  writeAtomic(files.tex, fgTableLatex(table));
+  writeAtomic(files.md, fgTableMarkdown(tables));
+  writeAtomic(files.csv, fgTableCsv(tables));
+  writeAtomic(files.tex, fgTableLatex(tables));
   return files;
 }
 

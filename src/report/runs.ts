@@ -229,7 +229,9 @@ export function categoriesOf(runs: readonly Run[]): string[] {
 }
 
 /** Runs grouped by model × method (seeds together), in report order. */
-export function groupRuns(runs: readonly Run[]): { model: ModelFacts; method: string; runs: Run[] }[] {
+export function groupRuns(
+  runs: readonly Run[],
+): { model: ModelFacts; method: string; runs: Run[] }[] {
   const groups = new Map<string, { model: ModelFacts; method: string; runs: Run[] }>();
   for (const r of runs) {
     const key = JSON.stringify([r.model.name, r.results.run.method]);
@@ -259,8 +261,15 @@ export function forgottenItems(run: Run): Record<string, ForgottenItem[]> {
   for (const [benchmark, byStage] of Object.entries(run.items)) {
     const base = byStage[0];
     if (!base) continue;
-    const items = new Map(base.filter((r) => r.correct).map((r) => [r.doc_id, { doc_id: r.doc_id, text: r.text, wrong: [] as number[] }]));
-    for (const stage of Object.keys(byStage).map(Number).filter((s) => s > 0).sort((a, b) => a - b))
+    const items = new Map(
+      base
+        .filter((r) => r.correct)
+        .map((r) => [r.doc_id, { doc_id: r.doc_id, text: r.text, wrong: [] as number[] }]),
+    );
+    for (const stage of Object.keys(byStage)
+      .map(Number)
+      .filter((s) => s > 0)
+      .sort((a, b) => a - b))
       for (const r of byStage[stage]) if (!r.correct) items.get(r.doc_id)?.wrong.push(stage);
     out[benchmark] = [...items.values()].filter((i) => i.wrong.length);
   }

@@ -17,42 +17,45 @@ export interface Cell {
   seeds: number;
 }
 
+/** The FG table of one method: one row per category, one column per model. */
 export interface FgTable {
+  method: string;
   categories: string[];
-  columns: { model: string; method: string; label: string }[];
-  /** cells[category][column]; null where no run of the column has the category. */
+  models: string[];
+  /** cells[category][model]; null where no run of the model has the category. */
   cells: (Cell | null)[][];
 }
 
 /** Mean over seeds with a bootstrap interval (two or more values) or the given one. */
 export function seedCell(values: readonly number[], single?: [number, number]): Cell {
   const s = groupBootstrap([values], (m) => m[0]);
-  const [lo, hi] = s.lo !== null ? [s.lo, s.hi] : values.length === 1 && single ? single : [null, null];
+  const [lo, hi] =
+    s.lo !== null ? [s.lo, s.hi] : values.length === 1 && single ? single : [null, null];
   return { mean: s.estimate, lo, hi, seeds: values.length };
 }
 
-export function fgTable(runs: readonly Run[]): FgTable {
+/** One FG table per method (alphabetical), models in report order. */
+export function fgTables(runs: readonly Run[]): FgTable[] {
   const groups = groupRuns(runs);
-  const oneMethod = new Set(groups.map((g) => g.method)).size === 1;
   const categories = categoriesOf(runs);
-  return {
-    categories,
-    columns: groups.map((g) => ({
-      model: g.model.name,
-      method: g.method,
-      label: oneMethod ? g.model.name : `${g.model.name} (${g.method})`,
-    })),
-    cells: categories.map((c) =>
-      groups.map((g) => {
-        const rs = g.runs.filter((r) => c in r.results.fg.perCategory);
-        if (!rs.length) return null;
-        return seedCell(
-          rs.map((r) => r.results.fg.perCategory[c]),
-          rs[0].results.fg.ci?.[c],
-        );
-      }),
-    ),
-  };
+  return [...new Set(groups.map((g) => g.method))].sort().map((method) => {
+    const gs = groups.filter((g) => g.method === method);
+    return {
+      method,
+      categories,
+      models: gs.map((g) => g.model.name),
+      cells: categories.map((c) =>
+        gs.map((g) => {
+          const rs = g.runs.filter((r) => c in r.results.fg.perCategory);
+          if (!rs.length) return null;
+          return seedCell(
+            rs.map((r) => r.results.fg.perCategory[c]),
+            rs[0].results.fg.ci?.[c],
+          );
+        }),
+      ),
+    };
+  });
 }
 
 const f2 = (x: number) => x.toFixed(2);
@@ -68,7 +71,7 @@ export function esc(s: string): string {
 /** HTML table; cells are shaded by FG (red: forgetting, blue: gain) relative to the largest |FG|. */
 export function fgTableHtml(t: FgTable): string {
   const max = Math.max(1e-9, ...t.cells.flat().map((c) => (c ? Math.abs(c.mean) : 0)));
-  const head = t.columns.map((c) => `<th>${esc(c.label)}</th>`).join("");
+  const head = t.models.map((m) => `<th>${esc(m)}</th>`).join("");
   const rows = t.categories.map((cat, i) => {
     const tds = t.cells[i].map((c) => {
       if (!c) return `<td class="na">–</td>`;
@@ -82,31 +85,38 @@ export function fgTableHtml(t: FgTable): string {
   return `<table class="fg"><thead><tr><th>category</th>${head}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
 
-export function fgTableMarkdown(t: FgTable): string {
-  const cell = (c: Cell | null) => (!c ? "–" : hasCi(c) ? `${f2(c.mean)} [${f2(c.lo)}, ${f2(c.hi)}]` : f2(c.mean));
+/** Markdown: per method, a heading line and the table. */
+export function fgTableMarkdown(tables: readonly FgTable[]): string {
+  return tables.map((t) => `FG, method ${t.method}\n\n${markdownTable(t)}`).join("\n");
+}
+
+function markdownTable(t: FgTable): string {
+  const cell = (c: Cell | null) =>
+    !c ? "–" : hasCi(c) ? `${f2(c.mean)} [${f2(c.lo)}, ${f2(c.hi)}]` : f2(c.mean);
   const lines = [
-    `| category | ${t.columns.map((c) => c.label).join(" | ")} |`,
-    `| --- | ${t.columns.map(() => "---:").join(" | ")} |`,
+    `| category | ${t.models.join(" | ")} |`,
+    `| --- | ${t.models.map(() => "---:").join(" | ")} |`,
     ...t.categories.map((cat, i) => `| ${cat} | ${t.cells[i].map(cell).join(" | ")} |`),
   ];
   return lines.join("\n") + "\n";
 }
 
 /** Long format, one row per category × column; numbers rounded to 6 decimals. */
-export function fgTableCsv(t: FgTable): string {
+export function fgTableCsv(tables: readonly FgTable[]): string {
   const num = (x: number | null) => (x === null ? "" : String(+x.toFixed(6)));
   const field = (s: string) => (/[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
   const lines = ["category,model,method,fg,ci_lo,ci_hi,seeds"];
-  t.categories.forEach((cat, i) =>
-    t.columns.forEach((col, j) => {
-      const c = t.cells[i][j];
-      if (c)
-        lines.push(
-          [cat, col.model, col.method].map(field).join(",") +
-            `,${num(c.mean)},${num(c.lo)},${num(c.hi)},${c.seeds}`,
-        );
-    }),
-  );
+  for (const t of tables)
+    t.categories.forEach((cat, i) =>
+      t.models.forEach((model, j) => {
+        const c = t.cells[i][j];
+        if (c)
+          lines.push(
+            [cat, model, t.method].map(field).join(",") +
+              `,${num(c.mean)},${num(c.lo)},${num(c.hi)},${c.seeds}`,
+          );
+      }),
+    );
   return lines.join("\n") + "\n";
 }
 
@@ -114,19 +124,27 @@ function texEscape(s: string): string {
   return s.replace(/[\\&%$#_{}]/g, (ch) => (ch === "\\" ? "\\textbackslash{}" : `\\${ch}`));
 }
 
-/** A booktabs tabular (needs \usepackage{booktabs}). */
-export function fgTableLatex(t: FgTable): string {
+/** One booktabs tabular per method (needs \usepackage{booktabs}), each after a comment line. */
+export function fgTableLatex(tables: readonly FgTable[]): string {
+  return tables.map((t) => `% FG, method ${t.method}\n${latexTable(t)}`).join("\n");
+}
+
+function latexTable(t: FgTable): string {
   const cell = (c: Cell | null) =>
     !c ? "--" : hasCi(c) ? `${f2(c.mean)} {\\scriptsize [${f2(c.lo)}, ${f2(c.hi)}]}` : f2(c.mean);
-  return [
-    `\\begin{tabular}{l${"r".repeat(t.columns.length)}}`,
-    "\\toprule",
-    `category & ${t.columns.map((c) => texEscape(c.label)).join(" & ")} \\\\`,
-    "\\midrule",
-    ...t.categories.map((cat, i) => `${texEscape(cat)} & ${t.cells[i].map(cell).join(" & ")} \\\\`),
-    "\\bottomrule",
-    "\\end{tabular}",
-  ].join("\n") + "\n";
+  return (
+    [
+      `\\begin{tabular}{l${"r".repeat(t.models.length)}}`,
+      "\\toprule",
+      `category & ${t.models.map(texEscape).join(" & ")} \\\\`,
+      "\\midrule",
+      ...t.categories.map(
+        (cat, i) => `${texEscape(cat)} & ${t.cells[i].map(cell).join(" & ")} \\\\`,
+      ),
+      "\\bottomrule",
+      "\\end{tabular}",
+    ].join("\n") + "\n"
+  );
 }
 
 const RUN_METRICS = ["avg_acc", "bwt", "fwt", "forgetting", "plasticity"] as const;
@@ -146,7 +164,9 @@ export function metricsTableHtml(runs: readonly Run[]): string {
     );
     return `<tr><th scope="row">${esc(g.model.name)}</th><td class="method">${esc(g.method)}</td><td>${g.runs.length}</td>${cells.join("")}</tr>`;
   });
-  const head = ["model", "method", "seeds", "general FG", ...RUN_METRICS].map((h) => `<th>${h}</th>`);
+  const head = ["model", "method", "seeds", "general FG", ...RUN_METRICS].map(
+    (h) => `<th>${h}</th>`,
+  );
   return `<table class="metrics"><thead><tr>${head.join("")}</tr></thead><tbody>${rows.join("")}</tbody></table>`;
 }
 
@@ -155,12 +175,17 @@ export function runsMarkdown(runs: readonly Run[]): string {
   const cats = categoriesOf(runs);
   const fmt = (x: number | undefined) => (x === undefined ? "–" : f2(x));
   const rows: [string, (r: Run) => number | undefined][] = [
-    ...cats.map((c): [string, (r: Run) => number | undefined] => [`FG ${c}`, (r) => r.results.fg.perCategory[c]]),
+    ...cats.map((c): [string, (r: Run) => number | undefined] => [
+      `FG ${c}`,
+      (r) => r.results.fg.perCategory[c],
+    ]),
     ...RUN_METRICS.map((m): [string, (r: Run) => number | undefined] => [m, (r) => r.results[m]]),
   ];
-  return [
-    `| metric | ${runs.map((r) => r.results.run.name).join(" | ")} |`,
-    `| --- | ${runs.map(() => "---:").join(" | ")} |`,
-    ...rows.map(([name, get]) => `| ${name} | ${runs.map((r) => fmt(get(r))).join(" | ")} |`),
-  ].join("\n") + "\n";
+  return (
+    [
+      `| metric | ${runs.map((r) => r.results.run.name).join(" | ")} |`,
+      `| --- | ${runs.map(() => "---:").join(" | ")} |`,
+      ...rows.map(([name, get]) => `| ${name} | ${runs.map((r) => fmt(get(r))).join(" | ")} |`),
+    ].join("\n") + "\n"
+  );
 }

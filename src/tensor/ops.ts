@@ -115,6 +115,11 @@ export function tensor(
       }
     };
     walk(data, 0);
+    if (o.shape) {
+      if (o.shape.reduce((a, b) => a * b, 1) !== values.length)
+        throw new Error(`tensor: shape [${o.shape}] needs ${o.shape.reduce((a, b) => a * b, 1)} values, got ${values.length}`);
+      shape = o.shape;
+    }
     flat = values;
     dtype = o.dtype ?? (sawBool ? "bool" : "float32");
   }
@@ -128,10 +133,12 @@ export function tensor(
     t.dispose();
     return o.device ? moveTo(out, o.device) : out;
   } else if (dtype === "int64") {
-    typed = BigInt64Array.from(flat as ArrayLike<number | bigint>, (v) => BigInt(v));
+    // like torch: floats truncate toward zero
+    typed = BigInt64Array.from(flat as ArrayLike<number | bigint>, (v) => (typeof v === "bigint" ? v : BigInt(Math.trunc(v))));
   } else {
     typed = new info.array(flat.length);
-    for (let i = 0; i < flat.length; i++) (typed as unknown as number[])[i] = Number(flat[i]);
+    const cast = dtype === "bool" ? (v: number) => (v !== 0 ? 1 : 0) : (v: number) => v;
+    for (let i = 0; i < flat.length; i++) (typed as unknown as number[])[i] = cast(Number(flat[i]));
   }
   const t = fromBytes(new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength), dtype, shape);
   return o.device ? moveTo(t, o.device) : t;
@@ -172,12 +179,12 @@ export function embedding(weight: Tensor, indices: Tensor, paddingIdx = -1): Ten
 export function layerNorm(x: Tensor, normalizedShape: Shape, weight: Tensor | null, bias: Tensor | null, eps = 1e-5): Tensor {
   return op("aten::layer_norm", [x, normalizedShape, weight, bias, eps]);
 }
-/** RMSNorm as in LLaMA/T5: x * rsqrt(mean(x², -1) + eps) * weight, computed in float32. */
+/** RMSNorm as in LLaMA/T5: x * rsqrt(mean(x², -1) + eps) * weight; 16-bit inputs are computed in float32. */
 export function rmsNorm(x: Tensor, weight: Tensor, eps: number): Tensor {
-  const xf = x.dtype === "float32" ? x : x.float();
+  const half = x.dtype === "float16" || x.dtype === "bfloat16";
+  const xf = half ? x.float() : x;
   const normed = xf.mul(xf.pow(2).mean(-1, true).add(eps).rsqrt());
-  const out = x.dtype === "float32" ? normed : normed.to(x.dtype);
-  return out.mul(weight);
+  return (half ? normed.to(x.dtype) : normed).mul(weight);
 }
 /** Dropout with the default generator (seed it with `manualSeed`). */
 export function dropout(x: Tensor, p: number, train: boolean): Tensor {

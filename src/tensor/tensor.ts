@@ -104,9 +104,12 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
-  } finally {
+  } catch (e) {
     scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
   }
+  scopes.pop();
   if (result instanceof Promise) throw new Error("tidy: fn must be synchronous");
   const escaping = new Set<Tensor>();
   collect(result, escaping, 0);

@@ -225,7 +225,7 @@ test("hf:test/tiny@main downloads into the hub cache layout and gives the origin
       const offline = await loadPretrained("hf:test/tiny@main", { cacheDir });
       offline.model.dispose();
       await assert.rejects(
-        loadPretrained("hf:test/tiny@main", { cacheDir: freshCache() }),
+        loadPretrained("hf:test/tiny@main", { cacheDir: join(cacheDir, "empty") }),
         /not in the cache .* HF_HUB_OFFLINE/,
       );
     } finally {

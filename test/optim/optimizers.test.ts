@@ -185,7 +185,7 @@ test("optimizer state saved after 3 steps and loaded into a fresh optimizer cont
       for (let s = 3; s < 6; s++) stepOn(a, optA, s);
 
       tidy(() => b.loadStateDict(loadTensors(weights)));
-      const loaded = loadTensors(state); // outside tidy: see the todo test below
+      const loaded = loadTensors(state);
       optB.loadStateDict({ step: 3, lr: 0.02, tensors: loaded });
       for (const t of loaded.values()) t.dispose();
       optB.lr = optA.lr;
@@ -219,24 +219,18 @@ test("optimizer state saved after 3 steps and loaded into a fresh optimizer cont
   }
 });
 
-test(
-  "optimizer loadStateDict called inside tidy keeps the loaded state",
-  {
-    todo: "engine: Optimizer.loadStateDict stores t.clone().detach() without keep(), so tidy frees it",
-  },
-  () => {
-    const a = new Net();
-    const opt = new AdamW([{ params: a.parameters() }], { lr: 0.02 });
-    try {
-      stepOn(a, opt, 0);
-      const saved = new Map([...opt.stateDict().tensors].map(([k, t]) => [k, t.clone()]));
-      tidy(() => opt.loadStateDict({ step: 1, lr: 0.02, tensors: saved }));
-      for (const t of opt.stateDict().tensors.values()) assert.equal(t.isDisposed, false);
-      stepOn(a, opt, 1);
-      for (const t of saved.values()) t.dispose();
-    } finally {
-      opt.dispose();
-      a.dispose();
-    }
-  },
-);
+test("optimizer loadStateDict called inside tidy keeps the loaded state", () => {
+  const a = new Net();
+  const opt = new AdamW([{ params: a.parameters() }], { lr: 0.02 });
+  try {
+    stepOn(a, opt, 0);
+    const saved = new Map([...opt.stateDict().tensors].map(([k, t]) => [k, t.clone()]));
+    tidy(() => opt.loadStateDict({ step: 1, lr: 0.02, tensors: saved }));
+    for (const t of opt.stateDict().tensors.values()) assert.equal(t.isDisposed, false);
+    stepOn(a, opt, 1);
+    for (const t of saved.values()) t.dispose();
+  } finally {
+    opt.dispose();
+    a.dispose();
+  }
+});

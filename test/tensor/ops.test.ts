@@ -130,20 +130,14 @@ test("creation: tensor() from nested arrays and typed arrays, every dtype, exact
   });
 });
 
-test(
-  "tensor() converts numbers to the dtype as torch.tensor does (nonzero → true, truncation to int)",
-  {
-    todo: "engine: bool stores raw numbers (tensor([2], {dtype: 'bool'}) reads back 2), int64 throws on fractions",
-  },
-  () => {
-    tidy(() => {
-      const b = tensor([2, 0, 0.5], { dtype: "bool" });
-      assert.deepEqual(b.toNumbers(), [1, 0, 1]);
-      assert.equal(b.sum().item(), 2);
-      assert.deepEqual(tensor([-1.5, 2.7], { dtype: "int64" }).toNumbers(), [-1, 2]);
-    });
-  },
-);
+test("tensor() converts numbers to the dtype as torch.tensor does (nonzero → true, truncation to int)", () => {
+  tidy(() => {
+    const b = tensor([2, 0, 0.5], { dtype: "bool" });
+    assert.deepEqual(b.toNumbers(), [1, 0, 1]);
+    assert.equal(b.sum().item(), 2);
+    assert.deepEqual(tensor([-1.5, 2.7], { dtype: "int64" }).toNumbers(), [-1, 2]);
+  });
+});
 
 test("shape ops: view reshape permute transpose contiguous narrow slice select", () => {
   tidy(() => {
@@ -522,7 +516,7 @@ test("softmax, logSoftmax, layerNorm, rmsNorm, gelu (exact, tanh), silu, relu ma
         const ms = r.reduce((s, a) => s + a * a, 0) / 4;
         return r.map((a, i) => (a / Math.sqrt(ms + 1e-6)) * w[i]);
       });
-      // rmsNorm computes in float32 whatever the input (see the todo test below).
+      // rmsNorm computes in float32 whatever the input.
       assertClose(
         rmsNorm(x, tensor(w, { dtype }), 1e-6).toNumbers(),
         rms,
@@ -557,24 +551,18 @@ test("softmax, logSoftmax, layerNorm, rmsNorm, gelu (exact, tanh), silu, relu ma
   });
 });
 
-test(
-  "rmsNorm keeps float64 precision for float64 input",
-  {
-    todo: "engine: rmsNorm casts every non-float32 input to float32, so float64 gets float32 precision",
-  },
-  () => {
-    tidy(() => {
-      const v = [0.3, -1.2, 2.5, 0.7];
-      const ms = v.reduce((s, a) => s + a * a, 0) / 4;
-      const x = tensor(v, { dtype: "float64" });
-      assertClose(
-        rmsNorm(x, ones([4], { dtype: "float64" }), 1e-6).toNumbers(),
-        v.map((a) => a / Math.sqrt(ms + 1e-6)),
-        1e-14,
-      );
-    });
-  },
-);
+test("rmsNorm keeps float64 precision for float64 input", () => {
+  tidy(() => {
+    const v = [0.3, -1.2, 2.5, 0.7];
+    const ms = v.reduce((s, a) => s + a * a, 0) / 4;
+    const x = tensor(v, { dtype: "float64" });
+    assertClose(
+      rmsNorm(x, ones([4], { dtype: "float64" }), 1e-6).toNumbers(),
+      v.map((a) => a / Math.sqrt(ms + 1e-6)),
+      1e-14,
+    );
+  });
+});
 
 test("dropout: identity in eval or p=0; in training zeroes ~p and scales by 1/(1−p); seeded", () => {
   tidy(() => {

@@ -81,7 +81,8 @@ export function drawSeed(...parts: (string | number)[]): number {
  * so the share is exact in expectation and exact whenever n·r / (1 − r) is an integer.
  */
 export function mixCount(n: number, ratio: number, u: number): number {
-  if (!(ratio >= 0 && ratio < 1)) throw new RangeError(`mixCount: ratio must be in [0, 1), got ${ratio}`);
+  if (!(ratio >= 0 && ratio < 1))
+    throw new RangeError(`mixCount: ratio must be in [0, 1), got ${ratio}`);
   const k = (n * ratio) / (1 - ratio);
   const whole = Math.floor(k + 1e-9);
   return whole + (u < k - whole - 1e-9 ? 1 : 0);
@@ -130,7 +131,11 @@ export function trainableParameters(ctx: TrainContext): [string, Tensor][] {
 /** Detached copies of tensors, by name (a state snapshot the caller owns). */
 export function snapshot(named: Iterable<[string, Tensor]>): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
-  for (const [n, t] of named) out.set(n, tidy(() => t.detach().clone()));
+  for (const [n, t] of named)
+    out.set(
+      n,
+      tidy(() => t.detach().clone()),
+    );
   return out;
 }
 

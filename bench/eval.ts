@@ -1,0 +1,238 @@
+/**
+ * bench/eval: scores MMLU 5-shot (all 57 subjects, --limit 5 docs each, lm-eval v0.4.x requests
+ * built by src/eval/evaluate.ts) with a small random LLaMA-style model (4 layers, d 256, the real
+ * LLaMA-2 tokenizer) in four ways in one run:
+ *  1. lethe's default ModelLM (prefix reuse + batching, result cache on, empty cache);
+ *  2. the oracle: one request at a time, no prefix reuse, no cache;
+ *  3. a plain Python PyTorch loop on the same libtorch (Debian /usr/bin/python3, torch 1.13):
+ *     weights and token ids are written to a temp dir, the script (embedded below) implements
+ *     LLaMA's forward (HF modeling_llama.py) and scores each request with one forward, as lm-eval
+ *     HFLM does at batch size 1;
+ *  4. the default again on the unchanged model: every request from the cache (fingerprinting
+ *     included in its time).
+ * Prints requests/s of each, the largest log-likelihood differences, and a final JSON line with
+ * the ratios. Targets: default ≥ 2× oracle, ≥ 1.5× Python; cached rerun < 5% of the first run.
+ * Run: `npm run bench:eval -- [--limit N] [--data-dir DIR] [--device cuda]`.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { moduleFingerprint, ResultCache } from "../src/eval/cache.js";
+import { buildRequests } from "../src/eval/evaluate.js";
+import type { LoglikelihoodRequest, LoglikelihoodResult } from "../src/eval/lm.js";
+import { ModelLM } from "../src/eval/model_lm.js";
+import { loadEvalDocs, loadFewshotDocs } from "../src/eval/task.js";
+import { expandTaskNames, getTask } from "../src/eval/tasks/index.js";
+import { loadTokenizer } from "../src/io/tokenizer.js";
+import { llamaFamily, type LlamaConfig } from "../src/models/llama.js";
+import { build, setNumThreads } from "../src/tensor/index.js";
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const { values } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    limit: { type: "string", default: "5" },
+    "data-dir": {
+      type: "string",
+      default: process.env.LETHE_DATA ?? join(repoRoot, "..", "shared", "data"),
+    },
+    device: { type: "string", default: "cpu" },
+    python: { type: "string", default: process.env.LETHE_PYTHON ?? "/usr/bin/python3" },
+  },
+});
+const limit = Number(values.limit);
+const dataDir = values["data-dir"]!;
+const threads = availableParallelism();
+setNumThreads(threads);
+
+const config = llamaFamily.parseConfig({
+  model_type: "llama",
+  vocab_size: 32000,
+  hidden_size: 256,
+  intermediate_size: 688,
+  num_hidden_layers: 4,
+  num_attention_heads: 4,
+  max_position_embeddings: 2048,
+}) as LlamaConfig;
+const model = llamaFamily.create(config, { seed: 0 });
+if (values.device !== "cpu") model.to(values.device!);
+model.eval();
+const tokenizer = await loadTokenizer(join(dataDir, "tokenizers", "llama2"));
+
+// ---- the requests: MMLU 5-shot, first `limit` docs of each subject -------------------------
+const reqs: LoglikelihoodRequest[] = [];
+for (const name of expandTaskNames("mmlu")) {
+  const task = getTask(name);
+  const bench = join(dataDir, "benchmarks");
+  const docs = await loadEvalDocs(task, bench);
+  const fewshotDocs = await loadFewshotDocs(task, bench);
+  for (const r of buildRequests(task, docs, { shots: 5, limit, fewshotDocs }))
+    for (const [context, continuation] of r.arguments) reqs.push({ context, continuation });
+}
+console.log(
+  `bench:eval: MMLU 5-shot, ${reqs.length} requests, LLaMA-style ${(model.numParameters() / 1e6).toFixed(1)}M params, ` +
+    `libtorch ${build.torch}, ${threads} threads, ${values.device}`,
+);
+
+const tmp = mkdtempSync(join(tmpdir(), "lethe-bench-eval-"));
+const timed = async (what: string, fn: () => Promise<LoglikelihoodResult[]>) => {
+  const t0 = performance.now();
+  const res = await fn();
+  const seconds = (performance.now() - t0) / 1000;
+  console.log(`${what}: ${seconds.toFixed(2)}s, ${(reqs.length / seconds).toFixed(1)} requests/s`);
+  return { res, seconds };
+};
+const maxDiff = (a: LoglikelihoodResult[], b: number[]) =>
+  Math.max(...a.map((r, i) => Math.abs(r.logprob - b[i])));
+
+try {
+  const cacheDir = join(tmp, "cache");
+  const fingerprint = moduleFingerprint(model);
+  const fast = await timed("lethe default (prefix reuse, batch 32, cache)", () =>
+    new ModelLM(model, tokenizer, {
+      cache: { store: ResultCache.open(cacheDir), fingerprint },
+    }).loglikelihood(reqs),
+  );
+  const oracle = await timed("lethe one request at a time", () =>
+    new ModelLM(model, tokenizer, { fast: false }).loglikelihood(reqs),
+  );
+  const oracleDiff = maxDiff(
+    fast.res,
+    oracle.res.map((r) => r.logprob),
+  );
+  const greedySame = fast.res.every((r, i) => r.isGreedy === oracle.res[i].isGreedy);
+  console.log(
+    `  max |default - one-at-a-time| = ${oracleDiff.toExponential(2)}, is_greedy same: ${greedySame}`,
+  );
+
+  // ---- the Python loop ---------------------------------------------------------------------
+  const lm = new ModelLM(model, tokenizer);
+  const encoded = reqs.map((r) => lm.encodePair(r.context, r.continuation));
+  const index: { name: string; shape: number[]; offset: number }[] = [];
+  const chunks: Uint8Array[] = [];
+  let offset = 0;
+  for (const [name, t] of model.stateDict()) {
+    const bytes = t.to("cpu").toBytes();
+    index.push({ name, shape: t.shape, offset });
+    chunks.push(bytes);
+    offset += bytes.length;
+  }
+  writeFileSync(join(tmp, "weights.bin"), Buffer.concat(chunks));
+  writeFileSync(
+    join(tmp, "job.json"),
+    JSON.stringify({ config, index, threads, device: values.device, requests: encoded }),
+  );
+  writeFileSync(join(tmp, "score.py"), PYTHON);
+  const py = spawnSync(values.python!, [join(tmp, "score.py"), tmp], {
+    encoding: "utf8",
+    maxBuffer: 1 << 28,
+  });
+  if (py.status !== 0) throw new Error(`python loop failed (${py.status}): ${py.stderr}`);
+  const pyOut = JSON.parse(readFileSync(join(tmp, "out.json"), "utf8")) as {
+    seconds: number;
+    logprobs: number[];
+  };
+  const pythonDiff = maxDiff(fast.res, pyOut.logprobs);
+  console.log(
+    `python torch loop (torch ${py.stdout.trim()}): ${pyOut.seconds.toFixed(2)}s, ` +
+      `${(reqs.length / pyOut.seconds).toFixed(1)} requests/s, max |default - python| = ${pythonDiff.toExponential(2)}`,
+  );
+
+  const cached = await timed("lethe default rerun (unchanged model, from cache)", () => {
+    const fp = moduleFingerprint(model);
+    return new ModelLM(model, tokenizer, {
+      cache: { store: ResultCache.open(cacheDir), fingerprint: fp },
+    }).loglikelihood(reqs);
+  });
+  const cachedSame = cached.res.every(
+    (r, i) => r.logprob === fast.res[i].logprob && r.isGreedy === fast.res[i].isGreedy,
+  );
+  const summary = {
+    bench: "eval",
+    requests: reqs.length,
+    device: values.device,
+    threads,
+    default_rps: reqs.length / fast.seconds,
+    one_at_a_time_rps: reqs.length / oracle.seconds,
+    python_rps: reqs.length / pyOut.seconds,
+    default_over_one_at_a_time: oracle.seconds / fast.seconds,
+    default_over_python: pyOut.seconds / fast.seconds,
+    cached_rerun_fraction: cached.seconds / fast.seconds,
+    max_abs_diff_one_at_a_time: oracleDiff,
+    max_abs_diff_python: pythonDiff,
+    is_greedy_same: greedySame,
+    cached_identical: cachedSame,
+  };
+  console.log(JSON.stringify(summary));
+} finally {
+  rmSync(tmp, { recursive: true, force: true });
+}
+
+/** LLaMA's forward in plain PyTorch (HF modeling_llama.py, eager attention), one request per call. */
+const PYTHON = String.raw`
+import json, math, sys, time
+import torch
+import torch.nn.functional as F
+
+d = sys.argv[1]
+job = json.load(open(d + "/job.json"))
+cfg = job["config"]
+torch.set_num_threads(job["threads"])
+dev = torch.device("cuda" if job["device"].startswith("cuda") else "cpu")
+raw = bytearray(open(d + "/weights.bin", "rb").read())
+W = {}
+for e in job["index"]:
+    n = math.prod(e["shape"])
+    W[e["name"]] = torch.frombuffer(raw, dtype=torch.float32, count=n, offset=e["offset"]).view(*e["shape"]).to(dev)
+C, nh, nkv, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["num_hidden_layers"]
+hd, eps, theta = cfg["head_dim"], cfg["rms_norm_eps"], cfg["rope_theta"]
+head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
+
+def rms(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+def rotate(t):
+    a, b = t.chunk(2, -1)
+    return torch.cat([-b, a], -1)
+
+def forward(ids):
+    T = len(ids)
+    x = W["model.embed_tokens.weight"][torch.tensor(ids, device=dev)]
+    inv = 1.0 / theta ** (torch.arange(0, hd, 2, device=dev).float() / hd)
+    f = torch.outer(torch.arange(T, device=dev).float(), inv)
+    emb = torch.cat([f, f], -1)
+    cos, sin = emb.cos(), emb.sin()
+    mask = torch.full((T, T), float("-inf"), device=dev).triu(1)
+    for l in range(L):
+        p = "model.layers.%d." % l
+        h = rms(x, W[p + "input_layernorm.weight"])
+        q = F.linear(h, W[p + "self_attn.q_proj.weight"]).view(T, nh, hd).transpose(0, 1)
+        k = F.linear(h, W[p + "self_attn.k_proj.weight"]).view(T, nkv, hd).transpose(0, 1)
+        v = F.linear(h, W[p + "self_attn.v_proj.weight"]).view(T, nkv, hd).transpose(0, 1)
+        q, k = q * cos + rotate(q) * sin, k * cos + rotate(k) * sin
+        k, v = k.repeat_interleave(nh // nkv, 0), v.repeat_interleave(nh // nkv, 0)
+        att = (q @ k.transpose(-1, -2) / math.sqrt(hd) + mask).softmax(-1)
+        x = x + F.linear((att @ v).transpose(0, 1).reshape(T, nh * hd), W[p + "self_attn.o_proj.weight"])
+        h = rms(x, W[p + "post_attention_layernorm.weight"])
+        g = F.silu(F.linear(h, W[p + "mlp.gate_proj.weight"])) * F.linear(h, W[p + "mlp.up_proj.weight"])
+        x = x + F.linear(g, W[p + "mlp.down_proj.weight"])
+    return F.linear(rms(x, W["model.norm.weight"]), head)
+
+out = []
+with torch.no_grad():
+    t0 = time.perf_counter()
+    for r in job["requests"]:
+        ctx, cont = r["context"], r["continuation"]
+        inp = (ctx + cont)[-(cfg["max_position_embeddings"] + 1):][:-1]
+        logits = forward(inp)[len(inp) - len(cont):]
+        lp = F.log_softmax(logits, -1)
+        out.append(float(lp.gather(1, torch.tensor(cont, device=dev).unsqueeze(1)).sum()))
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+json.dump({"seconds": seconds, "logprobs": out}, open(d + "/out.json", "w"))
+print(torch.__version__)
+`;

@@ -1,0 +1,59 @@
+/**
+ * An exponential moving average of the trainable weights: the average starts at each stage's
+ * starting weights, is updated after every optimizer step, ē ← β·ē + (1 − β)·θ, and replaces the
+ * weights at the stage's end (so evaluation and the next stage see the average).
+ *
+ * References: Polyak & Juditsky 1992 (iterate averaging); timm `utils/model_ema.py` `ModelEmaV2`
+ * (the update above, no bias correction); for continual fine-tuning, the EMA baseline of
+ * "Continual Learning with Pre-Trained Models" surveys (weight averaging against drift).
+ */
+import { z } from "zod";
+import { noGrad, tidy, type Tensor } from "../../tensor/index.js";
+import { defineMethod, disposeAll, snapshot, trainableParameters } from "./method.js";
+
+/** β·ē + (1 − β)·θ. */
+export function emaUpdate(avg: Tensor, theta: Tensor, decay: number): Tensor {
+  return tidy(() => avg.mul(decay).add(theta.mul(1 - decay)));
+}
+
+export const ema = defineMethod({
+  name: "ema",
+  description: "EMA of the weights (decay β), swapped in at each stage's end",
+  supports: ["full", "lora"],
+  options: z.strictObject({
+    decay: z.number().min(0).max(1).default(0.999), // β
+  }),
+  create: (o) => {
+    const avg = new Map<string, Tensor>();
+    let stage: string | null = null; // the stage `avg` belongs to
+    return {
+      name: "ema",
+      supports: ["full", "lora"],
+      stageStart(ctx) {
+        if (stage === ctx.stage) return; // resumed: the average came with the state
+        disposeAll(avg);
+        for (const [n, t] of snapshot(trainableParameters(ctx))) avg.set(n, t);
+        stage = ctx.stage;
+      },
+      afterStep(ctx) {
+        noGrad(() => {
+          for (const [n, p] of trainableParameters(ctx)) {
+            const a = avg.get(n)!;
+            tidy(() => a.copy_(emaUpdate(a, p, o.decay)));
+          }
+        });
+      },
+      stageEnd(ctx) {
+        noGrad(() => {
+          for (const [n, p] of trainableParameters(ctx)) p.copy_(avg.get(n)!);
+        });
+      },
+      state: () => ({ tensors: avg, meta: { stage } }),
+      loadState(s) {
+        disposeAll(avg);
+        for (const [n, t] of s.tensors) avg.set(n, t);
+        stage = (s.meta as { stage: string | null }).stage;
+      },
+    };
+  },
+});
