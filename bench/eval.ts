@@ -30,6 +30,72 @@ import { loadTokenizer } from "../src/io/tokenizer.js";
 import { llamaFamily, type LlamaConfig } from "../src/models/llama.js";
 import { build, setNumThreads } from "../src/tensor/index.js";
 
+/** LLaMA's forward in plain PyTorch (HF modeling_llama.py, eager attention), one request per call. */
+const PYTHON = String.raw`
+import json, math, sys, time
+import torch
+import torch.nn.functional as F
+
+d = sys.argv[1]
+job = json.load(open(d + "/job.json"))
+cfg = job["config"]
+torch.set_num_threads(job["threads"])
+dev = torch.device("cuda" if job["device"].startswith("cuda") else "cpu")
+raw = bytearray(open(d + "/weights.bin", "rb").read())
+W = {}
+for e in job["index"]:
+    n = math.prod(e["shape"])
+    W[e["name"]] = torch.frombuffer(raw, dtype=torch.float32, count=n, offset=e["offset"]).view(*e["shape"]).to(dev)
+C, nh, nkv, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["num_hidden_layers"]
+hd, eps, theta = cfg["head_dim"], cfg["rms_norm_eps"], cfg["rope_theta"]
+head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
+
+def rms(x, w):
+    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
+
+def rotate(t):
+    a, b = t.chunk(2, -1)
+    return torch.cat([-b, a], -1)
+
+def forward(ids):
+    T = len(ids)
+    x = W["model.embed_tokens.weight"][torch.tensor(ids, device=dev)]
+    inv = 1.0 / theta ** (torch.arange(0, hd, 2, device=dev).float() / hd)
+    f = torch.outer(torch.arange(T, device=dev).float(), inv)
+    emb = torch.cat([f, f], -1)
+    cos, sin = emb.cos(), emb.sin()
+    mask = torch.full((T, T), float("-inf"), device=dev).triu(1)
+    for l in range(L):
+        p = "model.layers.%d." % l
+        h = rms(x, W[p + "input_layernorm.weight"])
+        q = F.linear(h, W[p + "self_attn.q_proj.weight"]).view(T, nh, hd).transpose(0, 1)
+        k = F.linear(h, W[p + "self_attn.k_proj.weight"]).view(T, nkv, hd).transpose(0, 1)
+        v = F.linear(h, W[p + "self_attn.v_proj.weight"]).view(T, nkv, hd).transpose(0, 1)
+        q, k = q * cos + rotate(q) * sin, k * cos + rotate(k) * sin
+        k, v = k.repeat_interleave(nh // nkv, 0), v.repeat_interleave(nh // nkv, 0)
+        att = (q @ k.transpose(-1, -2) / math.sqrt(hd) + mask).softmax(-1)
+        x = x + F.linear((att @ v).transpose(0, 1).reshape(T, nh * hd), W[p + "self_attn.o_proj.weight"])
+        h = rms(x, W[p + "post_attention_layernorm.weight"])
+        g = F.silu(F.linear(h, W[p + "mlp.gate_proj.weight"])) * F.linear(h, W[p + "mlp.up_proj.weight"])
+        x = x + F.linear(g, W[p + "mlp.down_proj.weight"])
+    return F.linear(rms(x, W["model.norm.weight"]), head)
+
+out = []
+with torch.no_grad():
+    t0 = time.perf_counter()
+    for r in job["requests"]:
+        ctx, cont = r["context"], r["continuation"]
+        inp = (ctx + cont)[-(cfg["max_position_embeddings"] + 1):][:-1]
+        logits = forward(inp)[len(inp) - len(cont):]
+        lp = F.log_softmax(logits, -1)
+        out.append(float(lp.gather(1, torch.tensor(cont, device=dev).unsqueeze(1)).sum()))
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+json.dump({"seconds": seconds, "logprobs": out}, open(d + "/out.json", "w"))
+print(torch.__version__)
+`;
+
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -170,69 +236,3 @@ try {
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
-
-/** LLaMA's forward in plain PyTorch (HF modeling_llama.py, eager attention), one request per call. */
-const PYTHON = String.raw`
-import json, math, sys, time
-import torch
-import torch.nn.functional as F
-
-d = sys.argv[1]
-job = json.load(open(d + "/job.json"))
-cfg = job["config"]
-torch.set_num_threads(job["threads"])
-dev = torch.device("cuda" if job["device"].startswith("cuda") else "cpu")
-raw = bytearray(open(d + "/weights.bin", "rb").read())
-W = {}
-for e in job["index"]:
-    n = math.prod(e["shape"])
-    W[e["name"]] = torch.frombuffer(raw, dtype=torch.float32, count=n, offset=e["offset"]).view(*e["shape"]).to(dev)
-C, nh, nkv, L = cfg["hidden_size"], cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["num_hidden_layers"]
-hd, eps, theta = cfg["head_dim"], cfg["rms_norm_eps"], cfg["rope_theta"]
-head = W.get("lm_head.weight", W["model.embed_tokens.weight"])
-
-def rms(x, w):
-    return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w
-
-def rotate(t):
-    a, b = t.chunk(2, -1)
-    return torch.cat([-b, a], -1)
-
-def forward(ids):
-    T = len(ids)
-    x = W["model.embed_tokens.weight"][torch.tensor(ids, device=dev)]
-    inv = 1.0 / theta ** (torch.arange(0, hd, 2, device=dev).float() / hd)
-    f = torch.outer(torch.arange(T, device=dev).float(), inv)
-    emb = torch.cat([f, f], -1)
-    cos, sin = emb.cos(), emb.sin()
-    mask = torch.full((T, T), float("-inf"), device=dev).triu(1)
-    for l in range(L):
-        p = "model.layers.%d." % l
-        h = rms(x, W[p + "input_layernorm.weight"])
-        q = F.linear(h, W[p + "self_attn.q_proj.weight"]).view(T, nh, hd).transpose(0, 1)
-        k = F.linear(h, W[p + "self_attn.k_proj.weight"]).view(T, nkv, hd).transpose(0, 1)
-        v = F.linear(h, W[p + "self_attn.v_proj.weight"]).view(T, nkv, hd).transpose(0, 1)
-        q, k = q * cos + rotate(q) * sin, k * cos + rotate(k) * sin
-        k, v = k.repeat_interleave(nh // nkv, 0), v.repeat_interleave(nh // nkv, 0)
-        att = (q @ k.transpose(-1, -2) / math.sqrt(hd) + mask).softmax(-1)
-        x = x + F.linear((att @ v).transpose(0, 1).reshape(T, nh * hd), W[p + "self_attn.o_proj.weight"])
-        h = rms(x, W[p + "post_attention_layernorm.weight"])
-        g = F.silu(F.linear(h, W[p + "mlp.gate_proj.weight"])) * F.linear(h, W[p + "mlp.up_proj.weight"])
-        x = x + F.linear(g, W[p + "mlp.down_proj.weight"])
-    return F.linear(rms(x, W["model.norm.weight"]), head)
-
-out = []
-with torch.no_grad():
-    t0 = time.perf_counter()
-    for r in job["requests"]:
-        ctx, cont = r["context"], r["continuation"]
-        inp = (ctx + cont)[-(cfg["max_position_embeddings"] + 1):][:-1]
-        logits = forward(inp)[len(inp) - len(cont):]
-        lp = F.log_softmax(logits, -1)
-        out.append(float(lp.gather(1, torch.tensor(cont, device=dev).unsqueeze(1)).sum()))
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - t0
-json.dump({"seconds": seconds, "logprobs": out}, open(d + "/out.json", "w"))
-print(torch.__version__)
-`;

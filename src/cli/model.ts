@@ -20,6 +20,7 @@ import { loadTensors, saveTensors } from "../io/checkpoint.js";
 import { loadPretrained, type Pretrained } from "../io/pretrained.js";
 import { generate } from "../models/generate.js";
 import { noGrad, tensor, tidy, type Tensor } from "../tensor/index.js";
+import { didYouMean } from "../util/suggest.js";
 
 type Options = NonNullable<Parameters<typeof parseArgs>[0]>["options"] & {};
 
@@ -29,22 +30,14 @@ function parseFlags<O extends Options>(argv: string[], options: O, usage: string
     return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
   } catch (e) {
     const m = /Unknown option '(--?[\w-]+)'/.exec((e as Error).message);
-    const known = Object.keys(options).map((k) => `--${k}`);
-    const close = m ? known.find((k) => distance(k, m[1]) <= 2) : undefined;
-    const hint = close ? ` Did you mean ${close}?` : "";
+    const hint = m
+      ? didYouMean(
+          m[1],
+          Object.keys(options).map((k) => `--${k}`),
+        )
+      : "";
     throw new Error(`${(e as Error).message}.${hint}\nusage: ${usage}`);
   }
-}
-
-function distance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++)
-      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = row;
-  }
-  return prev[b.length];
 }
 
 function required(values: Record<string, unknown>, name: string, usage: string): string {

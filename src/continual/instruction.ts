@@ -15,6 +15,9 @@ import { parse as parseCsv } from "csv-parse/sync";
 import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
 import { makeRng, shuffled } from "./rng.js";
+import { lookup } from "../util/suggest.js";
+
+export { lookup };
 
 /** One example. `references` holds every gold output when there are several (ASSET, e-SNLI). */
 export interface InstructionExample {
@@ -124,31 +127,6 @@ export function renderPrompt(template: PromptTemplate, ex: InstructionExample): 
 
 // ---------------------------------------------------------------------------------------------
 // Registries
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
-}
-
-/** `registry[name]`, or an error listing the closest names ("Did you mean …"). */
-export function lookup<T>(registry: Readonly<Record<string, T>>, name: string, what: string): T {
-  if (Object.hasOwn(registry, name)) return registry[name];
-  const names = Object.keys(registry);
-  const close = names
-    .map((n) => ({ n, d: editDistance(n.toLowerCase(), name.toLowerCase()) }))
-    .filter(({ d }) => d <= Math.max(2, Math.floor(name.length / 3)))
-    .sort((x, y) => x.d - y.d)
-    .map(({ n }) => `"${n}"`);
-  const hint = close.length > 0 ? ` Did you mean ${close.slice(0, 3).join(" or ")}?` : "";
-  throw new Error(`unknown ${what} "${name}".${hint} Known: ${names.join(", ")}`);
-}
 
 // ---------------------------------------------------------------------------------------------
 // Reading records

@@ -17,13 +17,19 @@ export interface StageResult {
   general: Record<string, MetricScores>;
   /** Continual tasks (seen and still to come): their generation metric or log-likelihood score. */
   tasks: Record<string, MetricScores>;
-  /** Wall seconds spent: training, evaluating. */
+  /** Wall seconds spent: training, evaluating (timings.json has the same plus bookkeeping). */
   seconds: { train: number; eval: number };
 }
 
 export interface RunResults {
   format: typeof RESULTS_FORMAT;
   run: { name: string; model: string; method: string; order: string[]; seed: number };
+  /**
+   * Stages with results so far (the runner rewrites results.json after every stage) out of
+   * 1 + tasks. Until the run is complete, every metric below is computed as if the order ended
+   * at the last trained task; one that needs more tasks than that is NaN (null in the file).
+   */
+  progress?: { stagesDone: number; totalStages: number };
   /** Benchmark → category (the paper's: domain_knowledge, reasoning, reading_comprehension, bias). */
   categories: Record<string, string>;
   /** Which metric of each benchmark FG and the matrix use (e.g. "acc,none", "pct_stereotype,none"). */

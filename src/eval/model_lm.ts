@@ -35,7 +35,7 @@
 import type { Tokenizer } from "../io/tokenizer.js";
 import { generate } from "../models/generate.js";
 import type { CausalLM, LanguageModel, Seq2SeqLM } from "../models/types.js";
-import { cat, full, noGrad, ones, tensor, tidy, type Tensor } from "../tensor/index.js";
+import { cat, full, noGrad, tensor, tidy, type Tensor } from "../tensor/index.js";
 import { requestKey, type ResultCache } from "./cache.js";
 import type { GenerateRequest, LM, LoglikelihoodRequest, LoglikelihoodResult } from "./lm.js";
 
@@ -62,6 +62,11 @@ export interface ModelLMOptions {
 
 /** HFLM `_DEFAULT_MAX_LENGTH`. */
 const DEFAULT_MAX_LENGTH = 2048;
+/**
+ * Floats of logits one forward may produce (256 Mi floats = 1 GiB): the model returns logits for
+ * every position, so a batch of long prefixes is capped by this, not only by batchSize.
+ */
+const LOGITS_BUDGET = 2 ** 28;
 /** HFLM `max_gen_toks`. */
 const DEFAULT_MAX_GEN_TOKS = 256;
 
@@ -298,6 +303,22 @@ export class ModelLM implements LM {
     return out;
   }
 
+  /**
+   * Consecutive batches of at most `batchSize` items (longest first) whose padded logits,
+   * items × longest × vocab floats, stay within LOGITS_BUDGET (one item always fits).
+   */
+  #batches<T>(sorted: T[], length: (x: T) => number): T[][] {
+    const out: T[][] = [];
+    const vocab = this.model.config.vocab_size;
+    for (let at = 0; at < sorted.length; ) {
+      const fit = Math.floor(LOGITS_BUDGET / (length(sorted[at]) * vocab));
+      const n = Math.max(1, Math.min(this.batchSize, fit));
+      out.push(sorted.slice(at, at + n));
+      at += n;
+    }
+    return out;
+  }
+
   /** The slow, obvious path: one request, one forward over its whole input. */
   #oracle(r: TokenRequest): LoglikelihoodResult {
     const m = r.continuation.length;
@@ -335,8 +356,7 @@ export class ModelLM implements LM {
     });
     const out: LoglikelihoodResult[] = new Array(reqs.length);
     const order = sortByLength([...groups.values()], (g) => g.prefix);
-    for (let at = 0; at < order.length; at += this.batchSize) {
-      const batch = order.slice(at, at + this.batchSize);
+    for (const batch of this.#batches(order, (g) => g.prefix.length))
       tidy(() => {
         const Lp = Math.max(...batch.map((g) => g.prefix.length));
         const padded = batch.some((g) => g.prefix.length !== Lp);
@@ -418,8 +438,7 @@ export class ModelLM implements LM {
     const start = model.config.decoder_start_token_id;
     const out: LoglikelihoodResult[] = new Array(reqs.length);
     const order = sortByLength([...groups.values()], (g) => g.enc);
-    for (let at = 0; at < order.length; at += this.batchSize) {
-      const batch = order.slice(at, at + this.batchSize);
+    for (const batch of this.#batches(order, (g) => g.enc.length))
       tidy(() => {
         const Le = Math.max(...batch.map((g) => g.enc.length));
         const padded = batch.some((g) => g.enc.length !== Le);

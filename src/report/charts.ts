@@ -34,7 +34,13 @@ const CONFIG = {
     titleFontSize: 11,
     titleFontWeight: 600,
   },
-  legend: { labelFontSize: 11, titleFontSize: 11, titleFontWeight: 600, labelLimit: 220 },
+  legend: {
+    symbolOpacity: 1,
+    labelFontSize: 11,
+    titleFontSize: 11,
+    titleFontWeight: 600,
+    labelLimit: 220,
+  },
   header: { labelFontSize: 12, labelFontWeight: 600, labelColor: "#1f2630", title: null },
   range: { category: { scheme: "tableau10" } },
 } as const;
@@ -63,17 +69,17 @@ export function heatmapChart(run: Run, index: number): Chart {
     spec: {
       config: CONFIG,
       data: { values },
-      width: { step: 46 },
-      height: { step: 24 },
+      width: { step: 40 },
+      height: { step: 20 },
       encoding: {
         x: {
           field: "task",
           type: "ordinal",
           sort: info.order,
-          title: "task",
+          title: null,
           axis: { labelAngle: -35, orient: "top" },
         },
-        y: { field: "stage", type: "ordinal", sort: stageSort, title: "after stage" },
+        y: { field: "stage", type: "ordinal", sort: stageSort, title: null },
       },
       layer: [
         {
@@ -283,7 +289,7 @@ export function scaleChart(runs: readonly Run[], method: string): Chart | null {
         },
         {
           mark: { type: "line", strokeWidth: 1, strokeDash: [4, 3] },
-          encoding: { y: { field: "fg", type: "quantitative" }, detail: { field: "architecture" } },
+          encoding: { y: { field: "fg", type: "quantitative" }, detail: { field: "family" } },
         },
         {
           mark: { type: "point", filled: true, size: 60 },

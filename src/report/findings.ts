@@ -17,7 +17,7 @@
  * models the comparison needs.
  */
 import { makeRng, randomInt } from "../continual/rng.js";
-import type { ModelFacts } from "./runs.js";
+import { compareModels, type ModelFacts } from "./runs.js";
 
 export const BIAS_CATEGORY = "bias";
 
@@ -43,7 +43,7 @@ export interface Finding {
   id: "scale" | "architecture" | "instruction" | "bias";
   claim: string;
   verdict: Verdict;
-  /** The sentence the report prints: the verdict with its numbers. */
+  /** The numbers behind the verdict (or what the study lacks), as a sentence. */
   text: string;
   /** The tested statistic (null when not testable). */
   stat: Interval | null;
@@ -138,11 +138,6 @@ function ciText(s: Interval): string {
     ? "no interval: a model has one seed"
     : `95% CI [${f2(s.lo)}, ${f2(s.hi)}]`;
 }
-function reason(s: Interval, v: Verdict): string {
-  if (v !== "inconclusive" || s.lo === null) return "";
-  return " — inconclusive: the interval includes 0";
-}
-
 /** Per model (in first-seen order): facts and general FG per seed, for one method. */
 function byModel(runs: readonly RunSummary[], method: string) {
   const out = new Map<string, ModelEntry>();
@@ -176,13 +171,11 @@ const perSeed = (xs: readonly number[]) =>
   `${f2(mean(xs))} (${xs.length} seed${xs.length === 1 ? "" : "s"})`;
 
 function notTestable(id: Finding["id"], claim: string, why: string): Finding {
-  return { id, claim, verdict: "not testable", text: `Not testable here: ${why}.`, stat: null };
+  return { id, claim, verdict: "not testable", text: `Not testable: ${why}.`, stat: null };
 }
 
 function finding(id: Finding["id"], claim: string, stat: Interval, body: string): Finding {
-  const verdict = verdictOf(stat);
-  const head = verdict[0].toUpperCase() + verdict.slice(1);
-  return { id, claim, verdict, stat, text: `${head}${reason(stat, verdict)}. ${body}` };
+  return { id, claim, verdict: verdictOf(stat), stat, text: body };
 }
 
 function scaleFinding(models: ReturnType<typeof byModel>, method: string, o: FindingsOptions) {
@@ -291,7 +284,9 @@ function instructionFinding(
 
 function biasFinding(models: ReturnType<typeof byModel>, method: string, o: FindingsOptions) {
   const claim = "Bias falls during continual fine-tuning (FG on the bias category > 0).";
-  const withBias = [...models.values()].filter((m) => m.bias.length);
+  const withBias = [...models.values()]
+    .filter((m) => m.bias.length)
+    .sort((a, b) => compareModels(a.facts, b.facts));
   if (!withBias.length)
     return notTestable(
       "bias",
@@ -308,7 +303,7 @@ function biasFinding(models: ReturnType<typeof byModel>, method: string, o: Find
     "bias",
     claim,
     stat,
-    `Mean FG on bias over ${withBias.length} model${withBias.length === 1 ? "" : "s"}: ${f2(stat.estimate)}, ${ciText(stat)} (method ${method}); ${list}.`,
+    `Mean FG on bias (positive: pct_stereotype fell) over ${withBias.length} model${withBias.length === 1 ? "" : "s"}: ${f2(stat.estimate)}, ${ciText(stat)} (method ${method}); ${list}.`,
   );
 }
 

@@ -52,7 +52,7 @@ section{background:var(--card);border:1px solid var(--line);border-radius:12px;p
 h2{margin:0 0 4px;font-size:18px}
 h3.method{margin:14px 0 4px;font-size:13px;color:var(--muted);font-weight:600;text-transform:uppercase;letter-spacing:.04em}
 .lead{color:var(--muted);margin:0 0 14px;max-width:900px}
-.findings{display:grid;grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:14px}
+.findings{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:14px;margin-bottom:8px}
 .finding{border:1px solid var(--line);border-left:5px solid #9aa3ae;border-radius:10px;padding:12px 14px}
 .finding h3{margin:0 0 6px;font-size:14px}
 .finding p{margin:6px 0 0;color:#343c47;font-size:13px}
@@ -63,9 +63,9 @@ h3.method{margin:14px 0 4px;font-size:13px;color:var(--muted);font-weight:600;te
 .v-not-testable .badge{background:#eceef1;color:#5d6775}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums}
 .scroll{overflow-x:auto}
-th,td{padding:7px 10px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
+th,td{padding:5px 10px;border-bottom:1px solid var(--line);text-align:right;white-space:nowrap}
 th{font-weight:600}thead th{color:var(--muted);font-size:12px;border-bottom:2px solid var(--line)}
-th[scope=row],td.method{text-align:left}
+th[scope=row],td.method,thead th:first-child{text-align:left}
 td .v{font-weight:600}td .ci{display:block;color:var(--muted);font-size:11px}
 td.na{color:#aab1bb}
 .chart{margin:10px 0 4px}.chart svg{max-width:100%;height:auto}
@@ -75,13 +75,14 @@ td.na{color:#aab1bb}
 .controls{display:flex;gap:10px;flex-wrap:wrap;margin-bottom:10px}
 .controls label{font-size:12px;color:var(--muted);display:flex;flex-direction:column;gap:2px}
 select,input{font:inherit;padding:5px 8px;border:1px solid #cfd4db;border-radius:6px;background:#fff}
-#items td{text-align:left;white-space:normal;vertical-align:top}
+#items{width:100%}#items th,#items td{text-align:left;white-space:normal;vertical-align:top}
 #items td.id{white-space:nowrap;font-family:ui-monospace,Menlo,monospace;font-size:12px}
 .chip{display:inline-block;background:#fbe6e5;color:#b0302c;border-radius:4px;padding:0 6px;margin:1px 2px;font-size:11px;font-weight:600}
 .count{color:var(--muted);font-size:12px;margin:4px 0 8px}
-details{border:1px solid var(--line);border-radius:8px;padding:8px 12px;margin:8px 0}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:8px}
+details{border:1px solid var(--line);border-radius:8px;padding:8px 12px}details[open]{grid-column:1/-1}
 summary{cursor:pointer;font-weight:600}
-.card th{text-align:left;vertical-align:top;color:var(--muted);font-weight:500}
+.card{width:100%}.card th{text-align:left;vertical-align:top;color:var(--muted);font-weight:500}
 .card td{text-align:left;white-space:normal}
 pre{margin:0;font:12px/1.45 ui-monospace,Menlo,monospace;white-space:pre-wrap;word-break:break-word}
 footer{color:var(--muted);font-size:12px;text-align:center;padding:10px 0 30px}
@@ -230,7 +231,7 @@ ${p.bias.map((f) => figure(f)).join("") || `<p class="lead">No bias benchmarks i
 <div class="controls"><label>run<select id="f-run"></select></label><label>benchmark<select id="f-bench"></select></label><label>wrong at<select id="f-stage"></select></label><label>search<input id="f-q" type="search" placeholder="id or text"></label></div>
 <div class="count" id="f-count">No item records in these runs (items/&lt;stage&gt;/&lt;benchmark&gt;.jsonl or results.json flips).</div>
 <div class="scroll"><table id="items"><thead><tr><th>doc_id</th><th>wrong at stage</th><th>text</th></tr></thead><tbody></tbody></table></div></section>
-<section id="cards"><h2>Run cards</h2>${cardsHtml(p.runs)}</section>
+<section id="cards"><h2>Run cards</h2><p class="lead">Each run's run-card.json: configuration, seeds, code and library versions, hardware, data checksums.</p><div class="cards">${cardsHtml(p.runs)}</div></section>
 </main>
 <footer>lethe report · ${p.runs.length} run${p.runs.length === 1 ? "" : "s"}</footer>
 <script type="application/json" id="forgotten-data">${forgottenJson(p.runs)}</script>

@@ -17,7 +17,7 @@ import {
 } from "./charts.js";
 import { defaultMethod, findings, type FindingsOptions, type RunSummary } from "./findings.js";
 import { reportHtml, type Figure } from "./html.js";
-import { loadRuns, type Run } from "./runs.js";
+import { compareModels, loadRuns, type Run } from "./runs.js";
 import { fgTables, fgTableCsv, fgTableLatex, fgTableMarkdown, runsMarkdown } from "./tables.js";
 
 export interface ReportFiles {
@@ -59,7 +59,12 @@ export async function writeReport(
   outDir: string = dirs[0],
   options: FindingsOptions = {},
 ): Promise<ReportFiles> {
-  const runs = loadRuns(dirs);
+  const runs = loadRuns(dirs).sort(
+    (a, b) =>
+      compareModels(a.model, b.model) ||
+      a.results.run.method.localeCompare(b.results.run.method) ||
+      a.results.run.seed - b.results.run.seed,
+  );
   const method = options.method ?? defaultMethod(summaries(runs));
   const tables = fgTables(runs);
   const methods = tables.map((t) => t.method);

@@ -206,12 +206,13 @@ export function loadRuns(dirs: readonly string[]): Run[] {
 
 const ARCH_ORDER: Record<string, number> = { "decoder-only": 0, "encoder-decoder": 1 };
 
-/** Report order of models: decoder-only first, then by family, size and name. */
+/** Report order of models: decoder-only first, then by family, size, base before tuned, name. */
 export function compareModels(a: ModelFacts, b: ModelFacts): number {
   return (
     (ARCH_ORDER[a.architecture ?? ""] ?? 2) - (ARCH_ORDER[b.architecture ?? ""] ?? 2) ||
     (a.family ?? "").localeCompare(b.family ?? "") ||
     (a.params ?? Infinity) - (b.params ?? Infinity) ||
+    Number(a.base !== null) - Number(b.base !== null) ||
     a.name.localeCompare(b.name)
   );
 }

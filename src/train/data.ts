@@ -60,8 +60,9 @@ export interface Batch {
  * Tokenises one example. Causal: [BOS if the tokenizer adds one] + prompt, then response + EOS.
  * When the row is longer than `maxLength`, the response keeps its start (at least half the row,
  * or all of it when shorter) and the prompt keeps its end next to the response, after its BOS.
- * Seq2seq: encoder = prompt with the tokenizer's special tokens; labels = response + EOS; each
- * cut at the end to `maxLength`.
+ * Seq2seq: encoder = prompt with the tokenizer's special tokens, its text cut at the end to fit
+ * `maxLength` (the special tokens stay); labels = response + EOS cut at the end to `maxLength`.
+ * A cut response has no EOS, so the model is never taught to stop mid-answer.
  */
 export function tokenizeSft(
   tok: Tokenizer,
@@ -69,12 +70,27 @@ export function tokenizeSft(
   o: { kind: ModelKind; maxLength: number },
 ): SftFeatures {
   const L = o.maxLength;
-  if (!Number.isInteger(L) || L < 2) throw new RangeError(`tokenizeSft: maxLength must be an integer ≥ 2, got ${L}`);
+  if (!Number.isInteger(L) || L < 2)
+    throw new RangeError(`tokenizeSft: maxLength must be an integer ≥ 2, got ${L}`);
   if (tok.eosTokenId === null)
-    throw new Error(`tokenizer ${tok.file} has no eos_token; fine-tuning appends EOS to every response`);
+    throw new Error(
+      `tokenizer ${tok.file} has no eos_token; fine-tuning appends EOS to every response`,
+    );
   const response = [...tok.encode(ex.response, { addSpecialTokens: false }), tok.eosTokenId];
   if (o.kind === "seq2seq") {
-    return { inputIds: tok.encode(ex.prompt).slice(0, L), labels: response.slice(0, L) };
+    const body = tok.encode(ex.prompt, { addSpecialTokens: false });
+    let inputIds = tok.encode(ex.prompt);
+    if (inputIds.length > L) {
+      // Cut the text, keep the special tokens around it (HF truncation; T5 keeps its "</s>").
+      const start = tok.addBosToken ? 1 : 0;
+      const end = inputIds.length - body.length - start;
+      inputIds = [
+        ...inputIds.slice(0, start),
+        ...body.slice(0, L - start - end),
+        ...inputIds.slice(inputIds.length - end),
+      ];
+    }
+    return { inputIds, labels: response.slice(0, L) };
   }
   const head = tok.addBosToken && tok.bosTokenId !== null ? [tok.bosTokenId] : [];
   let prompt = [...head, ...tok.encode(ex.prompt, { addSpecialTokens: false })];
@@ -127,7 +143,8 @@ export function pack(features: readonly SftFeatures[], maxLength: number): SftFe
 /** Labels that carry loss (a causal row's first label predicts nothing, so it is not counted). */
 export function labelTokens(f: SftFeatures, kind: ModelKind): number {
   let n = 0;
-  for (let i = kind === "causal" ? 1 : 0; i < f.labels.length; i++) if (f.labels[i] !== IGNORE_INDEX) n++;
+  for (let i = kind === "causal" ? 1 : 0; i < f.labels.length; i++)
+    if (f.labels[i] !== IGNORE_INDEX) n++;
   return n;
 }
 
@@ -173,12 +190,24 @@ export function collate(
     seqs.forEach((s, i) => s.forEach((v, j) => (flat[i * T + j] = BigInt(v))));
     return tensor(flat, { shape: [seqs.length, T], device: o.device });
   };
-  const inputIds = padded(rows.map((r) => r.inputIds), o.padId);
-  const attentionMask = padded(rows.map((r) => r.inputIds.map(() => 1)), 0);
-  const labels = padded(rows.map((r) => r.labels), IGNORE_INDEX);
+  const inputIds = padded(
+    rows.map((r) => r.inputIds),
+    o.padId,
+  );
+  const attentionMask = padded(
+    rows.map((r) => r.inputIds.map(() => 1)),
+    0,
+  );
+  const labels = padded(
+    rows.map((r) => r.labels),
+    IGNORE_INDEX,
+  );
   if (o.kind === "causal") return { inputIds, attentionMask, labels, decoderInputIds: null };
   if (o.decoderStartId === undefined) throw new Error("collate: seq2seq needs decoderStartId");
   const start = o.decoderStartId;
-  const shifted = rows.map((r) => [start, ...r.labels.slice(0, -1).map((v) => (v === IGNORE_INDEX ? o.padId : v))]);
+  const shifted = rows.map((r) => [
+    start,
+    ...r.labels.slice(0, -1).map((v) => (v === IGNORE_INDEX ? o.padId : v)),
+  ]);
   return { inputIds, attentionMask, labels, decoderInputIds: padded(shifted, o.padId) };
 }

@@ -20,7 +20,18 @@
  * uninterrupted one bit for bit on CPU.
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fsyncSync,
+  openSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { crossEntropy, manualSeed, noGrad, tidy, type Tensor } from "../tensor/index.js";
@@ -29,6 +40,7 @@ import { AdamW, clipGradNorm, lrFactor } from "../optim/index.js";
 import type { LanguageModel } from "../models/index.js";
 import { loadTensors, saveTensors } from "../io/checkpoint.js";
 import type { Tokenizer } from "../io/tokenizer.js";
+import { didYouMean } from "../util/suggest.js";
 import {
   type Batch,
   collate,
@@ -68,10 +80,12 @@ export function parseTrainConfig(raw: unknown, source = "train config"): TrainCo
   const parsed = TrainConfigSchema.safeParse(raw ?? {});
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
-  if (issue.code === "unrecognized_keys")
+  if (issue.code === "unrecognized_keys") {
+    const known = Object.keys(TrainConfigSchema.shape);
     throw new Error(
-      `${source}: unknown field "${issue.keys[0]}" (fields: ${Object.keys(TrainConfigSchema.shape).join(", ")})`,
+      `${source}: unknown field "${issue.keys[0]}".${didYouMean(issue.keys[0], known)} Fields: ${known.join(", ")}`,
     );
+  }
   throw new Error(`${source}: field "${issue.path.join(".")}": ${issue.message}`);
 }
 
@@ -139,7 +153,8 @@ interface TrainerState {
 /** A 32-bit seed from its parts (FNV-1a over their JSON), so every draw has its own stream. */
 function seedOf(...parts: (string | number)[]): number {
   let h = 0x811c9dc5;
-  for (const c of Buffer.from(JSON.stringify(parts), "utf8")) h = Math.imul(h ^ c, 0x01000193) >>> 0;
+  for (const c of Buffer.from(JSON.stringify(parts), "utf8"))
+    h = Math.imul(h ^ c, 0x01000193) >>> 0;
   return h;
 }
 
@@ -154,17 +169,23 @@ export function tokenLossSum(model: LanguageModel, batch: Batch): { sum: Tensor;
     logits = model.forward({ inputIds: batch.inputIds, attentionMask: batch.attentionMask }).logits;
     labels = batch.labels.slice(1, 1); // (B, T-1)
     const V = logits.size(-1);
-    const sum = crossEntropy(logits.slice(1, 0, -1).reshape(-1, V), labels.reshape(-1), { reduction: "sum" });
+    const sum = crossEntropy(logits.slice(1, 0, -1).reshape(-1, V), labels.reshape(-1), {
+      reduction: "sum",
+    });
     return { sum, logits };
   }
-  if (batch.decoderInputIds === null) throw new Error("tokenLossSum: a seq2seq batch needs decoderInputIds");
+  if (batch.decoderInputIds === null)
+    throw new Error("tokenLossSum: a seq2seq batch needs decoderInputIds");
   logits = model.forward({
     inputIds: batch.inputIds,
     attentionMask: batch.attentionMask,
     decoderInputIds: batch.decoderInputIds,
   }).logits; // (B, L, V)
   const V = logits.size(-1);
-  return { sum: crossEntropy(logits.reshape(-1, V), batch.labels.reshape(-1), { reduction: "sum" }), logits };
+  return {
+    sum: crossEntropy(logits.reshape(-1, V), batch.labels.reshape(-1), { reduction: "sum" }),
+    logits,
+  };
 }
 
 /** Which rows each step of a stage trains on: a pure function of (seed, stage, step). */
@@ -185,13 +206,17 @@ class StagePlan {
     const epoch = Math.floor((step - 1) / this.stepsPerEpoch);
     if (this.cached?.epoch !== epoch) {
       const per = this.cfg.batchSize * this.cfg.gradAccum;
-      this.cached = { epoch, order: epochOrder(this.lengths, per, seedOf(this.cfg.seed, this.stage, "epoch", epoch)) };
+      this.cached = {
+        epoch,
+        order: epochOrder(this.lengths, per, seedOf(this.cfg.seed, this.stage, "epoch", epoch)),
+      };
     }
     const per = this.cfg.batchSize * this.cfg.gradAccum;
     const k = (step - 1) % this.stepsPerEpoch;
     const rows = this.cached.order.slice(k * per, (k + 1) * per);
     const micro: number[][] = [];
-    for (let i = 0; i < rows.length; i += this.cfg.batchSize) micro.push(rows.slice(i, i + this.cfg.batchSize));
+    for (let i = 0; i < rows.length; i += this.cfg.batchSize)
+      micro.push(rows.slice(i, i + this.cfg.batchSize));
     return { epoch, micro };
   }
 }
@@ -212,7 +237,11 @@ function latestCheckpoint(dir: string): string | null {
       continue;
     }
     const m = CKPT.exec(name);
-    if (m && existsSync(join(dir, name, "trainer_state.json")) && (!best || Number(m[1]) > best.step))
+    if (
+      m &&
+      existsSync(join(dir, name, "trainer_state.json")) &&
+      (!best || Number(m[1]) > best.step)
+    )
       best = { step: Number(m[1]), path: join(dir, name) };
   }
   return best?.path ?? null;
@@ -227,7 +256,9 @@ function readState(path: string): TrainerState {
     throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
   }
   if (s?.format !== STATE_FORMAT || s.version !== STATE_VERSION)
-    throw new Error(`${file}: field "format"/"version": expected ${STATE_FORMAT} version ${STATE_VERSION}`);
+    throw new Error(
+      `${file}: field "format"/"version": expected ${STATE_FORMAT} version ${STATE_VERSION}`,
+    );
   return s;
 }
 
@@ -247,16 +278,22 @@ export function trainStage(o: TrainStageOptions): StageResult {
   const names = new Set<string>();
   for (const p of plugins) {
     if (!p.supports.includes(o.kind))
-      throw new Error(`plugin "${p.name}" does not support ${o.kind} fine-tuning (supports: ${p.supports.join(", ")})`);
+      throw new Error(
+        `plugin "${p.name}" does not support ${o.kind} fine-tuning (supports: ${p.supports.join(", ")})`,
+      );
     if (names.has(p.name)) throw new Error(`plugin "${p.name}" is given twice`);
     names.add(p.name);
   }
-  const trainable = trainableParameters(model);
-  if (trainable.length === 0) throw new Error(`stage "${stage}": the model has no parameter that requires grad`);
+  let trainable = trainableParameters(model);
+  if (trainable.length === 0)
+    throw new Error(`stage "${stage}": the model has no parameter that requires grad`);
   if (o.kind === "lora" && trainable.length === model.namedParameters().length)
-    throw new Error(`stage "${stage}": kind is "lora" but no parameter is frozen; apply LoRA to the model first`);
+    throw new Error(
+      `stage "${stage}": kind is "lora" but no parameter is frozen; apply LoRA to the model first`,
+    );
   const kind = model.kind;
-  if (cfg.packing && kind !== "causal") throw new Error(`stage "${stage}": packing needs a causal model`);
+  if (cfg.packing && kind !== "causal")
+    throw new Error(`stage "${stage}": packing needs a causal model`);
 
   const tokenize = (ex: SftText) => tokenizeSft(tokenizer, ex, { kind, maxLength: cfg.maxLength });
   const tokenized = tokenizeAll(tokenizer, o.examples, { kind, maxLength: cfg.maxLength });
@@ -268,7 +305,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
     stage,
   );
   const total = plan.totalSteps;
-  const print = fingerprint(o, cfg, rows);
+  const runId = fingerprint(o, cfg, rows);
   const device = trainable[0][1].device;
   const padId = tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0;
   const decoderStartId = model.kind === "seq2seq" ? model.config.decoder_start_token_id : undefined;
@@ -276,7 +313,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
   mkdirSync(o.dir, { recursive: true });
   const resumeFrom = latestCheckpoint(o.dir);
   const resumed = resumeFrom ? readState(resumeFrom) : null;
-  if (resumed && resumed.fingerprint !== print)
+  if (resumed && resumed.fingerprint !== runId)
     throw new Error(
       `${join(resumeFrom!, "trainer_state.json")}: checkpoint of a different run (config, stage, kind or data differ); use an empty dir`,
     );
@@ -284,16 +321,26 @@ export function trainStage(o: TrainStageOptions): StageResult {
     loadWeights(resumeFrom!, trainable, device);
     loadPluginStates(resumeFrom!, resumed, plugins);
     model.eval();
-    return { steps: total, losses: resumed.losses, checkpoint: resumeFrom!, resumedFrom: resumeFrom };
+    return {
+      steps: total,
+      losses: resumed.losses,
+      checkpoint: resumeFrom!,
+      resumedFrom: resumeFrom,
+    };
   }
 
   const ndim = new Map(trainable.map(([n, p]) => [n, p.ndim]));
   const flats = flattenParameters(model, (n) => (ndim.get(n)! >= 2 ? "decay" : "no_decay"));
+  trainable = trainableParameters(model); // now views into the flat buffers
   const optimizer = new AdamW(
     flats.map((f) => ({ params: f, weightDecay: f.name === "decay" ? cfg.weightDecay : 0 })),
     { lr: cfg.lr },
   );
-  const schedule = { name: cfg.schedule, warmupSteps: Math.ceil(cfg.warmup * total), totalSteps: total };
+  const schedule = {
+    name: cfg.schedule,
+    warmupSteps: Math.ceil(cfg.warmup * total),
+    totalSteps: total,
+  };
   const ctx: TrainContext = {
     stage,
     kind: o.kind,
@@ -321,7 +368,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
         kind: o.kind,
         step,
         totalSteps: total,
-        fingerprint: print,
+        fingerprint: runId,
         optimizerStep: optimizer.stepCount,
         losses,
         plugins: {},
@@ -350,8 +397,12 @@ export function trainStage(o: TrainStageOptions): StageResult {
         for (const p of plugins) b = p.batch?.(ctx, b) ?? b;
         return b;
       });
-      const tokens = batches.reduce((n, b) => n + b.reduce((m, r) => m + labelTokens(r, kind), 0), 0);
-      if (tokens === 0) throw new Error(`stage "${stage}": step ${step} has no response token to learn from`);
+      const tokens = batches.reduce(
+        (n, b) => n + b.reduce((m, r) => m + labelTokens(r, kind), 0),
+        0,
+      );
+      if (tokens === 0)
+        throw new Error(`stage "${stage}": step ${step} has no response token to learn from`);
       optimizer.lr = cfg.lr * lrFactor(schedule, step - 1);
 
       let stepLoss = 0;
@@ -365,7 +416,12 @@ export function trainStage(o: TrainStageOptions): StageResult {
           for (const p of plugins) loss = p.loss?.(ctx, loss, { batch, logits }) ?? loss;
           const value = loss.item();
           if (!Number.isFinite(value))
-            throw new NonFiniteLossError(stage, step, lastCheckpoint, `loss is ${value} (micro-batch ${m})`);
+            throw new NonFiniteLossError(
+              stage,
+              step,
+              lastCheckpoint,
+              `loss is ${value} (micro-batch ${m})`,
+            );
           loss.backward();
           return value;
         });
@@ -440,7 +496,13 @@ function writeCheckpoint(
     for (const [k, t] of s.tensors) pluginTensors.set(`${p.name}/${k}`, t);
   }
   if (pluginTensors.size > 0) saveTensors(join(tmp, "plugins.safetensors"), pluginTensors);
-  writeFileSync(join(tmp, "trainer_state.json"), JSON.stringify(c.state, null, 1));
+  const fd = openSync(join(tmp, "trainer_state.json"), "w");
+  try {
+    writeFileSync(fd, JSON.stringify(c.state, null, 1));
+    fsyncSync(fd); // the tensors are fsynced by saveTensors; the folder is complete before the rename
+  } finally {
+    closeSync(fd);
+  }
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
   return final;
@@ -461,7 +523,9 @@ function loadWeights(path: string, trainable: [string, Tensor][], device: string
       for (const [n, p] of trainable) {
         const t = saved.get(n)!;
         if (t.shape.join(",") !== p.shape.join(","))
-          throw new Error(`${file}: tensor "${n}" has shape [${t.shape}] but the model's is [${p.shape}]`);
+          throw new Error(
+            `${file}: tensor "${n}" has shape [${t.shape}] but the model's is [${p.shape}]`,
+          );
         p.copy_(t);
       }
     });
@@ -485,9 +549,11 @@ function loadPluginStates(path: string, s: TrainerState, plugins: readonly Train
   const all = existsSync(file) ? loadTensors(file) : new Map<string, Tensor>();
   for (const p of plugins) {
     if (!p.loadState) continue;
-    if (!(p.name in s.plugins)) throw new Error(`${join(path, "trainer_state.json")}: no state for plugin "${p.name}"`);
+    if (!(p.name in s.plugins))
+      throw new Error(`${join(path, "trainer_state.json")}: no state for plugin "${p.name}"`);
     const tensors = new Map<string, Tensor>();
-    for (const [k, t] of all) if (k.startsWith(`${p.name}/`)) tensors.set(k.slice(p.name.length + 1), t);
+    for (const [k, t] of all)
+      if (k.startsWith(`${p.name}/`)) tensors.set(k.slice(p.name.length + 1), t);
     p.loadState({ tensors, meta: s.plugins[p.name] } satisfies PluginState);
     for (const k of tensors.keys()) all.delete(`${p.name}/${k}`);
   }

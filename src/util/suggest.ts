@@ -30,5 +30,7 @@ export function didYouMean(name: string, known: Iterable<string>): string {
 export function lookup<T>(registry: Readonly<Record<string, T>>, name: string, what: string): T {
   if (Object.hasOwn(registry, name)) return registry[name];
   const known = Object.keys(registry);
-  throw new Error(`unknown ${what} "${name}".${didYouMean(name, known)} Known: ${known.join(", ")}`);
+  throw new Error(
+    `unknown ${what} "${name}".${didYouMean(name, known)} Known: ${known.join(", ")}`,
+  );
 }

@@ -245,7 +245,7 @@ test(
   withDir(async (dir) => {
     await assert.rejects(
       run(logitsCommand, ["--modle", dir]),
-      /Unknown option '--modle'.*Did you mean --model\?/s,
+      /Unknown option '--modle'.*Did you mean "--model"\?/s,
     );
     await assert.rejects(run(logitsCommand, ["--model", dir]), /--inputs is required/);
     await assert.rejects(

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { noGrad, op, tensor, tidy, type Tensor } from "../../src/tensor/index.js";
 import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.js";
 import { applyLora, loraLayers } from "../../src/models/lora.js";
-import type { LanguageModel } from "../../src/models/index.js";
+import type { CausalLM, LanguageModel } from "../../src/models/index.js";
 import { collate, tokenizeSft, type SftFeatures, type SftText } from "../../src/train/data.js";
 import { trainStage } from "../../src/train/trainer.js";
 import type { TrainPlugin, TuningKind } from "../../src/train/plugin.js";
@@ -210,6 +210,8 @@ interface Run {
   after: Map<string, Tensor>[];
   /** Rows of every micro-batch, per stage, as the method left them. */
   rows: SftFeatures[][][];
+  /** The plugin's state tensors after each stage (copies). */
+  states: Map<string, Tensor>[];
   dirs: string[];
 }
 
@@ -229,6 +231,7 @@ function twoStages(tok: Tokenizer, name: string, options: unknown, kind: TuningK
   const plugin = createMethod(name, options, env(start));
   const rows: SftFeatures[][][] = [];
   const after: Map<string, Tensor>[] = [];
+  const states: Map<string, Tensor>[] = [];
   const dirs: string[] = [];
   for (const stage of STAGES) {
     const seen: SftFeatures[][] = [];
@@ -253,14 +256,15 @@ function twoStages(tok: Tokenizer, name: string, options: unknown, kind: TuningK
       assert.ok(Number.isFinite(l), `${name}: stage ${stage.name} loss ${l}`);
     rows.push(seen);
     after.push(snapshot(model.namedParameters()));
+    states.push(snapshot(plugin.state?.().tensors ?? []));
     dirs.push(dir);
   }
-  return { model, plugin, start, after, rows, dirs };
+  return { model, plugin, start, after, rows, states, dirs };
 }
 
 function dispose(r: Run): void {
   r.model.dispose();
-  for (const m of [r.start, ...r.after]) for (const t of m.values()) t.dispose();
+  for (const m of [r.start, ...r.after, ...r.states]) for (const t of m.values()) t.dispose();
   for (const d of r.dirs) rmSync(d, { recursive: true, force: true });
 }
 
@@ -284,7 +288,7 @@ function maxAbsDiff(a: Map<string, Tensor>, b: Map<string, Tensor>): number {
 /** Mean KL(teacher ‖ model) per response token of `examples` (teacher: the given weights). */
 function klTo(
   tok: Tokenizer,
-  model: LanguageModel,
+  model: CausalLM,
   teacher: Map<string, Tensor>,
   exs: SftText[],
 ): number {
@@ -294,10 +298,12 @@ function klTo(
       const batch = collate(rows, { kind: "causal", padId: 0 });
       const mask = batch.labels.slice(1, 1).ne(-100);
       const pick = (l: Tensor) => op("aten::index.Tensor", [l.slice(1, 0, -1), [mask]]); // (N, V)
-      const student = pick(model.forward(batch).logits);
+      const forward = (b: typeof batch) =>
+        model.forward({ inputIds: b.inputIds, attentionMask: b.attentionMask });
+      const student = pick(forward(batch).logits);
       const own = snapshot(model.namedParameters());
       model.loadStateDict(teacher, { strict: false });
-      const t = pick(model.forward(batch).logits);
+      const t = pick(forward(batch).logits);
       model.loadStateDict(own, { strict: false });
       for (const x of own.values()) x.dispose();
       return distillKl(t, student, 1).item() / student.size(0);
@@ -346,13 +352,29 @@ test("battery: every registered method trains two stages and does what it says",
     ewc: {
       options: { lambda: 1e4, samples: 4 },
       check: (r) => {
-        const s = r.plugin.state!();
-        assert.ok([...s.tensors.keys()].some((k) => k.startsWith("fisher.")));
-        // Stage a has no penalty, so it matches sequential; stage b stays nearer θ*.
+        const s = r.states[0]; // F and θ* of task a
+        // Stage a has no penalty, so it matches sequential; stage b stays nearer θ* where F is large.
         assert.equal(maxAbsDiff(r.after[0], baseline.after[0]), 0);
-        const d = distance(r.after[1], r.after[0]);
-        const dSeq = distance(baseline.after[1], baseline.after[0]);
-        assert.ok(d < dSeq, `ewc ‖θ_b − θ*‖ = ${d} should be < sequential's ${dSeq}`);
+        const fisherWeighted = (after: Map<string, Tensor>) =>
+          tidy(() => {
+            const terms = [...s]
+              .filter(([k]) => k.startsWith("fisher."))
+              .map(([k, fisher]) => {
+                const n = k.slice("fisher.".length);
+                assert.equal(maxAbsDiff(new Map([[n, s.get(`star.${n}`)!]]), r.after[0]), 0);
+                return { fisher, theta: after.get(n)!, star: r.after[0].get(n)! };
+              });
+            assert.equal(terms.length, r.model.namedParameters().length);
+            return ewcPenalty(terms, 2).item();
+          });
+        const [p, pSeq] = [fisherWeighted(r.after[1]), fisherWeighted(baseline.after[1])];
+        t.diagnostic(
+          `ewc Σ F(θ_b − θ*)² ${p.toExponential(3)} vs sequential ${pSeq.toExponential(3)}`,
+        );
+        assert.ok(
+          p < pSeq / 2,
+          `ewc Σ F(θ_b − θ*)² = ${p} should be well below sequential's ${pSeq}`,
+        );
       },
     },
     l2sp: {
@@ -360,14 +382,18 @@ test("battery: every registered method trains two stages and does what it says",
       check: (r) => {
         const d = distance(r.after[1], r.start);
         const dSeq = distance(baseline.after[1], baseline.start);
+        t.diagnostic(`l2sp ‖θ − θ₀‖ ${d.toFixed(4)} vs sequential ${dSeq.toFixed(4)}`);
         assert.ok(d < dSeq, `l2sp ‖θ − θ₀‖ = ${d} should be < sequential's ${dSeq}`);
       },
     },
     lwf: {
       options: { lambda: 50, teacher: "previous" },
       check: (r) => {
-        const kl = klTo(tok, r.model, r.after[0], TASK_A);
-        const klSeq = klTo(tok, baseline.model, baseline.after[0], TASK_A);
+        const kl = klTo(tok, r.model as CausalLM, r.after[0], TASK_A);
+        const klSeq = klTo(tok, baseline.model as CausalLM, baseline.after[0], TASK_A);
+        t.diagnostic(
+          `lwf KL to the stage-a model ${kl.toExponential(3)} vs sequential ${klSeq.toExponential(3)}`,
+        );
         assert.ok(
           kl < klSeq,
           `lwf KL to the stage-a model ${kl} should be < sequential's ${klSeq}`,
@@ -386,6 +412,19 @@ test("battery: every registered method trains two stages and does what it says",
           loraLayers(r.model).length,
           "one frozen A per layer for task a",
         );
+        // Task a's adapter now lives in the base weights: W = W₀ + (alpha / r) · B_a A_a.
+        for (const [path, l] of loraLayers(r.model)) {
+          const merged = tidy(() => {
+            const [A, B] = ["A", "B"].map((x) => s.tensors.get(`0.${path}.lora_${x}.weight`)!);
+            const want = r.start.get(`${path}.weight`)!.add(B.matmul(A).mul(l.scaling));
+            return want
+              .sub(r.after[1].get(`${path}.weight`)!)
+              .abs()
+              .max()
+              .item();
+          });
+          assert.ok(merged < 1e-6, `${path}: base weight off by ${merged}`);
+        }
         // The frozen A is task a's final A; task b's adapter is another one.
         for (const [k, A] of frozenA)
           assert.equal(
@@ -406,6 +445,9 @@ test("battery: every registered method trains two stages and does what it says",
         );
         const [o, oFree] = [orth(r, frozenA), orth(free, freeA)];
         dispose(free);
+        t.diagnostic(
+          `O-LoRA Σ‖A_a A_bᵀ‖² ${o.toExponential(3)} vs λ₁ = 0: ${oFree.toExponential(3)}`,
+        );
         assert.ok(o < oFree, `O-LoRA orthogonality ${o} should be < ${oFree} with λ₁ = 0`);
       },
     },

@@ -3,9 +3,9 @@
  * starting weights, is updated after every optimizer step, ē ← β·ē + (1 − β)·θ, and replaces the
  * weights at the stage's end (so evaluation and the next stage see the average).
  *
- * References: Polyak & Juditsky 1992 (iterate averaging); timm `utils/model_ema.py` `ModelEmaV2`
- * (the update above, no bias correction); for continual fine-tuning, the EMA baseline of
- * "Continual Learning with Pre-Trained Models" surveys (weight averaging against drift).
+ * References: Polyak & Juditsky 1992, "Acceleration of stochastic approximation by averaging"
+ * (iterate averaging); timm `utils/model_ema.py` `ModelEmaV2` (the update above, no bias
+ * correction).
  */
 import { z } from "zod";
 import { noGrad, tidy, type Tensor } from "../../tensor/index.js";

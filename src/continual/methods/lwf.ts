@@ -85,6 +85,7 @@ export const lwf = defineMethod({
       return noGrad(() =>
         tidy(() => {
           const own = swaps.map(([p]) => p.clone());
+          const wasTraining = model.training;
           for (const [p, t] of swaps) t ? p.copy_(t) : p.zero_();
           model.eval();
           try {
@@ -96,7 +97,7 @@ export const lwf = defineMethod({
                 : model.forward({ ...batch, decoderInputIds: batch.decoderInputIds! });
             return responseLogits(model, out.logits, batch);
           } finally {
-            model.train();
+            model.train(wasTraining);
             swaps.forEach(([p], i) => p.copy_(own[i]));
           }
         }),

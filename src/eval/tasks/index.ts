@@ -14,6 +14,7 @@ import { piqa } from "./piqa.js";
 import { race } from "./race.js";
 import { truthfulqa_mc1, truthfulqa_mc2 } from "./truthfulqa.js";
 import { winogrande } from "./winogrande.js";
+import { didYouMean } from "../../util/suggest.js";
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each task has its own doc type
 type AnyTask = Task<any>;
@@ -41,28 +42,10 @@ for (const [name, t] of Object.entries(tasks)) {
   if (name in groups) throw new Error(`task registry: "${name}" is both a task and a group`);
 }
 
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) {
-      cur[j] = Math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    prev = cur;
-  }
-  return prev[b.length];
-}
-
 function unknown(name: string): Error {
-  const names = [...Object.keys(groups), ...Object.keys(tasks)];
-  const close = names
-    .map((n) => ({ n, d: editDistance(name, n) }))
-    .filter(({ d }) => d <= Math.max(2, Math.floor(name.length / 3)))
-    .sort((x, y) => x.d - y.d)
-    .slice(0, 3)
-    .map(({ n }) => `"${n}"`);
-  const hint = close.length > 0 ? ` Did you mean ${close.join(" or ")}?` : "";
-  return new Error(`Unknown task or group "${name}".${hint}`);
+  return new Error(
+    `Unknown task or group "${name}".${didYouMean(name, [...Object.keys(groups), ...Object.keys(tasks)])}`,
+  );
 }
 
 export function getTask(name: string): Task<Doc> {

@@ -1,0 +1,79 @@
+/**
+ * `lethe run`, `lethe resume`, `lethe status`: the study runner's commands (src/continual/run.ts).
+ *
+ *   lethe run CONFIG.yaml [--out DIR]   runs every cell of the study's grid into DIR
+ *                                       (default runs/<study name>); continues a DIR it started
+ *   lethe resume DIR                    finishes every incomplete run of a study DIR, or one run DIR
+ *   lethe status [DIR]                  per run: stage/total, last FG per category, locked or not
+ *
+ * A second process on a run folder that is in use refuses with the holder's pid and host.
+ */
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { loadStudy } from "../continual/config.js";
+import { isLocked } from "../continual/lock.js";
+import { resumeRuns, runDirs, runProgress, runStudy } from "../continual/run.js";
+import { didYouMean } from "../util/suggest.js";
+
+const USAGE = `lethe run CONFIG.yaml [--out DIR]
+lethe resume DIR
+lethe status [DIR]`;
+
+function parse(argv: string[], options: Record<string, { type: "string" }>) {
+  try {
+    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (e) {
+    const m = /Unknown option '--?([\w-]+)'/.exec((e as Error).message);
+    const hint = m ? didYouMean(m[1], Object.keys(options)).replace(/"(\w[\w-]*)"/g, "--$1") : "";
+    throw new Error(`${(e as Error).message}.${hint}\nusage:\n${USAGE}`);
+  }
+}
+
+function one(positionals: string[], what: string, optional = false): string | undefined {
+  if (positionals.length > 1)
+    throw new Error(`expected one ${what}, got ${positionals.length}\nusage:\n${USAGE}`);
+  if (positionals.length === 0 && !optional) throw new Error(`missing ${what}\nusage:\n${USAGE}`);
+  return positionals[0];
+}
+
+const log = (line: string) => process.stdout.write(`${line}\n`);
+
+export async function runCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parse(argv, { out: { type: "string" } });
+  const file = one(positionals, "config file")!;
+  const study = loadStudy(file);
+  const out = resolve(values.out ?? join("runs", study.config.name));
+  const dirs = await runStudy(study, out, { log });
+  log(`${dirs.length} run(s) complete in ${out}`);
+  return 0;
+}
+
+export async function resumeCommand(argv: string[]): Promise<number> {
+  const { positionals } = parse(argv, {});
+  const dir = resolve(one(positionals, "run or study directory")!);
+  if (!existsSync(dir)) throw new Error(`${dir}: no such directory`);
+  const dirs = await resumeRuns(dir, { log });
+  log(`${dirs.length} run(s) complete in ${dir}`);
+  return 0;
+}
+
+export async function statusCommand(argv: string[]): Promise<number> {
+  const { positionals } = parse(argv, {});
+  const dir = resolve(one(positionals, "directory", true) ?? ".");
+  for (const d of runDirs(dir)) {
+    const p = runProgress(d);
+    const holder = isLocked(d);
+    const fg =
+      p.fg && Object.keys(p.fg).length > 0
+        ? Object.entries(p.fg)
+            .map(([k, v]) => `${k} ${v.toFixed(2)}`)
+            .join(", ")
+        : "-";
+    log(
+      `${d}  stage ${p.stagesDone}/${p.totalStages}${p.complete ? " complete" : ""}  FG: ${fg}  ` +
+        (holder ? `locked by pid ${holder.pid} on ${holder.host}` : "not locked"),
+    );
+  }
+  return 0;
+}

@@ -1,0 +1,405 @@
+/**
+ * The study config: one YAML (or JSON) file naming the base model(s), mitigation method(s), task
+ * orders, seeds, the evaluation suite (lm-eval benchmarks + the continual tasks), training
+ * hyper-parameters and the data budget. Every default lives in the schema below; unknown or
+ * misspelled keys are errors that name the field and suggest the right one (STYLE.md #18).
+ * `expandGrid` turns a study into its runs (models × methods × orders × seeds); each run's own
+ * config is the same schema with one entry per list, so a run directory resumes on its own.
+ *
+ * References: Luo et al. 2023, arXiv 2308.08747 (the paper's setup: Alpaca template, lr 2e-5,
+ * 3 epochs, MMLU 5-shot and the other benchmarks 0-shot, the four FG categories); nanoGPT
+ * `configurator.py` ("Unknown config key"); lm-eval task names verbatim.
+ *
+ * Paths in a config are relative to the config file; `${VAR}` and `${VAR:-default}` are replaced
+ * from the environment first (e.g. `${LETHE_DATA:-../../shared/data}`).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { basename, dirname, extname, isAbsolute, resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { TrainConfigSchema } from "../train/trainer.js";
+import { expandTaskNames } from "../eval/tasks/index.js";
+import { didYouMean } from "../util/suggest.js";
+import { methodOf } from "./methods/index.js";
+import { getSequence, getTask } from "./tasks/index.js";
+
+/** Names that become folder names: letters, digits, `.`, `_`, `-`. */
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const name = z.string().regex(NAME, "use letters, digits, '.', '_' and '-' only");
+
+const ModelSchema = z
+  .strictObject({
+    name, // names the run folders and results.json `run.model`
+    ref: z.string().optional(), // `hf:org/name[@rev]` or a model directory
+    build: z // a model with seeded random weights built by lethe (tests, benchmarks)
+      .strictObject({
+        config: z.record(z.string(), z.unknown()), // config.json fields, `model_type` first
+        seed: z.number().int().min(0).default(0),
+        tokenizer: z.string(), // a tokenizer file or directory
+      })
+      .optional(),
+    dtype: z.enum(["float32", "float16", "bfloat16"]).default("float32"),
+    device: z.string().default("cpu"),
+  })
+  .refine((m) => (m.ref === undefined) !== (m.build === undefined), {
+    message: 'give exactly one of "ref" and "build"',
+  });
+
+const MethodSchema = z.union([
+  z.string(),
+  z.strictObject({
+    name: z.string(), // a key of the methods registry
+    options: z.record(z.string(), z.unknown()).default({}),
+    label: name.optional(), // names the runs; default: the method name
+  }),
+]);
+
+const BenchmarkSchema = z.union([
+  z.string(),
+  z.strictObject({
+    name: z.string(), // an lm-eval task or group name
+    shots: z.number().int().min(0).default(0),
+    limit: z.number().int().positive().nullable().default(null), // first N docs of each task
+    metric: z.string().optional(), // the primary metric key, e.g. "acc_norm,none"
+    category: z.string().optional(), // FG category; default: the paper's (CATEGORIES)
+  }),
+]);
+
+export const StudySchema = z.strictObject({
+  name, // the study's name: the default output folder
+  dataDir: z.string(), // the shared data root: instructions/, benchmarks/
+  benchmarksDir: z.string().optional(), // lm-eval data; default <dataDir>/benchmarks
+  cacheDir: z.string().optional(), // the evaluation cache; default <study dir>/cache
+  models: z.array(ModelSchema).min(1),
+  methods: z.array(MethodSchema).min(1),
+  orders: z // sequence names (SEQUENCES), task lists, or named task lists
+    .array(
+      z.union([
+        z.string(),
+        z.array(z.string()).min(1),
+        z.strictObject({ name, tasks: z.array(z.string()).min(1) }),
+      ]),
+    )
+    .min(1),
+  seeds: z.array(z.number().int().min(0)).min(1).default([0]),
+  train: TrainConfigSchema.default(TrainConfigSchema.parse({})), // the seed is each run's seed
+  tuning: z
+    .strictObject({
+      kind: z.enum(["full", "lora"]).default("full"),
+      lora: z // PEFT's LoraConfig fields
+        .strictObject({
+          r: z.number().int().positive().default(8),
+          alpha: z.number().positive().default(16),
+          dropout: z.number().min(0).lt(1).default(0.05),
+          targetModules: z.array(z.string()).optional(), // default: the family's
+        })
+        .default({ r: 8, alpha: 16, dropout: 0.05 }),
+    })
+    .default({ kind: "full", lora: { r: 8, alpha: 16, dropout: 0.05 } }),
+  tasks: z
+    .strictObject({
+      seed: z.number().int().min(0).default(0), // splits and subsamples
+      template: z.string().default("alpaca"), // a TEMPLATES name or a string with {instruction}
+      maxGenToks: z.number().int().positive().default(128), // generated tokens per test prompt
+      until: z.array(z.string()).default([]), // stop strings besides EOS
+    })
+    .default({ seed: 0, template: "alpaca", maxGenToks: 128, until: [] }),
+  budget: z
+    .strictObject({
+      maxTrain: z.number().int().positive().nullable().default(null), // training examples per task
+      maxTest: z.number().int().positive().nullable().default(null), // test examples per task
+    })
+    .default({ maxTrain: null, maxTest: null }),
+  general: z // general instruction data for mix_general; null = none
+    .strictObject({
+      task: z.string().default("alpaca"),
+      maxTrain: z.number().int().positive().nullable().default(null),
+    })
+    .nullable()
+    .default(null),
+  eval: z
+    .strictObject({
+      benchmarks: z.array(BenchmarkSchema).default([]),
+      batchSize: z.number().int().positive().default(32),
+      maxLength: z.number().int().positive().optional(), // default: the model's
+      bootstrapIters: z.number().int().min(0).default(1000), // FG CIs over items; 0 = none
+    })
+    .default({ benchmarks: [], batchSize: 32, bootstrapIters: 1000 }),
+});
+
+export type StudyConfig = z.output<typeof StudySchema>;
+export type ModelSpec = z.output<typeof ModelSchema>;
+
+/** Luo et al.'s categories of their general benchmarks. */
+export const CATEGORIES: Record<string, string> = {
+  mmlu: "domain_knowledge",
+  boolq: "reasoning",
+  piqa: "reasoning",
+  winogrande: "reasoning",
+  hellaswag: "reasoning",
+  race: "reading_comprehension",
+  crows_pairs_english: "bias",
+};
+
+/** Metric keys FG and the matrix use by default: accuracy, CrowS-Pairs' share of stereotypes. */
+const PRIMARY: Record<string, string> = { crows_pairs_english: "pct_stereotype,none" };
+
+export interface Benchmark {
+  name: string;
+  shots: number;
+  limit: number | null;
+  metric: string;
+  category: string;
+}
+
+export interface Method {
+  name: string;
+  options: Record<string, unknown>;
+  label: string;
+}
+
+export interface Order {
+  name: string;
+  tasks: string[];
+}
+
+/** A study with its lists resolved: benchmarks, methods and orders in one shape each. */
+export interface Study {
+  config: StudyConfig;
+  benchmarks: Benchmark[];
+  methods: Method[];
+  orders: Order[];
+}
+
+/** One cell of the grid. */
+export interface RunSpec {
+  name: string;
+  model: ModelSpec;
+  method: Method;
+  order: Order;
+  seed: number;
+}
+
+/** The first issue of a failed parse as "<source>: field "a.b": message", with suggestions. */
+function formatIssue(issue: z.core.$ZodIssue, schema: z.ZodType, source: string): string {
+  const at = issue.path.join(".");
+  if (issue.code === "unrecognized_keys") {
+    const key = issue.keys[0];
+    const field = at ? `${at}.${key}` : key;
+    const known = knownKeys(schema, issue.path);
+    return `${source}: field "${field}": unknown field.${didYouMean(key, known)}${known.length ? ` Fields: ${known.join(", ")}` : ""}`;
+  }
+  return `${source}: field "${at || "(top level)"}": ${issue.message}`;
+}
+
+/** The keys of the object schema at `path` (through defaults, optionals, arrays, unions). */
+function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
+  const def = (schema as unknown as { def: Record<string, unknown> }).def;
+  switch (def.type) {
+    case "default":
+    case "optional":
+    case "nullable":
+    case "pipe":
+      return knownKeys((def.innerType ?? def.in) as z.ZodType, path);
+    case "array":
+      return knownKeys(def.element as z.ZodType, path.slice(1));
+    case "union":
+      return (def.options as z.ZodType[]).flatMap((o) => knownKeys(o, path));
+    case "object": {
+      const shape = def.shape as Record<string, z.ZodType>;
+      if (path.length === 0) return Object.keys(shape);
+      const next = shape[String(path[0])];
+      return next ? knownKeys(next, path.slice(1)) : [];
+    }
+    case "record":
+      return path.length === 0 ? [] : knownKeys(def.valueType as z.ZodType, path.slice(1));
+    default:
+      return [];
+  }
+}
+
+/** Replaces `${VAR}` and `${VAR:-default}` in every string of a parsed config. */
+function expandEnv(value: unknown, source: string, env: NodeJS.ProcessEnv): unknown {
+  if (typeof value === "string")
+    return value.replace(
+      /\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g,
+      (_, v: string, d?: string) => {
+        const got = env[v];
+        if (got !== undefined && got !== "") return got;
+        if (d !== undefined) return d;
+        throw new Error(
+          `${source}: environment variable ${v} is not set (write \${${v}:-default})`,
+        );
+      },
+    );
+  if (Array.isArray(value)) return value.map((v) => expandEnv(v, source, env));
+  if (value !== null && typeof value === "object")
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, expandEnv(v, source, env)]),
+    );
+  return value;
+}
+
+/**
+ * Validates a parsed config object: the schema, then names against the registries (methods,
+ * their options, tasks, sequences, benchmarks). Paths resolve against `baseDir`.
+ */
+export function parseStudy(
+  raw: unknown,
+  source: string,
+  baseDir: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Study {
+  const expanded = expandEnv(raw, source, env);
+  const parsed = StudySchema.safeParse(expanded);
+  if (!parsed.success) throw new Error(formatIssue(parsed.error.issues[0], StudySchema, source));
+  const config = parsed.data;
+  const abs = (p: string) => (isAbsolute(p) || p.startsWith("hf:") ? p : resolve(baseDir, p));
+  config.dataDir = abs(config.dataDir);
+  if (config.benchmarksDir !== undefined) config.benchmarksDir = abs(config.benchmarksDir);
+  if (config.cacheDir !== undefined) config.cacheDir = abs(config.cacheDir);
+  const field = (f: string, fn: () => void) => {
+    try {
+      fn();
+    } catch (e) {
+      throw new Error(`${source}: field "${f}": ${(e as Error).message}`);
+    }
+  };
+
+  config.models.forEach((m, i) => {
+    if (m.ref !== undefined) m.ref = abs(m.ref);
+    if (m.build) m.build.tokenizer = abs(m.build.tokenizer);
+    if (m.build && !existsSync(m.build.tokenizer))
+      throw new Error(
+        `${source}: field "models.${i}.build.tokenizer": ${m.build.tokenizer} not found`,
+      );
+  });
+  unique(
+    config.models.map((m) => m.name),
+    "models",
+    source,
+  );
+
+  const methods: Method[] = config.methods.map((m, i) => {
+    const spec = typeof m === "string" ? { name: m, options: {} } : m;
+    field(`methods.${i}.name`, () => methodOf(spec.name));
+    const def = methodOf(spec.name);
+    const r = def.options.safeParse(spec.options);
+    if (!r.success)
+      throw new Error(
+        formatIssue(r.error.issues[0], def.options, source).replace(
+          'field "',
+          `field "methods.${i}.options.`,
+        ),
+      );
+    if (config.tuning.kind === "full" && !def.supports.includes("full"))
+      throw new Error(
+        `${source}: field "methods.${i}": method "${spec.name}" supports only ${def.supports.join(", ")} tuning; set tuning.kind: lora`,
+      );
+    return {
+      name: spec.name,
+      options: spec.options,
+      label: ("label" in spec && spec.label) || spec.name,
+    };
+  });
+  unique(
+    methods.map((m) => m.label),
+    "methods (labels)",
+    source,
+  );
+
+  const orders: Order[] = config.orders.map((o, i) => {
+    let tasks: string[] = [];
+    field(`orders.${i}`, () => {
+      tasks = typeof o === "string" ? [...getSequence(o)] : Array.isArray(o) ? o : o.tasks;
+      tasks.forEach((t) => getTask(t));
+    });
+    if (new Set(tasks).size !== tasks.length)
+      throw new Error(
+        `${source}: field "orders.${i}": a task appears twice in [${tasks.join(", ")}]`,
+      );
+    return { name: typeof o === "string" ? o : Array.isArray(o) ? `order${i}` : o.name, tasks };
+  });
+  unique(
+    orders.map((o) => o.name),
+    "orders",
+    source,
+  );
+  unique(config.seeds.map(String), "seeds", source);
+  if (config.general) field("general.task", () => getTask(config.general!.task));
+
+  const benchmarks: Benchmark[] = config.eval.benchmarks.map((b, i) => {
+    const spec = typeof b === "string" ? { name: b, shots: 0, limit: null } : b;
+    field(`eval.benchmarks.${i}.name`, () => expandTaskNames(spec.name));
+    return {
+      name: spec.name,
+      shots: spec.shots,
+      limit: spec.limit,
+      metric: ("metric" in spec && spec.metric) || PRIMARY[spec.name] || "acc,none",
+      category: ("category" in spec && spec.category) || CATEGORIES[spec.name] || spec.name,
+    };
+  });
+  unique(
+    benchmarks.map((b) => b.name),
+    "eval.benchmarks",
+    source,
+  );
+  return { config, benchmarks, methods, orders };
+}
+
+function unique(names: string[], what: string, source: string): void {
+  const seen = new Set<string>();
+  for (const n of names) {
+    if (seen.has(n)) throw new Error(`${source}: field "${what}": "${n}" is given twice`);
+    seen.add(n);
+  }
+}
+
+/** Reads and validates a study config file (.yaml, .yml or .json). */
+export function loadStudy(file: string, env: NodeJS.ProcessEnv = process.env): Study {
+  const path = resolve(file);
+  if (!existsSync(path)) throw new Error(`${path}: config file not found`);
+  const text = readFileSync(path, "utf8");
+  let raw: unknown;
+  try {
+    raw = extname(path) === ".json" ? JSON.parse(text) : parseYaml(text);
+  } catch (e) {
+    throw new Error(
+      `${path}: not valid ${extname(path) === ".json" ? "JSON" : "YAML"}: ${(e as Error).message}`,
+    );
+  }
+  return parseStudy(raw, basename(path), dirname(path), env);
+}
+
+/** The runs of a study, models × methods × orders × seeds, each with its folder name. */
+export function expandGrid(study: Study): RunSpec[] {
+  const runs: RunSpec[] = [];
+  for (const model of study.config.models)
+    for (const method of study.methods)
+      for (const order of study.orders)
+        for (const seed of study.config.seeds)
+          runs.push({
+            name: `${model.name}__${method.label}__${order.name}__seed${seed}`,
+            model,
+            method,
+            order,
+            seed,
+          });
+  return runs;
+}
+
+/** A run's own config: the study's with this cell's model, method, order and seed only. */
+export function runConfig(study: Study, run: RunSpec): StudyConfig {
+  const m = run.method;
+  return {
+    ...study.config,
+    models: [run.model],
+    methods: [{ name: m.name, options: m.options, label: m.label }],
+    orders: [{ name: run.order.name, tasks: run.order.tasks }],
+    seeds: [run.seed],
+    eval: {
+      ...study.config.eval,
+      benchmarks: study.benchmarks.map((b) => ({ ...b })),
+    },
+  };
+}

@@ -1,0 +1,658 @@
+/**
+ * The study runner. A study directory holds `study.yaml` (the resolved config), `cache/` (the
+ * evaluation cache every run shares, and file hashes) and one folder per grid cell under `runs/`:
+ *
+ *     runs/<model>__<method>__<order>__seed<s>/
+ *       config.yaml      the run's own config (one model, method, order, seed; absolute paths)
+ *       run-card.json    runcard.ts
+ *       lock             lock.ts: one process per run
+ *       checkpoints/<m>-<task>/ckpt-<step>/   the trainer's (src/train/trainer.ts)
+ *       stages/<m>/general.json   lm-eval results layout of the general suite
+ *       stages/<m>/tasks.json     every continual task's generation metric
+ *       stages/<m>/items/<name>.jsonl   per item: {doc_id, correct, text | prediction, …}
+ *       results.json     results.ts, rewritten after every stage (no timings: byte-comparable)
+ *       timings.json     seconds per stage: train, eval, bookkeeping; training tokens/s
+ *
+ * A run evaluates the base model (stage 0); then for each task of its order it trains, evaluates
+ * the general benchmarks and every task of the order (seen and still to come, for forward
+ * transfer), writes the stage's files, and moves on. A stage counts as done when its tasks.json
+ * exists (written last, atomically); results.json is always rebuilt from the stage files on disk,
+ * so a run killed at any point and resumed writes the same bytes as one never interrupted.
+ *
+ * Evaluation results are cached by model fingerprint: stage 0 hashes the base model, stage m
+ * chains stage m−1's fingerprint with the sha256 of stage m's final checkpoint files.
+ *
+ * References: Luo et al. 2023, arXiv 2308.08747 (protocol: general benchmarks after every
+ * stage, FG per category); Lopez-Paz & Ranzato 2017 (the accuracy matrix, BWT, FWT).
+ */
+import { createHash } from "node:crypto";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { basename, join } from "node:path";
+import { stringify as toYaml } from "yaml";
+import type { Tensor } from "../tensor/index.js";
+import { createModel, parseModelConfig, type LanguageModel } from "../models/index.js";
+import { applyLora } from "../models/lora.js";
+import { loadPretrained } from "../io/pretrained.js";
+import { loadTokenizer, type Tokenizer } from "../io/tokenizer.js";
+import { sha256File } from "../io/hash.js";
+import type { SftText } from "../train/data.js";
+import { trainStage } from "../train/trainer.js";
+import { filesFingerprint, moduleFingerprint, ResultCache } from "../eval/cache.js";
+import { evaluate, type EvalResults } from "../eval/evaluate.js";
+import { ModelLM } from "../eval/model_lm.js";
+import { getGenerationMetric } from "../eval/metrics/index.js";
+import { getTask as getEvalTask } from "../eval/tasks/index.js";
+import {
+  expandGrid,
+  loadStudy,
+  runConfig,
+  type Benchmark,
+  type ModelSpec,
+  type RunSpec,
+  type Study,
+} from "./config.js";
+import { renderPrompt, resolveTemplate, type InstructionTask } from "./instruction.js";
+import { acquireLock } from "./lock.js";
+import { createMethod } from "./methods/index.js";
+import {
+  avgAcc,
+  bootstrapCI,
+  bwt,
+  fgByCategory,
+  fgFromItems,
+  finalAcc,
+  forgetting,
+  fwt,
+  itemFlips,
+  plasticity,
+} from "./metrics.js";
+import { RESULTS_FORMAT, type MetricScores, type RunResults } from "./results.js";
+import { dataFiles, FileHashes, makeRunCard } from "./runcard.js";
+import { loadTask } from "./tasks/index.js";
+
+export interface RunnerOptions {
+  /** Progress lines (one per event). @default none */
+  log?: (line: string) => void;
+}
+
+/** One evaluated item, as written to `stages/<m>/items/<name>.jsonl`. */
+export interface ItemRecord {
+  doc_id: string;
+  correct: boolean;
+  [field: string]: unknown;
+}
+
+/** timings.json: wall seconds per stage (not in results.json, which stays byte-comparable). */
+export interface Timings {
+  stages: {
+    stage: number;
+    train: number;
+    eval: number;
+    bookkeeping: number;
+    tokensPerSecond: number | null;
+  }[];
+}
+
+const STUDY_FILE = "study.yaml";
+const RUN_FILE = "config.yaml";
+
+/** Writes `text` to `path` through a temporary file and a rename (never half-written). */
+function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, path);
+}
+
+const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, "utf8")) as T;
+const json = (v: unknown) => JSON.stringify(v, null, 1) + "\n";
+const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
+
+// ---------------------------------------------------------------------------------------------
+// Studies
+
+/** Runs (or continues) every cell of a study in `outDir`; returns the run folders. */
+export async function runStudy(
+  study: Study,
+  outDir: string,
+  o: RunnerOptions = {},
+): Promise<string[]> {
+  mkdirSync(join(outDir, "runs"), { recursive: true });
+  const studyFile = join(outDir, STUDY_FILE);
+  const text = toYaml(study.config);
+  if (existsSync(studyFile) && readFileSync(studyFile, "utf8") !== text)
+    throw new Error(
+      `${studyFile}: ${outDir} holds a study with another config; use another --out or \`lethe resume ${outDir}\``,
+    );
+  if (!existsSync(studyFile)) writeAtomic(studyFile, text);
+  const dirs: string[] = [];
+  for (const spec of expandGrid(study)) {
+    const dir = join(outDir, "runs", spec.name);
+    mkdirSync(dir, { recursive: true });
+    const file = join(dir, RUN_FILE);
+    const runText = toYaml(runConfig(study, spec));
+    if (!existsSync(file)) writeAtomic(file, runText);
+    else if (readFileSync(file, "utf8") !== runText)
+      throw new Error(`${file}: differs from the study's config for this run`);
+    await executeRun(dir, study.config.cacheDir ?? join(outDir, "cache"), o);
+    dirs.push(dir);
+  }
+  return dirs;
+}
+
+/** Run folders under a study folder, or the folder itself when it is a run. */
+export function runDirs(dir: string): string[] {
+  if (existsSync(join(dir, RUN_FILE))) return [dir];
+  const runs = join(dir, "runs");
+  if (!existsSync(join(dir, STUDY_FILE)) || !existsSync(runs))
+    throw new Error(
+      `${dir}: neither a run (no ${RUN_FILE}) nor a study (no ${STUDY_FILE} and runs/)`,
+    );
+  return readdirSync(runs)
+    .sort()
+    .map((n) => join(runs, n))
+    .filter((d) => existsSync(join(d, RUN_FILE)));
+}
+
+/** Finishes every incomplete run of a study folder, or one run folder. */
+export async function resumeRuns(dir: string, o: RunnerOptions = {}): Promise<string[]> {
+  const dirs = runDirs(dir);
+  for (const d of dirs) {
+    if (runProgress(d).complete) continue;
+    const study = loadStudy(join(d, RUN_FILE));
+    await executeRun(d, study.config.cacheDir ?? join(d, "..", "..", "cache"), o);
+  }
+  return dirs;
+}
+
+/** How far a run is: stages done (of 1 + tasks) and the last FG per category. */
+export function runProgress(dir: string): {
+  stagesDone: number;
+  totalStages: number;
+  complete: boolean;
+  fg: Record<string, number> | null;
+} {
+  const study = loadStudy(join(dir, RUN_FILE));
+  const total = study.orders[0].tasks.length + 1;
+  const done = stagesDone(dir, total);
+  const file = join(dir, "results.json");
+  const fg = existsSync(file) ? readJson<RunResults>(file).fg.perCategory : null;
+  return { stagesDone: done, totalStages: total, complete: done === total, fg };
+}
+
+/** Number of consecutive stages, from 0, whose tasks.json exists. */
+function stagesDone(dir: string, total: number): number {
+  let m = 0;
+  while (m < total && existsSync(join(dir, "stages", String(m), "tasks.json"))) m++;
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// One run
+
+interface Base {
+  model: LanguageModel;
+  tokenizer: Tokenizer;
+  /** The model folder read (for `ref`), else null. */
+  dir: string | null;
+}
+
+/** A `build` model: seeded random weights, in the spec's dtype and on its device. */
+function buildModel(spec: ModelSpec): LanguageModel {
+  if (!spec.build) throw new Error(`model "${spec.name}" is not built by lethe (it has a ref)`);
+  const source = `model "${spec.name}" build.config`;
+  const model = createModel(parseModelConfig(spec.build.config, source), {
+    seed: spec.build.seed,
+  });
+  if (spec.dtype !== "float32") model.to(spec.dtype);
+  if (spec.device !== "cpu") model.to(spec.device);
+  return model;
+}
+
+async function loadBase(spec: ModelSpec): Promise<Base> {
+  if (spec.build)
+    return {
+      model: buildModel(spec),
+      tokenizer: await loadTokenizer(spec.build.tokenizer),
+      dir: null,
+    };
+  const p = await loadPretrained(spec.ref!, { dtype: spec.dtype, device: spec.device });
+  if (!p.tokenizer) {
+    p.model.dispose();
+    throw new Error(`${p.dir}: model "${spec.name}" has no tokenizer files`);
+  }
+  return { model: p.model, tokenizer: p.tokenizer, dir: p.dir };
+}
+
+/** The final checkpoint folder of a finished stage (the trainer's highest `ckpt-<step>`). */
+function finalCheckpoint(dir: string): string {
+  const steps = existsSync(dir)
+    ? readdirSync(dir)
+        .map((n) => /^ckpt-(\d+)$/.exec(n))
+        .filter((m) => m !== null)
+        .map((m) => Number(m[1]))
+    : [];
+  if (steps.length === 0) throw new Error(`${dir}: no checkpoint of a finished stage`);
+  return join(dir, `ckpt-${Math.max(...steps)}`);
+}
+
+/** Stage m's model fingerprint: stage m−1's chained with the final checkpoint's files. */
+function chainFingerprint(previous: string, ckpt: string): string {
+  const files = readdirSync(ckpt)
+    .filter((f) => f.endsWith(".safetensors"))
+    .sort()
+    .map((f) => `${f}:${sha256File(join(ckpt, f))}`);
+  return sha256([previous, ...files].join("\n"));
+}
+
+/** Removes a finished stage's intermediate checkpoints (the final one stays). */
+function pruneCheckpoints(dir: string, keep: string): void {
+  for (const n of readdirSync(dir))
+    if (/^ckpt-\d+$/.test(n) && join(dir, n) !== keep)
+      rmSync(join(dir, n), { recursive: true, force: true });
+}
+
+const toSft = (t: InstructionTask): SftText[] =>
+  t.train.map((ex) => ({ prompt: renderPrompt(t.template, ex), response: ex.output }));
+
+/** Trains and evaluates one run folder from wherever it stopped. */
+export async function executeRun(
+  dir: string,
+  cacheDir: string,
+  o: RunnerOptions = {},
+): Promise<void> {
+  const log = (line: string) => o.log?.(`[${basename(dir)}] ${line}`);
+  const lock = acquireLock(dir);
+  if (lock.tookOver)
+    log(
+      `note: took over the lock of process ${lock.tookOver.pid} on ${lock.tookOver.host}, which is gone`,
+    );
+  const disposers: (() => void)[] = [];
+  try {
+    const study = loadStudy(join(dir, RUN_FILE));
+    const c = study.config;
+    const spec: RunSpec = { ...expandGrid(study)[0], name: basename(dir) };
+    const order = spec.order.tasks;
+    const total = order.length + 1;
+    let done = stagesDone(dir, total);
+    if (done === total) {
+      writeResults(dir, study, spec);
+      log("already complete");
+      return;
+    }
+    let wall = performance.now();
+    const timingsFile = join(dir, "timings.json");
+    const timings: Timings = existsSync(timingsFile)
+      ? readJson<Timings>(timingsFile)
+      : { stages: [] };
+    timings.stages = timings.stages.filter((s) => s.stage < done);
+
+    const base = await loadBase(spec.model);
+    disposers.push(() => base.model.dispose());
+    const { model, tokenizer } = base;
+    mkdirSync(cacheDir, { recursive: true });
+    const hashes = new FileHashes(cacheDir);
+    const cardFile = join(dir, "run-card.json");
+    if (!existsSync(cardFile))
+      writeAtomic(
+        cardFile,
+        json(makeRunCard(study, spec, c, model, dataFiles(study, spec, base.dir), hashes)),
+      );
+    let fingerprint = sha256(
+      [
+        base.dir === null
+          ? moduleFingerprint(model)
+          : filesFingerprint(
+              readdirSync(base.dir)
+                .sort()
+                .map((f) => join(base.dir!, f)),
+            ),
+        spec.model.dtype,
+        spec.model.device,
+      ].join(":"),
+    );
+    if (c.tuning.kind === "lora")
+      applyLora(model, {
+        r: c.tuning.lora.r,
+        alpha: c.tuning.lora.alpha,
+        dropout: c.tuning.lora.dropout,
+        targetModules: c.tuning.lora.targetModules,
+        seed: spec.seed,
+      });
+
+    const template = resolveTemplate(c.tasks.template);
+    const taskOptions = {
+      seed: c.tasks.seed,
+      maxTrain: c.budget.maxTrain ?? undefined,
+      maxTest: c.budget.maxTest ?? undefined,
+      template,
+    };
+    const tasks: InstructionTask[] = [];
+    for (const t of order) tasks.push(await loadTask(t, c.dataDir, taskOptions));
+    const stages = tasks.map((t) => ({ name: t.name, examples: toSft(t) }));
+    const general = c.general
+      ? toSft(
+          await loadTask(c.general.task, c.dataDir, {
+            ...taskOptions,
+            maxTrain: c.general.maxTrain ?? undefined,
+          }),
+        )
+      : null;
+    // θ₀ (L2-SP, WiSE-FT, LwF "start") is a second copy of the base model, so no checkpoint
+    // loaded into `model` can touch it: rebuilt on first use for built models; loaded up front
+    // for pretrained ones in full fine-tuning (loading is asynchronous).
+    let start: Map<string, Tensor> | null = null;
+    const keepCopy = (copy: LanguageModel) => {
+      disposers.push(() => copy.dispose());
+      start = new Map(copy.namedParameters());
+      return start;
+    };
+    if (spec.model.ref !== undefined && c.tuning.kind === "full")
+      keepCopy((await loadBase(spec.model)).model);
+    const plugin = createMethod(spec.method.name, spec.method.options, {
+      stages,
+      general,
+      seed: spec.seed,
+      startWeights: () => start ?? keepCopy(buildModel(spec.model)),
+    });
+    const cache = ResultCache.open(cacheDir);
+    const ckptDir = (m: number) => join(dir, "checkpoints", `${m}-${order[m - 1]}`);
+    const trainConfig = { ...c.train, seed: spec.seed };
+    const speed = { tokensPerSecond: null as number | null };
+    const train = (m: number) =>
+      trainStage({
+        stage: order[m - 1],
+        model,
+        kind: c.tuning.kind,
+        examples: stages[m - 1].examples,
+        tokenizer,
+        config: trainConfig,
+        plugins: [plugin],
+        dir: ckptDir(m),
+        onProgress: (e) => {
+          speed.tokensPerSecond = e.tokensPerSecond;
+          const every = Math.max(1, Math.round(e.totalSteps / 20));
+          if (e.step % every === 0 || e.step === e.totalSteps)
+            log(
+              `stage ${m}/${total - 1} (${e.stage}): step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} ${Math.round(e.tokensPerSecond)} tok/s`,
+            );
+        },
+      });
+
+    // Stages already done: chain their fingerprints and load the last one's weights and state.
+    for (let m = 1; m < done; m++)
+      fingerprint = chainFingerprint(fingerprint, finalCheckpoint(ckptDir(m)));
+    if (done > 1) train(done - 1);
+    let bookkeeping = (performance.now() - wall) / 1000;
+
+    for (let m = done; m < total; m++) {
+      wall = performance.now();
+      let trainSeconds = 0;
+      speed.tokensPerSecond = null;
+      if (m >= 1) {
+        log(`stage ${m}/${total - 1} (${order[m - 1]}): training`);
+        const t0 = performance.now();
+        const res = train(m);
+        trainSeconds = (performance.now() - t0) / 1000;
+        pruneCheckpoints(ckptDir(m), res.checkpoint);
+        fingerprint = chainFingerprint(fingerprint, res.checkpoint);
+      }
+      log(`stage ${m}/${total - 1}: evaluating`);
+      const t1 = performance.now();
+      const lm = new ModelLM(model, tokenizer, {
+        batchSize: c.eval.batchSize,
+        maxLength: c.eval.maxLength,
+        maxGenToks: c.tasks.maxGenToks,
+        cache: { store: cache, fingerprint },
+      });
+      const generalOut = await evaluateGeneral(lm, study);
+      const taskOut = await evaluateTasks(lm, tasks, c.tasks.until);
+      const evalSeconds = (performance.now() - t1) / 1000;
+
+      const stageDir = join(dir, "stages", String(m));
+      mkdirSync(join(stageDir, "items"), { recursive: true });
+      for (const [name, items] of [...generalOut.items, ...taskOut.items])
+        writeAtomic(
+          join(stageDir, "items", `${name}.jsonl`),
+          items.map((r) => JSON.stringify(r)).join("\n") + "\n",
+        );
+      writeAtomic(join(stageDir, "general.json"), json(generalOut.results));
+      writeAtomic(join(stageDir, "tasks.json"), json(taskOut.scores));
+      const seconds = (performance.now() - wall) / 1000;
+      timings.stages.push({
+        stage: m,
+        train: trainSeconds,
+        eval: evalSeconds,
+        bookkeeping: bookkeeping + seconds - trainSeconds - evalSeconds,
+        tokensPerSecond: speed.tokensPerSecond,
+      });
+      bookkeeping = 0;
+      writeAtomic(timingsFile, json(timings));
+      writeResults(dir, study, spec);
+      done = m + 1;
+      log(`stage ${m}/${total - 1}: results written`);
+    }
+  } finally {
+    for (const d of disposers.reverse()) d();
+    lock.release();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation of one stage
+
+/** The lm-eval layout of every benchmark (no samples) and per-item records of each. */
+async function evaluateGeneral(
+  lm: ModelLM,
+  study: Study,
+): Promise<{ results: Omit<EvalResults, "samples">; items: [string, ItemRecord[]][] }> {
+  const c = study.config;
+  const merged: Omit<EvalResults, "samples"> = {
+    results: {},
+    groups: {},
+    group_subtasks: {},
+    configs: {},
+    versions: {},
+    "n-shot": {},
+    higher_is_better: {},
+    "n-samples": {},
+  };
+  const items: [string, ItemRecord[]][] = [];
+  for (const b of study.benchmarks) {
+    const res = await evaluate(lm, [b.name], {
+      dataDir: c.benchmarksDir ?? join(c.dataDir, "benchmarks"),
+      shots: b.shots,
+      limit: b.limit ?? undefined,
+      logSamples: true,
+    });
+    const { samples, ...rest } = res;
+    for (const k of Object.keys(merged) as (keyof typeof merged)[])
+      Object.assign(merged[k], rest[k]);
+    items.push([b.name, benchmarkItems(b, samples ?? {})]);
+  }
+  return { results: merged, items };
+}
+
+/** Per-item records of a benchmark; for a group, ids are `<subtask>/<doc_id>`. */
+function benchmarkItems(b: Benchmark, samples: NonNullable<EvalResults["samples"]>): ItemRecord[] {
+  const metric = b.metric.split(",")[0];
+  const leaves = Object.keys(samples);
+  return leaves.flatMap((leaf) => {
+    const task = getEvalTask(leaf);
+    const higher = task.metrics.find((x) => x.metric === metric)?.higher_is_better ?? true;
+    return samples[leaf].map((s) => {
+      const value = s[metric];
+      if (typeof value !== "number")
+        throw new Error(
+          `${leaf}: item ${s.doc_id} has no "${metric}" (the primary metric of ${b.name})`,
+        );
+      const text = task.docToText(s.doc);
+      const metrics = Object.fromEntries(
+        task.metrics.map((x) => [x.metric, s[x.metric] as number]),
+      );
+      return {
+        doc_id: leaves.length > 1 || leaf !== b.name ? `${leaf}/${s.doc_id}` : String(s.doc_id),
+        correct: higher ? value === 1 : value === 0,
+        ...(typeof text === "string" ? { text } : {}),
+        ...metrics,
+      };
+    });
+  });
+}
+
+/** Generates every test prompt of every task and scores it with the task's metric. */
+async function evaluateTasks(
+  lm: ModelLM,
+  tasks: InstructionTask[],
+  until: string[],
+): Promise<{ scores: Record<string, MetricScores>; items: [string, ItemRecord[]][] }> {
+  const scores: Record<string, MetricScores> = {};
+  const items: [string, ItemRecord[]][] = [];
+  for (const t of tasks) {
+    if (t.test.length === 0) throw new Error(`task "${t.name}": no test examples`);
+    const metric = getGenerationMetric(t.metric);
+    const predictions = await lm.generateUntil(
+      t.test.map((ex) => ({ context: renderPrompt(t.template, ex), until })),
+    );
+    const refs = t.test.map((ex) => ex.references ?? [ex.output]);
+    const sources = metric.needsSources ? t.test.map((ex) => ex.input) : undefined;
+    scores[t.name] = { [t.metric]: metric.corpus(predictions, refs, sources) };
+    items.push([
+      t.name,
+      predictions.map((p, i) => {
+        const score = metric.sentence(p, refs[i], sources?.[i]);
+        return {
+          doc_id: String(i),
+          correct: score === 100,
+          score,
+          prediction: p,
+          references: refs[i],
+        };
+      }),
+    ]);
+  }
+  return { scores, items };
+}
+
+// ---------------------------------------------------------------------------------------------
+// results.json
+
+/** A function of the stage files on disk only, so a resumed run writes the same bytes. */
+export function buildResults(dir: string, study: Study, spec: RunSpec): RunResults {
+  const order = spec.order.tasks;
+  const total = order.length + 1;
+  const done = stagesDone(dir, total);
+  const timingsFile = join(dir, "timings.json");
+  const timings = existsSync(timingsFile) ? readJson<Timings>(timingsFile).stages : [];
+  const stages: RunResults["stages"] = [];
+  const items = new Map<string, ItemRecord[][]>(); // benchmark → per stage
+  for (let m = 0; m < done; m++) {
+    const s = join(dir, "stages", String(m));
+    const general = readJson<EvalResults>(join(s, "general.json"));
+    const tasks = readJson<Record<string, MetricScores>>(join(s, "tasks.json"));
+    const scores: Record<string, MetricScores> = {};
+    for (const b of study.benchmarks) {
+      const rec = general.results[b.name];
+      scores[b.name] = Object.fromEntries(
+        Object.entries(rec).filter(
+          (e): e is [string, number] => typeof e[1] === "number" && !e[0].includes("_stderr"),
+        ),
+      );
+      const lines = readFileSync(join(s, "items", `${b.name}.jsonl`), "utf8").split("\n");
+      const recs = lines.filter((l) => l !== "").map((l) => JSON.parse(l) as ItemRecord);
+      items.set(b.name, [...(items.get(b.name) ?? []), recs]);
+    }
+    const t = timings.find((x) => x.stage === m);
+    stages.push({
+      stage: m,
+      task: m === 0 ? null : order[m - 1],
+      general: scores,
+      tasks,
+      seconds: { train: t?.train ?? 0, eval: t?.eval ?? 0 },
+    });
+  }
+
+  const curves: Record<string, number[]> = {};
+  for (const b of study.benchmarks) curves[b.name] = stages.map((s) => s.general[b.name][b.metric]);
+  const fgCurves = study.benchmarks.filter((b) => curves[b.name][0] !== 0);
+  const fg: RunResults["fg"] =
+    done >= 2
+      ? fgByCategory(
+          fgCurves.map((b) => ({
+            benchmark: b.name,
+            category: b.category,
+            scores: curves[b.name],
+          })),
+        )
+      : { perBenchmark: {}, perCategory: {} };
+  const iters = study.config.eval.bootstrapIters;
+  if (done >= 2 && iters > 0) {
+    fg.ci = {};
+    for (const b of fgCurves) {
+      const metric = b.metric.split(",")[0];
+      const perStage = items.get(b.name)!;
+      const rows = perStage[0].map((_, k) => perStage.map((st) => st[k][metric] as number));
+      const stat = (sample: readonly number[][]) => {
+        const base = sample.reduce((a, r) => a + r[0], 0);
+        return base === 0 ? NaN : fgFromItems(sample);
+      };
+      const ci = bootstrapCI(rows, stat, { iters, seed: 0 });
+      if (Number.isFinite(ci.lo) && Number.isFinite(ci.hi)) fg.ci[b.name] = [ci.lo, ci.hi];
+    }
+  }
+
+  const matrix = stages.map((s) =>
+    order.map((t) => {
+      const v = Object.values(s.tasks[t]);
+      return v[0];
+    }),
+  );
+  const k = done - 1; // tasks trained so far: metrics as if the order ended here
+  const sub = matrix.slice(0, k + 1).map((row) => row.slice(0, k));
+  const when = (need: number, f: () => number) => (k >= need ? f() : NaN);
+  const flips: NonNullable<RunResults["flips"]> = {};
+  for (const b of study.benchmarks) {
+    const perStage = items.get(b.name)!;
+    if (done < 2) break;
+    flips[b.name] = itemFlips(perStage.map((st) => st.map((r) => r.correct))).map((f) => ({
+      stage: f.stage,
+      forgotten: f.forgotten.map((i) => perStage[0][i].doc_id),
+      learned: f.learned.map((i) => perStage[0][i].doc_id),
+    }));
+  }
+  return {
+    format: RESULTS_FORMAT,
+    run: {
+      name: spec.name,
+      model: spec.model.name,
+      method: spec.method.label,
+      order,
+      seed: spec.seed,
+    },
+    progress: { stagesDone: done, totalStages: total },
+    categories: Object.fromEntries(study.benchmarks.map((b) => [b.name, b.category])),
+    primaryMetric: Object.fromEntries(study.benchmarks.map((b) => [b.name, b.metric])),
+    stages,
+    fg,
+    matrix,
+    avg_acc: when(1, () => avgAcc(sub)),
+    final_acc: k >= 1 ? finalAcc(sub) : [],
+    bwt: when(2, () => bwt(sub)),
+    fwt: when(2, () => fwt(sub)),
+    forgetting: when(2, () => forgetting(sub)),
+    plasticity: when(1, () => plasticity(sub)),
+    curves,
+    flips,
+  };
+}
+
+function writeResults(dir: string, study: Study, spec: RunSpec): void {
+  writeAtomic(join(dir, "results.json"), json(buildResults(dir, study, spec)));
+}

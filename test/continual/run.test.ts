@@ -1,0 +1,274 @@
+/**
+ * The study runner (src/continual/run.ts, config.ts, lock.ts, runcard.ts, src/cli/run.ts):
+ * examples/tiny-study.yaml end to end (every file of the run layout), config errors that name
+ * the field and suggest the key, kill -9 at several points followed by resume giving the same
+ * results.json bytes (timings aside) as the uninterrupted run, the lock refusing a second
+ * process, and every registered method running a stage through the runner.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { loadStudy, parseStudy } from "../../src/continual/config.js";
+import { resumeRuns, runProgress, runStudy } from "../../src/continual/run.js";
+import { methods } from "../../src/continual/methods/index.js";
+import { dataPath, repoRoot, sharedDataRoot, skipReason } from "../helpers/data.js";
+
+const TINY = join(repoRoot, "examples", "tiny-study.yaml");
+const NEEDS = ["models", "stories260K", "tok512.bin"] as const;
+const SEQ_RUN = "tiny-llama__sequential__order0__seed0";
+const env = { ...process.env, LETHE_DATA: sharedDataRoot };
+
+/** results.json without the wall-clock fields, which differ between any two runs. */
+const timeless = (file: string) =>
+  readFileSync(file, "utf8").replace(/"seconds": \{[^}]*\}/g, '"seconds": {}');
+
+/** The tiny study with a few fields replaced, written as a config in `dir`. */
+function variant(dir: string, change: (raw: Record<string, unknown>) => void): string {
+  const raw = loadStudy(TINY, env).config as unknown as Record<string, unknown>;
+  change(raw);
+  const file = join(dir, "study.json");
+  writeFileSync(file, JSON.stringify(raw));
+  return file;
+}
+
+let reference: string | null = null; // the uninterrupted sequential run's folder
+
+test("tiny-study end to end: every file of the run layout", async (t) => {
+  if (!dataPath(...NEEDS)) return t.skip(skipReason(...NEEDS));
+  const out = mkdtempSync(join(tmpdir(), "lethe-study-"));
+  const study = loadStudy(TINY, env);
+  const dirs = await runStudy(study, out);
+  assert.deepEqual(
+    dirs.map((d) => d.split("/").at(-1)),
+    [SEQ_RUN, "tiny-llama__replay__order0__seed0"],
+  );
+  assert.ok(existsSync(join(out, "study.yaml")));
+  for (const dir of dirs) {
+    for (const f of ["config.yaml", "run-card.json", "results.json", "timings.json"])
+      assert.ok(existsSync(join(dir, f)), `${dir}/${f}`);
+    assert.ok(!existsSync(join(dir, "lock")), "the lock is released");
+    for (let m = 0; m <= 3; m++) {
+      const s = join(dir, "stages", String(m));
+      for (const f of ["general.json", "tasks.json"]) assert.ok(existsSync(join(s, f)));
+      const items = readdirSync(join(s, "items")).sort();
+      assert.deepEqual(
+        items,
+        [
+          ...["asset", "boolq", "crows_pairs_english", "esnli", "haiku", "hellaswag", "mmlu"],
+          "piqa",
+        ].map((n) => `${n}.jsonl`),
+      );
+      const piqa = readFileSync(join(s, "items", "piqa.jsonl"), "utf8")
+        .trim()
+        .split("\n");
+      assert.equal(piqa.length, 24);
+      assert.equal(typeof JSON.parse(piqa[0]).correct, "boolean");
+      const general = JSON.parse(readFileSync(join(s, "general.json"), "utf8"));
+      assert.ok("acc,none" in general.results.mmlu && "mmlu_anatomy" in general.results);
+    }
+    for (let m = 1; m <= 3; m++) {
+      const ck = readdirSync(join(dir, "checkpoints"))
+        .sort()
+        .filter((n) => n.startsWith(`${m}-`));
+      assert.equal(ck.length, 1);
+      assert.deepEqual(readdirSync(join(dir, "checkpoints", ck[0])), ["ckpt-6"]);
+    }
+    const r = JSON.parse(readFileSync(join(dir, "results.json"), "utf8"));
+    assert.deepEqual(r.progress, { stagesDone: 4, totalStages: 4 });
+    assert.equal(r.matrix.length, 4);
+    for (const row of r.matrix) assert.equal(row.length, 3);
+    assert.deepEqual(Object.keys(r.fg.perCategory).sort(), [
+      "bias",
+      "domain_knowledge",
+      "reasoning",
+    ]);
+    for (const k of ["avg_acc", "bwt", "fwt", "forgetting", "plasticity"])
+      assert.ok(Number.isFinite(r[k]), k);
+    assert.equal(r.final_acc.length, 3);
+    assert.equal(r.curves.piqa.length, 4);
+    assert.equal(r.flips.piqa.length, 3);
+    // FG of piqa recomputed by hand from the curve.
+    const c = r.curves.piqa as number[];
+    const fg = c.slice(1).reduce((a, x) => a + ((c[0] - x) / c[0]) * 100, 0) / 3;
+    assert.ok(Math.abs(r.fg.perBenchmark.piqa - fg) < 1e-9);
+    const card = JSON.parse(readFileSync(join(dir, "run-card.json"), "utf8"));
+    assert.equal(card.format.name, "lethe-run-card");
+    assert.match(card.git.commit ?? "", /^[0-9a-f]{40}$/);
+    assert.ok(card.versions.libtorch && card.versions.node);
+    assert.ok(card.model.params > 0 && card.model.architecture === "decoder-only");
+    const tok = Object.keys(card.data).find((p) => p.endsWith("tok512.bin"))!;
+    assert.match(card.data[tok], /^[0-9a-f]{64}$/);
+    assert.ok(Object.keys(card.data).some((p) => p.includes("/piqa/")));
+  }
+  // Stage 0 is the same model in both runs: the second one scored it from the shared cache.
+  const [a, b] = dirs.map((d) => JSON.parse(readFileSync(join(d, "results.json"), "utf8")));
+  assert.deepEqual(a.stages[0].general, b.stages[0].general);
+  assert.ok(runProgress(dirs[0]).complete);
+  reference = dirs[0];
+});
+
+test("config errors name the field and suggest the key", () => {
+  const good = {
+    name: "s",
+    dataDir: "/data",
+    models: [{ name: "m", ref: "hf:org/m" }],
+    methods: ["sequential"],
+    orders: [["haiku"]],
+  };
+  const bad = (change: object, re: RegExp) =>
+    assert.throws(() => parseStudy({ ...good, ...change }, "s.yaml", "/"), re);
+  assert.equal(parseStudy(good, "s.yaml", "/").config.train.lr, 2e-5);
+  bad({ seed: [1] }, /s\.yaml: field "seed": unknown field\. Did you mean "seeds"/);
+  bad({ train: { lrr: 1 } }, /field "train\.lrr": unknown field\. Did you mean "lr"/);
+  bad({ train: { lr: -1 } }, /field "train\.lr"/);
+  bad(
+    { methods: ["replai"] },
+    /field "methods\.0\.name": unknown method "replai"\. Did you mean "replay"/,
+  );
+  bad(
+    { methods: [{ name: "ewc", options: { lamda: 1 } }] },
+    /field "methods\.0\.options\.lamda".*Did you mean "lambda"/,
+  );
+  bad({ methods: ["olora"] }, /methods\.0.*supports only lora/);
+  bad({ orders: [["haiku", "asets"]] }, /field "orders\.0".*Did you mean "asset"/);
+  bad({ orders: ["luo2024"] }, /Did you mean "luo2023"/);
+  bad(
+    { eval: { benchmarks: ["hellaswg"] } },
+    /field "eval\.benchmarks\.0\.name".*Did you mean "hellaswag"/,
+  );
+  bad(
+    { models: [{ name: "m", ref: "x", build: { config: {}, tokenizer: "t" } }] },
+    /exactly one of "ref" and "build"/,
+  );
+  bad(
+    { models: [{ name: "m", ref: "x", dtyp: "float16" }] },
+    /field "models\.0\.dtyp".*Did you mean "dtype"/,
+  );
+  assert.throws(
+    () => parseStudy({ ...good, dataDir: "${NOPE_UNSET}" }, "s.yaml", "/", {}),
+    /environment variable NOPE_UNSET is not set/,
+  );
+  assert.equal(
+    parseStudy({ ...good, dataDir: "${NOPE_UNSET:-rel/d}" }, "s.yaml", "/base", {}).config.dataDir,
+    "/base/rel/d",
+  );
+});
+
+/** Spawns `lethe run|resume` in a child and SIGKILLs it when a progress line matches `killAt`. */
+function runChild(
+  args: string[],
+  killAt: RegExp | null,
+  onLine: (line: string, pid: number) => Promise<void> | void = () => {},
+): Promise<{ killed: boolean; lines: string[] }> {
+  const cmd = args[0] === "run" ? "runCommand" : "resumeCommand";
+  const script = `import { ${cmd} } from ${JSON.stringify(join(repoRoot, "src/cli/run.ts"))};
+process.exitCode = await ${cmd}(${JSON.stringify(args.slice(1))});`;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    cwd: repoRoot,
+    env,
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const lines: string[] = [];
+  let killed = false;
+  const rl = createInterface({ input: child.stdout! });
+  rl.on("line", async (line) => {
+    lines.push(line);
+    await onLine(line, child.pid!);
+    if (!killed && killAt?.test(line)) {
+      killed = true;
+      child.kill("SIGKILL");
+    }
+  });
+  return new Promise((res, rej) =>
+    child.on("exit", (code, signal) => {
+      if (killed && signal === "SIGKILL") res({ killed, lines });
+      else if (code === 0) res({ killed, lines });
+      else rej(new Error(`child exited with ${code ?? signal}:\n${lines.join("\n")}`));
+    }),
+  );
+}
+
+test("kill -9 at several points, then resume: the same results.json; a second process refuses", async (t) => {
+  if (!reference) return t.skip("needs the end-to-end run");
+  const tmp = mkdtempSync(join(tmpdir(), "lethe-kill-"));
+  const config = variant(tmp, (raw) => {
+    raw.methods = ["sequential"];
+  });
+  const out = join(tmp, "out");
+  const run = join(out, "runs", SEQ_RUN);
+  let refused: Error | null = null;
+  // 1: during stage 1's training, after its step-2 checkpoint; meanwhile a second process tries.
+  const first = await runChild(
+    ["run", config, "--out", out],
+    /stage 1\/3 \(haiku\): step 3\/6/,
+    async (line) => {
+      if (/stage 0\/3: evaluating/.test(line))
+        refused = await resumeRuns(run).then(
+          () => null,
+          (e: Error) => e,
+        );
+    },
+  );
+  assert.ok(first.killed);
+  assert.match(String(refused), new RegExp(`${SEQ_RUN} is in use by process \\d+ on `));
+  assert.ok(existsSync(join(run, "lock")), "kill -9 leaves the lock behind");
+  assert.equal(runProgress(run).stagesDone, 1);
+  // 2: right after stage 1's results are written.
+  const second = await runChild(["resume", out], /stage 1\/3: results written/);
+  assert.ok(second.killed);
+  assert.match(second.lines.join("\n"), /took over the lock of process \d+/);
+  // 3: during stage 2's evaluation.
+  assert.ok((await runChild(["resume", run], /stage 2\/3: evaluating/)).killed);
+  assert.equal(runProgress(run).stagesDone, 2);
+  await resumeRuns(out);
+  assert.equal(timeless(join(run, "results.json")), timeless(join(reference, "results.json")));
+  for (let m = 0; m <= 3; m++)
+    for (const f of ["general.json", "tasks.json"])
+      assert.equal(
+        readFileSync(join(run, "stages", String(m), f), "utf8"),
+        readFileSync(join(reference, "stages", String(m), f), "utf8"),
+        `stages/${m}/${f}`,
+      );
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+test("every registered method runs a stage through the runner", async (t) => {
+  if (!dataPath(...NEEDS)) return t.skip(skipReason(...NEEDS));
+  const tmp = mkdtempSync(join(tmpdir(), "lethe-methods-run-"));
+  const reduce = (raw: Record<string, unknown>) => {
+    raw.orders = [["haiku"]];
+    raw.budget = { maxTrain: 16, maxTest: 2 };
+    raw.tasks = { ...(raw.tasks as object), maxGenToks: 8 };
+    raw.train = { ...(raw.train as object), gradAccum: 1, checkpointEvery: 0 };
+    raw.general = { task: "alpaca", maxTrain: 16 };
+    raw.eval = { benchmarks: [{ name: "piqa", limit: 4 }], maxLength: 256, bootstrapIters: 10 };
+  };
+  const names = Object.keys(methods);
+  const lora = names.filter((n) => !methods[n as keyof typeof methods].supports.includes("full"));
+  const full = names.filter((n) => !lora.includes(n));
+  const cases = [
+    { methods: full, tuning: { kind: "full" } },
+    { methods: lora, tuning: { kind: "lora", lora: { r: 4, alpha: 8, dropout: 0 } } },
+  ];
+  const ran = new Set<string>();
+  for (const [i, c] of cases.entries()) {
+    const file = variant(tmp, (raw) => {
+      reduce(raw);
+      raw.methods = c.methods;
+      raw.tuning = c.tuning;
+    });
+    const study = loadStudy(file, env);
+    for (const dir of await runStudy(study, join(tmp, `out${i}`))) {
+      const r = JSON.parse(readFileSync(join(dir, "results.json"), "utf8"));
+      assert.deepEqual(r.progress, { stagesDone: 2, totalStages: 2 }, dir);
+      assert.equal(r.matrix.length, 2);
+      ran.add(r.run.method);
+    }
+  }
+  assert.deepEqual([...ran].sort(), [...names].sort());
+  rmSync(tmp, { recursive: true, force: true });
+});

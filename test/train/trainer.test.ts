@@ -1,0 +1,405 @@
+/**
+ * Tests for src/train/trainer.ts on tiny random models driven by llama2.c's real tok512
+ * tokenizer: the loss falls, 2×4 accumulation equals one batch of 8, a run killed (SIGKILL)
+ * right after a checkpoint or mid-step resumes to byte-identical weights, a NaN loss names its
+ * step and the last checkpoint, checkpoints are never left half-written, a finished stage
+ * reloads instead of retraining, and every plugin hook is reached in order.
+ */
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.js";
+import { SafetensorsFile } from "../../src/io/safetensors.js";
+import { applyLora } from "../../src/models/lora.js";
+import { t5Family } from "../../src/models/t5.js";
+import type { LanguageModel } from "../../src/models/types.js";
+import { tidy } from "../../src/tensor/index.js";
+import type { TrainPlugin } from "../../src/train/plugin.js";
+import { NonFiniteLossError, parseTrainConfig, trainStage } from "../../src/train/trainer.js";
+import { dataPath, repoRoot, skipReason } from "../helpers/data.js";
+import { BASE_CONFIG, examples, tinyGpt2, tinyLlama, TOK512, tok512Path } from "./helpers.js";
+
+const dirs: string[] = [];
+const tmp = () => {
+  dirs.push(mkdtempSync(join(tmpdir(), "lethe-train-")));
+  return dirs.at(-1)!;
+};
+after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+async function tok512(t: { skip(msg: string): void }): Promise<Tokenizer | null> {
+  const path = tok512Path();
+  if (!path) {
+    t.skip(skipReason(...TOK512));
+    return null;
+  }
+  return loadTokenizer(path);
+}
+
+function weights(model: LanguageModel): Map<string, number[]> {
+  return new Map(model.namedParameters().map(([n, p]) => [n, p.toNumbers()]));
+}
+
+function maxDiff(a: Map<string, number[]>, b: Map<string, number[]>): number {
+  let d = 0;
+  for (const [n, x] of a) x.forEach((v, i) => (d = Math.max(d, Math.abs(v - b.get(n)![i]))));
+  return d;
+}
+
+test("the loss falls on a tiny task; checkpoints are complete folders, no .tmp left", async (t) => {
+  const tokenizer = await tok512(t);
+  if (!tokenizer) return;
+  const dir = tmp();
+  const model = tinyLlama();
+  const r = trainStage({
+    stage: "tiny",
+    model,
+    kind: "full",
+    examples: examples(24),
+    tokenizer,
+    config: { ...BASE_CONFIG, lr: 1e-2, epochs: 6, checkpointEvery: 10 },
+    dir,
+  });
+  assert.equal(r.steps, 36); // 24 rows / (2 × 2) = 6 steps per epoch
+  assert.equal(r.losses.length, 36);
+  const first = r.losses[0];
+  const last = r.losses.slice(-6).reduce((a, b) => a + b, 0) / 6;
+  console.log(`# loss ${first.toFixed(4)} → ${last.toFixed(4)}`);
+  assert.ok(last < 0.4 * first, `loss ${first} → ${last}`);
+  assert.deepEqual(readdirSync(dir).sort(), ["ckpt-10", "ckpt-20", "ckpt-30", "ckpt-36"]);
+  assert.equal(r.checkpoint, join(dir, "ckpt-36"));
+  for (const c of readdirSync(dir))
+    assert.deepEqual(readdirSync(join(dir, c)).sort(), [
+      "model.safetensors",
+      "optimizer.safetensors",
+      "trainer_state.json",
+    ]);
+  const state = JSON.parse(readFileSync(join(dir, "ckpt-36", "trainer_state.json"), "utf8"));
+  assert.equal(state.step, 36);
+  assert.equal(state.optimizerStep, 36);
+  assert.deepEqual(state.losses, r.losses);
+  assert.equal(model.training, false);
+});
+
+test("gradient accumulation 2×4 equals one batch of 8 (to 1e-5)", async (t) => {
+  const tokenizer = await tok512(t);
+  if (!tokenizer) return;
+  const run = (batchSize: number, gradAccum: number) => {
+    const model = tinyLlama(3);
+    const r = trainStage({
+      stage: "accum",
+      model,
+      kind: "full",
+      examples: examples(16),
+      tokenizer,
+      config: { ...BASE_CONFIG, batchSize, gradAccum, epochs: 2, warmup: 0 },
+      dir: tmp(),
+    });
+    return { w: weights(model), losses: r.losses };
+  };
+  const init = weights(tinyLlama(3));
+  const a = run(4, 2);
+  const b = run(8, 1);
+  const d = maxDiff(a.w, b.w);
+  console.log(
+    `# 2×4 vs 8: max weight diff ${d.toExponential(2)}, moved ${maxDiff(a.w, init).toExponential(2)}`,
+  );
+  assert.ok(d < 1e-5, `max diff ${d}`);
+  assert.ok(maxDiff(a.w, init) > 1e-3, "training moved the weights");
+  assert.equal(a.losses.length, 4);
+  a.losses.forEach((l, i) =>
+    assert.ok(Math.abs(l - b.losses[i]) < 1e-5, `step ${i + 1}: ${l} vs ${b.losses[i]}`),
+  );
+});
+
+test("killed (SIGKILL) after a checkpoint or mid-step, a resumed run ends byte-identical", async (t) => {
+  const tokPath = tok512Path();
+  if (!tokPath) return t.skip(skipReason(...TOK512));
+  const fixture = join(repoRoot, "test", "train", "fixtures", "run-stage.ts");
+  const child = (dir: string, killAt?: string) =>
+    spawnSync(
+      join(repoRoot, "scripts", "lethe-env"),
+      ["node", "--import", "tsx", fixture, dir, tokPath],
+      {
+        cwd: repoRoot,
+        encoding: "utf8",
+        env: { ...process.env, LETHE_TEST_KILL_AT: killAt ?? "" },
+      },
+    );
+  const finalFiles = (dir: string) =>
+    ["model.safetensors", "optimizer.safetensors", "plugins.safetensors", "trainer_state.json"].map(
+      (f) => readFileSync(join(dir, "ckpt-12", f)),
+    );
+
+  const straight = tmp();
+  const ok = child(straight);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(JSON.parse(ok.stdout).resumedFrom, null);
+  const expected = finalFiles(straight);
+
+  for (const [killAt, resumeStep] of [
+    ["batch:6", 5],
+    ["loss:11", 10],
+  ] as const) {
+    const dir = tmp();
+    const killed = child(dir, killAt);
+    assert.equal(killed.signal, "SIGKILL", `${killAt}: ${killed.stderr}`);
+    assert.ok(!existsSync(join(dir, "ckpt-12")), "the killed run did not finish");
+    const resumed = child(dir);
+    assert.equal(resumed.status, 0, resumed.stderr);
+    assert.equal(JSON.parse(resumed.stdout).resumedFrom, join(dir, `ckpt-${resumeStep}`));
+    finalFiles(dir).forEach((bytes, i) =>
+      assert.ok(
+        bytes.equals(expected[i]),
+        `${killAt}: file ${i} of ckpt-12 differs from the uninterrupted run`,
+      ),
+    );
+  }
+});
+
+test("a NaN loss stops with an error naming the step and the last good checkpoint", async (t) => {
+  const tokenizer = await tok512(t);
+  if (!tokenizer) return;
+  const poison = (k: number): TrainPlugin => ({
+    name: "poison",
+    supports: ["full"],
+    loss: (ctx, loss) => (ctx.step === k ? loss.mul(Number.NaN) : loss),
+  });
+  const dir = tmp();
+  const opts = { stage: "nan", kind: "full" as const, examples: examples(24), tokenizer, dir };
+  const config = { ...BASE_CONFIG, epochs: 2, checkpointEvery: 3 };
+  assert.throws(
+    () => trainStage({ ...opts, model: tinyLlama(), config, plugins: [poison(5)] }),
+    (e: unknown) =>
+      e instanceof NonFiniteLossError &&
+      e.step === 5 &&
+      e.lastCheckpoint === join(dir, "ckpt-3") &&
+      /stage "nan": loss is NaN \(micro-batch 0\) at step 5; last good checkpoint: .*ckpt-3$/.test(
+        e.message,
+      ),
+  );
+  assert.throws(
+    () => trainStage({ ...opts, dir: tmp(), model: tinyLlama(), config, plugins: [poison(2)] }),
+    /loss is NaN \(micro-batch 0\) at step 2; last good checkpoint: none/,
+  );
+});
+
+test("a half-written checkpoint is ignored and removed; a finished stage reloads, not retrains", async (t) => {
+  const tokenizer = await tok512(t);
+  if (!tokenizer) return;
+  const dir = tmp();
+  mkdirSync(join(dir, "ckpt-99.tmp"));
+  const calls: string[] = [];
+  const spy: TrainPlugin = {
+    name: "spy",
+    supports: ["full"],
+    stageStart: () => void calls.push("stageStart"),
+  };
+  const opts = {
+    stage: "again",
+    kind: "full" as const,
+    examples: examples(8),
+    tokenizer,
+    dir,
+    plugins: [spy],
+  };
+  const config = { ...BASE_CONFIG, epochs: 2 };
+  const model = tinyGpt2();
+  const first = trainStage({ ...opts, model, config });
+  assert.equal(first.resumedFrom, null);
+  assert.deepEqual(readdirSync(dir), ["ckpt-4"]);
+  const fresh = tinyGpt2();
+  assert.ok(maxDiff(weights(model), weights(fresh)) > 1e-3);
+  const again = trainStage({ ...opts, model: fresh, config });
+  assert.equal(again.resumedFrom, join(dir, "ckpt-4"));
+  assert.deepEqual(again.losses, first.losses);
+  assert.equal(maxDiff(weights(model), weights(fresh)), 0);
+  assert.deepEqual(calls, ["stageStart"]);
+  // The same folder with another config is another run.
+  assert.throws(
+    () => trainStage({ ...opts, model: tinyGpt2(), config: { ...config, lr: 1e-4 } }),
+    /trainer_state\.json: checkpoint of a different run/,
+  );
+});
+
+test("every hook is reached, in order, with the step and micro-batch it belongs to", async (t) => {
+  const tokenizer = await tok512(t);
+  if (!tokenizer) return;
+  const log: string[] = [];
+  let rowsSeen = 0;
+  const recorder: TrainPlugin = {
+    name: "recorder",
+    supports: ["full", "lora"],
+    stageStart: (ctx) => void log.push(`stageStart ${ctx.step}/${ctx.totalSteps}`),
+    batch: (ctx, rows) => {
+      log.push(`batch ${ctx.step}`);
+      return [...rows, ctx.tokenize({ prompt: "Replay:", response: " old task" })];
+    },
+    loss: (ctx, loss, { batch }) => {
+      rowsSeen += batch.inputIds.size(0);
+      log.push(`loss ${ctx.step}.${ctx.micro}/${ctx.microBatches}`);
+      return loss;
+    },
+    afterBackward: (ctx) => void log.push(`afterBackward ${ctx.step}`),
+    afterStep: (ctx) => void log.push(`afterStep ${ctx.step} opt=${ctx.optimizer.stepCount}`),
+    stageEnd: (ctx) => void log.push(`stageEnd ${ctx.step}`),
+  };
+  trainStage({
+    stage: "hooks",
+    model: tinyGpt2(),
+    kind: "full",
+    examples: examples(6), // 6 rows / (2 × 2): a full step and a step of one micro-batch
+    tokenizer,
+    config: BASE_CONFIG,
+    plugins: [recorder],
+    dir: tmp(),
+  });
+  assert.deepEqual(log, [
+    "stageStart 0/2",
+    "batch 1",
+    "batch 1",
+    "loss 1.0/2",
+    "loss 1.1/2",
+    "afterBackward 1",
+    "afterStep 1 opt=1",
+    "batch 2",
+    "loss 2.0/1",
+    "afterBackward 2",
+    "afterStep 2 opt=2",
+    "stageEnd 2",
+  ]);
+  assert.equal(rowsSeen, 6 + 3, "each micro-batch carried the replayed row");
+});
+
+test("bad plugins and configs are refused with the name at fault", async (t) => {
+  const tokenizer = await tok512(t);
+  if (!tokenizer) return;
+  const base = {
+    stage: "bad",
+    model: tinyGpt2(),
+    kind: "full" as const,
+    examples: examples(4),
+    tokenizer,
+    dir: tmp(),
+  };
+  assert.throws(
+    () =>
+      trainStage({
+        ...base,
+        config: BASE_CONFIG,
+        plugins: [{ name: "olora", supports: ["lora"] }],
+      }),
+    /plugin "olora" does not support full fine-tuning/,
+  );
+  assert.throws(
+    () => trainStage({ ...base, kind: "lora", config: BASE_CONFIG }),
+    /no parameter is frozen/,
+  );
+  assert.throws(
+    () => parseTrainConfig({ gradAcum: 1 }),
+    /unknown field "gradAcum"\. Did you mean "gradAccum"\?/,
+  );
+  assert.throws(() => parseTrainConfig({ batchSize: 0 }), /field "batchSize"/);
+  assert.equal(parseTrainConfig({}).schedule, "cosine");
+});
+
+test("packing trains on fewer, fuller rows", async (t) => {
+  const tokenizer = await tok512(t);
+  if (!tokenizer) return;
+  const run = (packing: boolean) =>
+    trainStage({
+      stage: "pack",
+      model: tinyLlama(),
+      kind: "full",
+      examples: examples(16),
+      tokenizer,
+      config: { ...BASE_CONFIG, packing, maxLength: 128, epochs: 3 },
+      dir: tmp(),
+    });
+  const plain = run(false);
+  const packed = run(true);
+  assert.equal(plain.steps, 12);
+  assert.equal(packed.steps, 6); // two ~50-token examples per 128-token row
+  assert.ok(packed.losses.at(-1)! < packed.losses[0], "loss falls with packing");
+});
+
+test("an encoder-decoder (tiny T5, t5-small tokenizer) learns the responses", async (t) => {
+  const dir = dataPath("tokenizers", "t5-small");
+  if (!dir) return t.skip(skipReason("tokenizers", "t5-small"));
+  const tokenizer = await loadTokenizer(dir);
+  const config = t5Family.parseConfig({
+    model_type: "t5",
+    vocab_size: 32128,
+    d_model: 16,
+    d_kv: 4,
+    d_ff: 32,
+    num_layers: 1,
+    num_heads: 4,
+    dropout_rate: 0,
+  });
+  const model = t5Family.create(config, { seed: 0 });
+  const r = trainStage({
+    stage: "t5",
+    model,
+    kind: "full",
+    examples: examples(8),
+    tokenizer,
+    config: { ...BASE_CONFIG, lr: 3e-2, epochs: 8, warmup: 0 },
+    dir: tmp(),
+  });
+  console.log(`# t5 loss ${r.losses[0].toFixed(3)} → ${r.losses.at(-1)!.toFixed(3)}`);
+  assert.ok(r.losses.at(-1)! < 0.7 * r.losses[0], `loss ${r.losses[0]} → ${r.losses.at(-1)}`);
+  tidy(() => assert.equal(model.training, false));
+});
+
+test("LoRA: only adapters train and are saved; an interrupted run resumes bit for bit", async (t) => {
+  const tokenizer = await tok512(t);
+  if (!tokenizer) return;
+  const adapted = () => {
+    const model = tinyLlama(5);
+    applyLora(model, { r: 4, alpha: 8, dropout: 0.1, seed: 1 });
+    return model;
+  };
+  const opts = { stage: "lora", kind: "lora" as const, examples: examples(16), tokenizer };
+  const config = { ...BASE_CONFIG, lr: 1e-2, epochs: 3, checkpointEvery: 4 };
+  const base = weights(tinyLlama(5));
+  const model = adapted();
+  const r = trainStage({ ...opts, model, config, dir: tmp() });
+  assert.ok(r.losses.at(-1)! < r.losses[0], `loss ${r.losses[0]} → ${r.losses.at(-1)}`);
+  const after = weights(model);
+  for (const [n, w] of base) assert.deepEqual(after.get(n), w, `${n} is frozen`);
+  const file = SafetensorsFile.open(join(r.checkpoint, "model.safetensors"));
+  const saved = [...file.keys()];
+  file.close();
+  assert.ok(
+    saved.length > 0 && saved.every((k) => /\.lora_[AB]\.weight$/.test(k)),
+    saved.join(", "),
+  );
+
+  // Interrupted at step 6 (after checkpoint 4), then resumed on a fresh copy of the model.
+  const dir = tmp();
+  const stop: TrainPlugin = {
+    name: "stop",
+    supports: ["lora"],
+    afterBackward: (ctx) => {
+      if (ctx.step === 6) throw new Error("interrupted");
+    },
+  };
+  assert.throws(
+    () => trainStage({ ...opts, model: adapted(), config, dir, plugins: [stop] }),
+    /interrupted/,
+  );
+  const resumedModel = adapted();
+  const resumed = trainStage({
+    ...opts,
+    model: resumedModel,
+    config,
+    dir,
+    plugins: [{ ...stop, afterBackward: undefined }],
+  });
+  assert.equal(resumed.resumedFrom, join(dir, "ckpt-4"));
+  assert.equal(maxDiff(weights(resumedModel), after), 0);
+  assert.deepEqual(resumed.losses, r.losses);
+});
