@@ -5,6 +5,7 @@
 import { parseArgs } from "node:util";
 import { demo } from "./demo.js";
 import { generateCommand, logitsCommand } from "./model.js";
+import { compareCommand, reportCommand } from "./report.js";
 
 const USAGE = `lethe — measure and mitigate catastrophic forgetting in continually fine-tuned LLMs
 
@@ -15,6 +16,9 @@ usage:
   lethe generate --model DIR (--prompt TEXT | --inputs IN.safetensors) --max-new-tokens N
                  [--sample --temperature T --top-p P --seed S] [--out OUT.json]
                                          greedy or sampled continuation
+  lethe report RUN_DIR [--out DIR] [--method NAME]
+                                         self-contained HTML report + Markdown/CSV/LaTeX tables
+  lethe compare DIR... [--out DIR]       several runs side by side
   lethe help                             this text
 `;
 
@@ -28,6 +32,8 @@ const commands: Record<string, Command> = {
   },
   logits: logitsCommand,
   generate: generateCommand,
+  report: reportCommand,
+  compare: compareCommand,
   async help() {
     process.stdout.write(USAGE);
     return 0;

@@ -11,6 +11,7 @@
  */
 import { parseArgs } from "node:util";
 import { compareRuns, writeReport } from "../report/index.js";
+import { didYouMean } from "../util/suggest.js";
 
 const REPORT_USAGE = "lethe report RUN_DIR [--out DIR] [--method NAME]";
 const COMPARE_USAGE = "lethe compare DIR... [--out DIR] [--method NAME]";
@@ -21,7 +22,10 @@ function parse(argv: string[], usage: string) {
   try {
     return parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: true });
   } catch (e) {
-    throw new Error(`${(e as Error).message}\nusage: ${usage}`);
+    const m = /Unknown option '(--?[\w-]+)'/.exec((e as Error).message);
+    const known = Object.keys(OPTIONS).map((k) => `--${k}`);
+    const hint = m ? didYouMean(m[1], known) : "";
+    throw new Error(`${(e as Error).message}.${hint}\nusage: ${usage}`);
   }
 }
 

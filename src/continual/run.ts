@@ -37,7 +37,7 @@ import {
 } from "node:fs";
 import { basename, join } from "node:path";
 import { stringify as toYaml } from "yaml";
-import type { Tensor } from "../tensor/index.js";
+import { keep, type Tensor } from "../tensor/index.js";
 import { createModel, parseModelConfig, type LanguageModel } from "../models/index.js";
 import { applyLora } from "../models/lora.js";
 import { loadPretrained } from "../io/pretrained.js";
@@ -253,9 +253,9 @@ function chainFingerprint(previous: string, ckpt: string): string {
 }
 
 /** Removes a finished stage's intermediate checkpoints (the final one stays). */
-function pruneCheckpoints(dir: string, keep: string): void {
+function pruneCheckpoints(dir: string, final: string): void {
   for (const n of readdirSync(dir))
-    if (/^ckpt-\d+$/.test(n) && join(dir, n) !== keep)
+    if (/^ckpt-\d+$/.test(n) && join(dir, n) !== final)
       rmSync(join(dir, n), { recursive: true, force: true });
 }
 
@@ -351,7 +351,8 @@ export async function executeRun(
     let start: Map<string, Tensor> | null = null;
     const keepCopy = (copy: LanguageModel) => {
       disposers.push(() => copy.dispose());
-      start = new Map(copy.namedParameters());
+      // A method may ask inside the trainer's tidy scope: the copy's weights must outlive it.
+      start = new Map(copy.namedParameters().map(([n, p]) => [n, keep(p)]));
       return start;
     };
     if (spec.model.ref !== undefined && c.tuning.kind === "full")
@@ -365,7 +366,9 @@ export async function executeRun(
     const cache = ResultCache.open(cacheDir);
     const ckptDir = (m: number) => join(dir, "checkpoints", `${m}-${order[m - 1]}`);
     const trainConfig = { ...c.train, seed: spec.seed };
-    const speed = { tokensPerSecond: null as number | null };
+    // Training speed, and when the last step ended: the rest of trainStage (stage-end hooks, the
+    // final checkpoint) counts as bookkeeping.
+    const speed = { tokensPerSecond: null as number | null, lastStep: 0 };
     const train = (m: number) =>
       trainStage({
         stage: order[m - 1],
@@ -378,6 +381,7 @@ export async function executeRun(
         dir: ckptDir(m),
         onProgress: (e) => {
           speed.tokensPerSecond = e.tokensPerSecond;
+          speed.lastStep = performance.now();
           const every = Math.max(1, Math.round(e.totalSteps / 20));
           if (e.step % every === 0 || e.step === e.totalSteps)
             log(
@@ -399,8 +403,9 @@ export async function executeRun(
       if (m >= 1) {
         log(`stage ${m}/${total - 1} (${order[m - 1]}): training`);
         const t0 = performance.now();
+        speed.lastStep = t0;
         const res = train(m);
-        trainSeconds = (performance.now() - t0) / 1000;
+        trainSeconds = (speed.lastStep - t0) / 1000;
         pruneCheckpoints(ckptDir(m), res.checkpoint);
         fingerprint = chainFingerprint(fingerprint, res.checkpoint);
       }

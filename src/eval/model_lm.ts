@@ -4,7 +4,8 @@
  * (`TemplateLM`):
  *  - tokenization (`_encode_pair`): trailing whitespace of the context moves to the front of the
  *    continuation; decoder-only models encode context + continuation together and split after
- *    the context's tokens; encoder-decoder models encode the context with special tokens (T5's
+ *    as many tokens as the context alone has (the context part is the context encoded alone);
+ *    encoder-decoder models encode the context with special tokens (T5's
  *    `</s>`) and the continuation without. An empty context becomes `[prefix_token_id]` (BOS, else
  *    EOS) and the continuation is encoded alone. Special tokens are added for decoder-only models
  *    only with `addBosToken` (lm-eval `add_bos_token`, default false).
@@ -194,9 +195,11 @@ export class ModelLM implements LM {
     }
     if (this.model.kind === "seq2seq")
       return { context: this.encode(context), continuation: this.encode(continuation, false) };
-    const whole = this.encode(context + continuation);
-    const n = this.encode(context).length;
-    return { context: whole.slice(0, n), continuation: whole.slice(n) };
+    const contextEnc = this.encode(context);
+    return {
+      context: contextEnc,
+      continuation: this.encode(context + continuation).slice(contextEnc.length),
+    };
   }
 
   async loglikelihood(reqs: LoglikelihoodRequest[]): Promise<LoglikelihoodResult[]> {
@@ -310,7 +313,7 @@ export class ModelLM implements LM {
   #batches<T>(sorted: T[], length: (x: T) => number): T[][] {
     const out: T[][] = [];
     const vocab = this.model.config.vocab_size;
-    for (let at = 0; at < sorted.length; ) {
+    for (let at = 0; at < sorted.length;) {
       const fit = Math.floor(LOGITS_BUDGET / (length(sorted[at]) * vocab));
       const n = Math.max(1, Math.min(this.batchSize, fit));
       out.push(sorted.slice(at, at + n));
@@ -422,7 +425,6 @@ export class ModelLM implements LM {
             });
           });
       });
-    }
     return out;
   }
 
@@ -487,7 +489,6 @@ export class ModelLM implements LM {
           });
         }
       });
-    }
     return out;
   }
 

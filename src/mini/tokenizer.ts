@@ -6,12 +6,13 @@
  * Reference: HF `tokenizers` serialization (tokenizer.json `version` "1.0"): model `WordLevel`
  * {vocab, unk_token}; pre-tokenizer `Whitespace` (pieces `\w+|[^\w\s]+`, Rust regex `\w` =
  * Alphabetic, Mark, Decimal_Number, Connector_Punctuation, Join_Control); post-processor
- * `TemplateProcessing`: "<s> $A" for decoders (as LLaMA's tokenizer adds BOS), "$A </s>" for
- * encoder-decoders (as T5's appends EOS). Decoder `WordPiece` with `cleanup`: tokens are joined by
+ * none for decoders, which see documents separated by "</s>" as GPT-2's do (a model that always
+ * saw "<s>" first misreads lm-eval's contexts, which are encoded without it), and
+ * `TemplateProcessing` "$A </s>" for encoder-decoders (as T5's appends EOS). Decoder `WordPiece` with `cleanup`: tokens are joined by
  * spaces and " ." " ," " ?" " !" lose their space, so the world's sentences decode to themselves.
  * Its continuation prefix mixes a word and a non-word character, which no Whitespace piece can
- * start with, so it never glues tokens. Special tokens: <pad> 0, <s> 1, </s> 2, <unk> 3 (T5's
- * decoder start is the pad token, 0).
+ * start with, so it never glues tokens. Special tokens: <pad> 0, <s> 1 (reserved), </s> 2,
+ * <unk> 3; T5's decoder start is the pad token, 0.
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -50,12 +51,9 @@ export function tokenizerFiles(
   });
   if (new Set(vocab).size !== vocab.length)
     throw new Error("tokenizerFiles: the vocabulary has a duplicate word");
-  const [pad, bos, eos, unk] = SPECIAL_TOKENS;
-  const special = (id: string) => ({ SpecialToken: { id, type_id: 0 } });
+  const [pad, , eos, unk] = SPECIAL_TOKENS;
+  const special = { SpecialToken: { id: eos, type_id: 0 } };
   const seq = (id: "A" | "B", type_id: number) => ({ Sequence: { id, type_id } });
-  const marker = kind === "causal" ? bos : eos;
-  const around = <T>(xs: T[]) =>
-    kind === "causal" ? [special(marker), ...xs] : [...xs, special(marker)];
   return {
     "tokenizer.json": {
       version: "1.0",
@@ -72,14 +70,15 @@ export function tokenizerFiles(
       })),
       normalizer: null,
       pre_tokenizer: { type: "Whitespace" },
-      post_processor: {
-        type: "TemplateProcessing",
-        single: around([seq("A", 0)]),
-        pair: around([seq("A", 0), seq("B", 1)]),
-        special_tokens: {
-          [marker]: { id: marker, ids: [vocab.indexOf(marker)], tokens: [marker] },
-        },
-      },
+      post_processor:
+        kind === "causal"
+          ? null
+          : {
+              type: "TemplateProcessing",
+              single: [seq("A", 0), special],
+              pair: [seq("A", 0), seq("B", 1), special],
+              special_tokens: { [eos]: { id: eos, ids: [vocab.indexOf(eos)], tokens: [eos] } },
+            },
       decoder: { type: "WordPiece", prefix: NEVER_A_PREFIX, cleanup: true },
       model: {
         type: "WordLevel",
@@ -88,7 +87,7 @@ export function tokenizerFiles(
       },
     },
     "tokenizer_config.json": {
-      bos_token: kind === "causal" ? bos : null,
+      bos_token: null,
       eos_token: eos,
       unk_token: unk,
       pad_token: pad,

@@ -206,13 +206,14 @@ function benchmarksOf(runs: readonly Run[], keep: (category: string) => boolean)
 function generalFgRows(runs: readonly Run[]) {
   return groupRuns(runs).flatMap((g) => {
     const fg = g.runs.map((r) => generalFg(r.results.fg.perCategory)).filter((x) => x !== null);
-    if (!fg.length) return [];
     const c = seedCell(fg);
+    if (!c) return [];
     return [
       {
         model: g.model.name,
         params: g.model.params,
         architecture: g.model.architecture ?? "unknown",
+        family: g.model.family ?? g.model.name,
         method: g.method,
         fg: c.mean,
         lo: c.lo ?? c.mean,

@@ -63,7 +63,7 @@ const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.lengt
 /** Mean FG over the non-bias categories, or null when the run has none. */
 export function generalFg(fg: Record<string, number>): number | null {
   const vals = Object.entries(fg)
-    .filter(([c]) => c !== BIAS_CATEGORY)
+    .filter(([c, v]) => c !== BIAS_CATEGORY && Number.isFinite(v))
     .map(([, v]) => v);
   return vals.length ? mean(vals) : null;
 }
@@ -146,7 +146,7 @@ function byModel(runs: readonly RunSummary[], method: string) {
     const e = out.get(r.model.name) ?? { facts: r.model, fg: [], bias: [] };
     const g = generalFg(r.fg);
     if (g !== null) e.fg.push(g);
-    if (BIAS_CATEGORY in r.fg) e.bias.push(r.fg[BIAS_CATEGORY]);
+    if (Number.isFinite(r.fg[BIAS_CATEGORY])) e.bias.push(r.fg[BIAS_CATEGORY]);
     out.set(r.model.name, e);
   }
   return out;

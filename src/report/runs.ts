@@ -46,7 +46,12 @@ export interface Run {
 /** A benchmark's items file above this size is refused rather than held in memory. */
 const MAX_ITEMS_FILE_BYTES = 256 * 1024 * 1024;
 
-const scores = z.record(z.string(), z.number());
+/** A metric: null in the file (a partial run's metric that needs more stages) reads as NaN. */
+const metric = z
+  .number()
+  .nullable()
+  .transform((v) => v ?? NaN);
+const scores = z.record(z.string(), metric);
 const resultsSchema = z.object({
   format: z.object({
     name: z.literal(RESULTS_FORMAT.name),
@@ -59,6 +64,7 @@ const resultsSchema = z.object({
     order: z.array(z.string()),
     seed: z.number(),
   }),
+  progress: z.object({ stagesDone: z.number().int(), totalStages: z.number().int() }).optional(),
   categories: z.record(z.string(), z.string()),
   primaryMetric: z.record(z.string(), z.string()),
   stages: z.array(
@@ -75,14 +81,14 @@ const resultsSchema = z.object({
     perBenchmark: scores,
     ci: z.record(z.string(), z.tuple([z.number(), z.number()])).optional(),
   }),
-  matrix: z.array(z.array(z.number())),
-  avg_acc: z.number(),
-  final_acc: z.array(z.number()),
-  bwt: z.number(),
-  fwt: z.number(),
-  forgetting: z.number(),
-  plasticity: z.number(),
-  curves: z.record(z.string(), z.array(z.number())),
+  matrix: z.array(z.array(metric)),
+  avg_acc: metric,
+  final_acc: z.array(metric),
+  bwt: metric,
+  fwt: metric,
+  forgetting: metric,
+  plasticity: metric,
+  curves: z.record(z.string(), z.array(metric)),
   flips: z
     .record(
       z.string(),

@@ -26,8 +26,13 @@ export interface FgTable {
   cells: (Cell | null)[][];
 }
 
-/** Mean over seeds with a bootstrap interval (two or more values) or the given one. */
-export function seedCell(values: readonly number[], single?: [number, number]): Cell {
+/**
+ * Mean over seeds with a bootstrap interval (two or more values) or the given one; null when no
+ * value is finite.
+ */
+export function seedCell(all: readonly number[], single?: [number, number]): Cell | null {
+  const values = all.filter(Number.isFinite); // NaN: a partial run's metric not computable yet
+  if (!values.length) return null;
   const s = groupBootstrap([values], (m) => m[0]);
   const [lo, hi] =
     s.lo !== null ? [s.lo, s.hi] : values.length === 1 && single ? single : [null, null];
@@ -155,7 +160,7 @@ export function metricsTableHtml(runs: readonly Run[]): string {
   const rows = groups.map((g) => {
     const gen = g.runs.map((r) => generalFg(r.results.fg.perCategory)).filter((x) => x !== null);
     const cells = [
-      gen.length ? seedCell(gen) : null,
+      seedCell(gen),
       ...RUN_METRICS.map((m) => seedCell(g.runs.map((r) => r.results[m]))),
     ].map((c) =>
       !c
@@ -173,7 +178,7 @@ export function metricsTableHtml(runs: readonly Run[]): string {
 /** Runs side by side (`lethe compare`): one row per FG category and metric, one column per run. */
 export function runsMarkdown(runs: readonly Run[]): string {
   const cats = categoriesOf(runs);
-  const fmt = (x: number | undefined) => (x === undefined ? "–" : f2(x));
+  const fmt = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? "–" : f2(x));
   const rows: [string, (r: Run) => number | undefined][] = [
     ...cats.map((c): [string, (r: Run) => number | undefined] => [
       `FG ${c}`,

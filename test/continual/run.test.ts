@@ -148,6 +148,12 @@ test("config errors name the field and suggest the key", () => {
     { models: [{ name: "m", ref: "x", dtyp: "float16" }] },
     /field "models\.0\.dtyp".*Did you mean "dtype"/,
   );
+  // The paper's setup states 7 models × 2 methods over the luo2023 sequence.
+  const luo = loadStudy(join(repoRoot, "examples", "luo2023.yaml"), env);
+  assert.equal(luo.config.train.lr, 2e-5);
+  assert.equal(luo.benchmarks.find((b) => b.name === "mmlu")?.shots, 5);
+  assert.equal(luo.benchmarks.find((b) => b.name === "race")?.category, "reading_comprehension");
+  assert.deepEqual(luo.orders[0].tasks, ["asset", "haiku", "covid_qa", "esnli", "gigaword"]);
   assert.throws(
     () => parseStudy({ ...good, dataDir: "${NOPE_UNSET}" }, "s.yaml", "/", {}),
     /environment variable NOPE_UNSET is not set/,

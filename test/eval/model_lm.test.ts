@@ -8,10 +8,10 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { moduleFingerprint, ResultCache } from "../../src/eval/cache.js";
+import { MAX_SEGMENTS, moduleFingerprint, requestKey, ResultCache } from "../../src/eval/cache.js";
 import { evaluate } from "../../src/eval/evaluate.js";
 import type { LoglikelihoodRequest, LoglikelihoodResult } from "../../src/eval/lm.js";
 import { ModelLM, rollingWindows } from "../../src/eval/model_lm.js";
@@ -336,4 +336,31 @@ test("generate_until: batched equals one at a time; stop strings cut the text", 
   const [cut] = await new ModelLM(model, tok).generateUntil([{ ...reqs[0], until: [stop] }]);
   assert.equal(cut, oracle[0].split(stop)[0]);
   assert.ok(cut.length < oracle[0].length);
+});
+
+test("ResultCache: atomic segments, merged past MAX_SEGMENTS, bad lines named", () => {
+  const dir = mkdtempSync(join(tmpdir(), "lethe-resultcache-"));
+  try {
+    const key = (i: number) => requestKey(["k", i]);
+    for (let i = 0; i <= MAX_SEGMENTS; i++) {
+      const c = ResultCache.open(dir);
+      c.set(key(i), [i, i % 2 === 0]);
+      c.flush();
+      c.flush(); // nothing pending: no empty segment
+    }
+    assert.equal(readdirSync(dir).length, MAX_SEGMENTS + 1);
+    const c = ResultCache.open(dir);
+    assert.equal(readdirSync(dir).length, 1, "opening past MAX_SEGMENTS merged them");
+    assert.equal(c.size, MAX_SEGMENTS + 1);
+    assert.deepEqual(c.get(key(3)), [3, false]);
+    assert.equal(c.get(requestKey(["k", -1])), undefined);
+    const seg = join(dir, readdirSync(dir)[0]);
+    appendFileSync(seg, '{"k": "not-a-key", "v": 1}\n');
+    assert.throws(
+      () => ResultCache.open(dir),
+      (e: Error) => e.message.includes(seg) && e.message.includes(`line ${MAX_SEGMENTS + 3}`),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { compareCommand, reportCommand } from "../../src/cli/report.js";
 import { compareRuns, writeReport } from "../../src/report/index.js";
 import { forgottenItems, loadRun, loadRuns } from "../../src/report/runs.js";
 import { STUDY_MODELS, writeStudy } from "./synthetic.js";
@@ -127,4 +128,35 @@ test("bad input names the file, line and field", () => {
     () => loadRuns([join(tmp, "nowhere")]),
     /neither a run \(no results\.json\) nor a study/,
   );
+});
+
+test("lethe report / lethe compare commands", async () => {
+  const [a, b] = writeStudy(join(tmp, "cli"), {
+    models: STUDY_MODELS.slice(0, 1),
+    methods: ["full"],
+    seeds: [0, 1],
+  });
+  const out = join(tmp, "cli-out");
+  assert.equal(await reportCommand([a, "--out", out]), 0);
+  assert.deepEqual(readdirSync(out).sort(), ["fg.csv", "fg.md", "fg.tex", "report.html"]);
+  await assert.rejects(reportCommand([a, "--outt", out]), /Did you mean "--out"\?/);
+  await assert.rejects(reportCommand([a, b]), /expected one RUN_DIR, got 2/);
+  assert.equal(await compareCommand([a, b, "--out", join(tmp, "cmp")]), 0);
+  assert.ok(readdirSync(join(tmp, "cmp")).includes("report.html"));
+});
+
+test("a partial run: metrics null in results.json read as NaN and show as –", () => {
+  const dir = writeStudy(join(tmp, "partial"), {
+    models: STUDY_MODELS.slice(0, 1),
+    methods: ["full"],
+    seeds: [0],
+  })[0];
+  const results = JSON.parse(readFileSync(join(dir, "results.json"), "utf8"));
+  results.bwt = null;
+  results.progress = { stagesDone: 2, totalStages: 5 };
+  writeFileSync(join(dir, "results.json"), JSON.stringify(results));
+  const run = loadRun(dir);
+  assert.ok(Number.isNaN(run.results.bwt));
+  assert.deepEqual(run.results.progress, { stagesDone: 2, totalStages: 5 });
+  assert.match(compareRuns([dir]), /\n\| bwt \| – \|\n/);
 });

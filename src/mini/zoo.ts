@@ -1,0 +1,254 @@
+/**
+ * The miniature study's model zoo: small LLaMA-style decoders at three sizes and T5-style
+ * encoder-decoders at two, pretrained on the world's corpus in the run, plus one decoder that is
+ * also tuned on the general instruction set (the Alpaca analogue next to its LLaMA analogue).
+ * Each model is saved as a Hugging Face model directory (config.json, model.safetensors,
+ * tokenizer.json) under `cacheDir/<sha256 of the zoo's inputs>/<name>/`, so a second build with
+ * the same world, spec and zoo version trains nothing.
+ *
+ * References: Luo et al. 2023 (arXiv 2308.08747) compare BLOOMZ, mT0, LLaMA and Alpaca across
+ * sizes; the issue "The built-in miniature study and the report", items 1–2. Pretraining:
+ * decoders learn the next token of packed corpus documents (each "<s> doc </s>", rows of
+ * `MAX_LENGTH` tokens); encoder-decoders learn plain prefix-to-continuation denoising instead of
+ * T5's span corruption (Raffel et al. 2020, §3.1.4): each document is cut at a seeded word
+ * boundary, the encoder reads the prefix (possibly empty) and the decoder writes the rest. Both go
+ * through src/train/trainer.ts `trainStage` (full fine-tuning, AdamW, cosine schedule), as does
+ * the instruction tuning (Stanford Alpaca's prompt template, response-only loss), so every model
+ * is seeded and deterministic on CPU.
+ */
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { renderPrompt, TEMPLATES } from "../continual/instruction.js";
+import { buildRequests } from "../eval/evaluate.js";
+import { loadPretrained, savePretrained } from "../io/pretrained.js";
+import { loadTokenizer } from "../io/tokenizer.js";
+import { createModel, parseModelConfig, type LanguageModel } from "../models/index.js";
+import type { ProgressEvent } from "../train/progress.js";
+import { trainStage, type TrainConfigInput } from "../train/trainer.js";
+import { pretrainCorpus } from "./corpus.js";
+import { continualTasks, generalInstructions, type InstructionRow } from "./instructions.js";
+import { miniTasks } from "./benchmarks.js";
+import { Rng } from "./rng.js";
+import { SPECIAL_TOKENS, vocabularyOf, writeTokenizer, type TokenizerKind } from "./tokenizer.js";
+import type { World } from "./world.js";
+
+/** Bump when pretraining changes in a way the spec does not show; it is part of the cache key. */
+export const ZOO_VERSION = 1;
+/** Tokens per training row and the models' context: a RACE passage with its questions fits. */
+export const MAX_LENGTH = 128;
+
+export interface ZooModelSpec {
+  /** config.json fields; vocab_size and the special-token ids come from the world's tokenizer. */
+  config: Record<string, unknown>;
+  /** `trainStage` config of its pretraining, or of its instruction tuning when `base` is set. */
+  train: TrainConfigInput;
+  /** Instead of pretraining: tune this (earlier, decoder) zoo model on generalInstructions(world). */
+  base?: string;
+}
+
+const decoder = (hidden: number, layers: number, heads: number) => ({
+  model_type: "llama",
+  hidden_size: hidden,
+  intermediate_size: 4 * hidden, // wider than LLaMA's 8/3: the MLPs hold the world's facts
+  num_hidden_layers: layers,
+  num_attention_heads: heads,
+  max_position_embeddings: MAX_LENGTH,
+  tie_word_embeddings: true, // at this size the embedding is most of the model
+});
+
+const encoderDecoder = (d: number, layers: number, heads: number) => ({
+  model_type: "t5",
+  d_model: d,
+  d_kv: d / heads,
+  d_ff: 4 * d,
+  num_layers: layers,
+  num_heads: heads,
+  feed_forward_proj: "relu", // T5 v1.0
+  dropout_rate: 0, // a few epochs of a small corpus: nothing to regularise
+  tie_word_embeddings: true,
+});
+
+const pretrain = (steps: number, packing: boolean): TrainConfigInput => ({
+  lr: 3e-3,
+  steps,
+  batchSize: 16,
+  gradAccum: 1,
+  warmup: 0.02,
+  schedule: "cosine",
+  clip: 1,
+  weightDecay: 0,
+  maxLength: MAX_LENGTH,
+  packing,
+  checkpointEvery: 0,
+});
+
+/** The default zoo; step counts keep its pretraining within about 3.5 minutes on 2 cores. */
+export const ZOO = {
+  "dec-s": { config: decoder(64, 2, 2), train: pretrain(300, true) },
+  "dec-m": { config: decoder(96, 3, 3), train: pretrain(300, true) },
+  "dec-l": { config: decoder(128, 4, 4), train: pretrain(300, true) },
+  "encdec-s": { config: encoderDecoder(64, 2, 2), train: pretrain(300, false) },
+  "encdec-m": { config: encoderDecoder(96, 3, 3), train: pretrain(300, false) },
+  "dec-m-instruct": {
+    base: "dec-m",
+    config: {},
+    train: { ...pretrain(100, false), lr: 1e-3 },
+  },
+} satisfies Record<string, ZooModelSpec>;
+export type ZooName = keyof typeof ZOO;
+
+/** Encoder-decoder pretraining examples cut per document (different cut points). */
+const CUTS_PER_DOC = 2;
+
+/** What `buildZoo` writes beside the models (format name and version as lethe's files carry). */
+export interface ZooManifest {
+  format: "lethe-zoo";
+  version: typeof ZOO_VERSION;
+  seed: number;
+  spec: Record<string, ZooModelSpec>;
+  /** Per model built: wall seconds of its training, optimizer steps, mean loss of the last step. */
+  models: Record<string, { seconds: number; steps: number; finalLoss: number }>;
+}
+
+export interface BuildZooOptions {
+  /** Folder holding one sub-folder per zoo content hash. */
+  cacheDir: string;
+  /** Training progress; `stage` is the model's name. */
+  onProgress?: (e: ProgressEvent) => void;
+  /** @default ZOO */
+  spec?: Record<string, ZooModelSpec>;
+}
+
+const rowText = (row: InstructionRow) => ({
+  prompt: renderPrompt(TEMPLATES.alpaca, row),
+  response: row.output,
+});
+
+/** Every text the study feeds a zoo model: its vocabulary is the tokenizer's. */
+async function worldTexts(world: World, corpus: string[]): Promise<string[]> {
+  const rows = [
+    ...generalInstructions(world),
+    ...continualTasks(world).flatMap((t) => [...t.train, ...t.test]),
+  ];
+  const requests: string[] = [];
+  for (const task of Object.values(miniTasks(world))) {
+    const raw = (await task.original("", "test"))!;
+    const docs = task.processDocs ? task.processDocs(raw) : raw;
+    for (const r of buildRequests(task, docs, { shots: 0 })) requests.push(...r.arguments.flat());
+  }
+  return [
+    ...corpus,
+    ...rows.flatMap((r) => [renderPrompt(TEMPLATES.alpaca, r), r.output]),
+    ...requests,
+  ];
+}
+
+/** Decoder rows: whole documents. Encoder-decoder rows: prefix → continuation, cut per document. */
+function pretrainExamples(world: World, corpus: string[], kind: TokenizerKind) {
+  if (kind === "causal") return corpus.map((doc) => ({ prompt: "", response: doc }));
+  const rng = new Rng(world.seed, "zoo:cuts");
+  return corpus.flatMap((doc) => {
+    const words = doc.split(" ");
+    return Array.from({ length: CUTS_PER_DOC }, () => {
+      const cut = rng.int(words.length);
+      return { prompt: words.slice(0, cut).join(" "), response: words.slice(cut).join(" ") };
+    });
+  });
+}
+
+/** The cache key: sha256 of the zoo version, the world's seed and sizes, the spec and its data. */
+export function zooKey(world: World, spec: Record<string, ZooModelSpec>, vocab: string[]): string {
+  const h = createHash("sha256");
+  h.update(JSON.stringify({ version: ZOO_VERSION, seed: world.seed, sizes: world.sizes, spec }));
+  h.update(JSON.stringify(vocab));
+  for (const doc of pretrainCorpus(world)) h.update(doc);
+  for (const row of generalInstructions(world)) h.update(JSON.stringify(row));
+  return h.digest("hex");
+}
+
+function checkSpec(spec: Record<string, ZooModelSpec>): void {
+  const names = Object.keys(spec);
+  names.forEach((name, i) => {
+    const base = spec[name].base;
+    if (base === undefined) return;
+    const at = names.indexOf(base);
+    if (at < 0 || at >= i)
+      throw new Error(`zoo spec "${name}": field "base": "${base}" must name an earlier model`);
+    if (spec[base].base !== undefined || spec[base].config.model_type !== "llama")
+      throw new Error(`zoo spec "${name}": field "base": "${base}" must be a pretrained decoder`);
+  });
+}
+
+/**
+ * Builds (or finds in `cacheDir`) every model of `spec` for `world`; returns each model's
+ * directory, loadable with `loadPretrained`. Models already saved are not trained again.
+ */
+export async function buildZoo(world: World, o: BuildZooOptions): Promise<Map<string, string>> {
+  const spec = o.spec ?? ZOO;
+  checkSpec(spec);
+  const corpus = pretrainCorpus(world);
+  const vocab = vocabularyOf(await worldTexts(world, corpus));
+  const root = join(o.cacheDir, zooKey(world, spec, vocab).slice(0, 16));
+  const manifestFile = join(root, "zoo.json");
+  const manifest: ZooManifest = existsSync(manifestFile)
+    ? (JSON.parse(await readFile(manifestFile, "utf8")) as ZooManifest)
+    : { format: "lethe-zoo", version: ZOO_VERSION, seed: world.seed, spec, models: {} };
+  const tokenizerDir = (kind: TokenizerKind) => join(root, `tokenizer-${kind}`);
+  for (const kind of ["causal", "seq2seq"] as const)
+    if (!existsSync(join(tokenizerDir(kind), "tokenizer.json")))
+      await writeTokenizer(tokenizerDir(kind), vocab, kind);
+
+  const out = new Map<string, string>();
+  for (const [name, m] of Object.entries(spec)) {
+    const dir = join(root, name);
+    out.set(name, dir);
+    if (existsSync(join(dir, "config.json"))) continue; // savePretrained renames a complete folder
+    const started = performance.now();
+    let model: LanguageModel;
+    let kind: TokenizerKind;
+    let examples: { prompt: string; response: string }[];
+    if (m.base !== undefined) {
+      model = (await loadPretrained(out.get(m.base)!)).model;
+      kind = "causal";
+      examples = generalInstructions(world).map(rowText);
+    } else {
+      kind = m.config.model_type === "t5" ? "seq2seq" : "causal";
+      const [pad, bos, eos] = SPECIAL_TOKENS.map((_, i) => i);
+      const ids =
+        kind === "causal"
+          ? { pad_token_id: pad, bos_token_id: bos, eos_token_id: eos }
+          : { pad_token_id: pad, eos_token_id: eos, decoder_start_token_id: pad };
+      const config = parseModelConfig({ ...m.config, vocab_size: vocab.length, ...ids }, name);
+      model = createModel(config, { seed: world.seed });
+      examples = pretrainExamples(world, corpus, kind);
+    }
+    const trainDir = join(root, ".train", name);
+    try {
+      await rm(trainDir, { recursive: true, force: true });
+      const tokenizer = await loadTokenizer(tokenizerDir(kind));
+      const result = trainStage({
+        stage: name,
+        model,
+        kind: "full",
+        examples,
+        tokenizer,
+        config: { ...m.train, seed: world.seed },
+        dir: trainDir,
+        onProgress: o.onProgress,
+      });
+      await savePretrained(model, dir, { tokenizerDir: tokenizerDir(kind) });
+      manifest.models[name] = {
+        seconds: (performance.now() - started) / 1000,
+        steps: result.steps,
+        finalLoss: result.losses.at(-1)!,
+      };
+      await writeFile(manifestFile, `${JSON.stringify(manifest, null, 2)}\n`);
+    } finally {
+      model.dispose();
+      await rm(trainDir, { recursive: true, force: true });
+    }
+  }
+  return out;
+}
