@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { demo } from "./demo.js";
 import { generateCommand, logitsCommand } from "./model.js";
 import { compareCommand, reportCommand } from "./report.js";
+import { resumeCommand, runCommand, statusCommand } from "./run.js";
 
 const USAGE = `lethe — measure and mitigate catastrophic forgetting in continually fine-tuned LLMs
 
@@ -16,6 +17,9 @@ usage:
   lethe generate --model DIR (--prompt TEXT | --inputs IN.safetensors) --max-new-tokens N
                  [--sample --temperature T --top-p P --seed S] [--out OUT.json]
                                          greedy or sampled continuation
+  lethe run CONFIG.yaml [--out DIR]      run a continual fine-tuning study (every grid cell)
+  lethe resume DIR                       finish the incomplete runs of a study or run directory
+  lethe status [DIR]                     each run's stage, last FG and lock
   lethe report RUN_DIR [--out DIR] [--method NAME]
                                          self-contained HTML report + Markdown/CSV/LaTeX tables
   lethe compare DIR... [--out DIR]       several runs side by side
@@ -32,6 +36,9 @@ const commands: Record<string, Command> = {
   },
   logits: logitsCommand,
   generate: generateCommand,
+  run: runCommand,
+  resume: resumeCommand,
+  status: statusCommand,
   report: reportCommand,
   compare: compareCommand,
   async help() {

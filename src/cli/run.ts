@@ -14,6 +14,7 @@ import { parseArgs } from "node:util";
 import { loadStudy } from "../continual/config.js";
 import { isLocked } from "../continual/lock.js";
 import { resumeRuns, runDirs, runProgress, runStudy } from "../continual/run.js";
+import { writeReport } from "../report/index.js";
 import { didYouMean } from "../util/suggest.js";
 
 const USAGE = `lethe run CONFIG.yaml [--out DIR]
@@ -39,6 +40,12 @@ function one(positionals: string[], what: string, optional = false): string | un
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
+/** Every finished run and study gets its report (report/index.ts) beside its results. */
+async function report(dir: string): Promise<void> {
+  const { html } = await writeReport([dir], dir);
+  log(`report: ${html}`);
+}
+
 export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv, { out: { type: "string" } });
   const file = one(positionals, "config file")!;
@@ -46,6 +53,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const out = resolve(values.out ?? join("runs", study.config.name));
   const dirs = await runStudy(study, out, { log });
   log(`${dirs.length} run(s) complete in ${out}`);
+  await report(out);
   return 0;
 }
 
@@ -55,6 +63,7 @@ export async function resumeCommand(argv: string[]): Promise<number> {
   if (!existsSync(dir)) throw new Error(`${dir}: no such directory`);
   const dirs = await resumeRuns(dir, { log });
   log(`${dirs.length} run(s) complete in ${dir}`);
+  await report(dir);
   return 0;
 }
 

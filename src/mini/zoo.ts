@@ -145,17 +145,59 @@ async function worldTexts(world: World, corpus: string[]): Promise<string[]> {
   ];
 }
 
-/** Decoder rows: whole documents. Encoder-decoder rows: prefix → continuation, cut per document. */
-function pretrainExamples(world: World, corpus: string[], kind: TokenizerKind) {
-  if (kind === "causal") return corpus.map((doc) => ({ prompt: "", response: doc }));
+/**
+ * Benchmark-format documents about what the corpus already teaches, the analogue of the QA text
+ * web corpora hold: without them a toy model meets "Question:" and "Answer:" for the first time
+ * in evaluation and scores at chance. They are the gold (context, continuation) of the mini
+ * benchmarks of a mirror world whose demonstrated and held-out people are swapped and whose
+ * reading passages name world people, with another seed: so no held-out person's fact or
+ * conclusion, no visitor and no evaluated passage appears. CrowS-Pairs-format sentences and the
+ * town-region questions (the same in both worlds) are left out.
+ */
+async function formatDocs(world: World): Promise<{ prompt: string; response: string }[]> {
+  const mirror: World = {
+    ...world,
+    seed: world.seed + 1,
+    people: world.people.map((p) => ({ ...p, demonstrated: !p.demonstrated })),
+    visitors: world.people.map((p) => p.name),
+  };
+  const tasks = miniTasks(mirror);
+  const out: { prompt: string; response: string }[] = [];
+  for (const name of ["mini_mmlu", "mini_piqa", "mini_hellaswag", "mini_race"] as const) {
+    const task = tasks[name];
+    const raw = (await task.original("", "test"))!;
+    const docs = task.processDocs ? task.processDocs(raw) : raw;
+    for (const r of buildRequests(task, docs, { shots: 0 })) {
+      if (r.doc.subject === "geography") continue;
+      const [prompt, response] = r.arguments[Number(r.target)];
+      out.push({ prompt, response: response.trimStart() });
+    }
+  }
+  return out;
+}
+
+/**
+ * Decoder rows: whole documents. Encoder-decoder rows: prefix → continuation, each corpus
+ * document cut at seeded word boundaries, each format document at its answer.
+ */
+async function pretrainExamples(world: World, corpus: string[], kind: TokenizerKind) {
+  const formats = await formatDocs(world);
+  if (kind === "causal")
+    return [
+      ...corpus.map((doc) => ({ prompt: "", response: doc })),
+      ...formats.map((f) => ({ prompt: "", response: `${f.prompt} ${f.response}` })),
+    ];
   const rng = new Rng(world.seed, "zoo:cuts");
-  return corpus.flatMap((doc) => {
-    const words = doc.split(" ");
-    return Array.from({ length: CUTS_PER_DOC }, () => {
-      const cut = rng.int(words.length);
-      return { prompt: words.slice(0, cut).join(" "), response: words.slice(cut).join(" ") };
-    });
-  });
+  return [
+    ...corpus.flatMap((doc) => {
+      const words = doc.split(" ");
+      return Array.from({ length: CUTS_PER_DOC }, () => {
+        const cut = rng.int(words.length);
+        return { prompt: words.slice(0, cut).join(" "), response: words.slice(cut).join(" ") };
+      });
+    }),
+    ...formats,
+  ];
 }
 
 /** The cache key: sha256 of the zoo version, the world's seed and sizes, the spec and its data. */
@@ -222,7 +264,7 @@ export async function buildZoo(world: World, o: BuildZooOptions): Promise<Map<st
           : { pad_token_id: pad, eos_token_id: eos, decoder_start_token_id: pad };
       const config = parseModelConfig({ ...m.config, vocab_size: vocab.length, ...ids }, name);
       model = createModel(config, { seed: world.seed });
-      examples = pretrainExamples(world, corpus, kind);
+      examples = await pretrainExamples(world, corpus, kind);
     }
     const trainDir = join(root, ".train", name);
     try {

@@ -1,7 +1,7 @@
 /**
  * Reads what a run leaves on disk for the report: `results.json` (format "lethe-results" v1, the
  * layout of src/continual/results.ts), `run-card.json` (a free-form object) and, when present,
- * `items/<stage>/<benchmark>.jsonl` with one `{doc_id, correct, text?}` record per evaluated item.
+ * `stages/<stage>/items/<benchmark>.jsonl` with one `{doc_id, correct, text?}` record per evaluated item.
  * A study directory holds one run per model × method × seed under `runs/<name>/`.
  *
  * Facts about the model that the findings need are read from the run card's `model` object:
@@ -39,7 +39,7 @@ export interface Run {
   results: RunResults;
   card: Record<string, unknown>;
   model: ModelFacts;
-  /** benchmark → stage → records, from `items/` (empty when the run kept no items). */
+  /** benchmark → stage → records, from `stages/<m>/items/` (empty when the run kept no items). */
   items: Record<string, Record<number, ItemRecord[]>>;
 }
 
@@ -147,15 +147,17 @@ export function findRunDirs(dir: string): string[] {
 }
 
 function readItems(dir: string): Run["items"] {
-  const root = join(dir, "items");
+  const root = join(dir, "stages");
   const out: Run["items"] = {};
   if (!existsSync(root)) return out;
   for (const stageName of readdirSync(root)) {
     const stage = Number(stageName);
     if (!Number.isInteger(stage) || stage < 0)
-      throw new Error(`${join(root, stageName)}: folders under items/ must be stage numbers`);
-    for (const file of readdirSync(join(root, stageName)).filter((f) => f.endsWith(".jsonl"))) {
-      const path = join(root, stageName, file);
+      throw new Error(`${join(root, stageName)}: folders under stages/ must be stage numbers`);
+    const itemsDir = join(root, stageName, "items");
+    if (!existsSync(itemsDir)) continue;
+    for (const file of readdirSync(itemsDir).filter((f) => f.endsWith(".jsonl"))) {
+      const path = join(itemsDir, file);
       if (statSync(path).size > MAX_ITEMS_FILE_BYTES)
         throw new Error(`${path}: larger than ${MAX_ITEMS_FILE_BYTES} bytes`);
       const records = readFileSync(path, "utf8")
@@ -260,7 +262,7 @@ export interface ForgottenItem {
 }
 
 /**
- * Forgotten items per benchmark: from `items/` when the run kept them (with text), else from
+ * Forgotten items per benchmark: from `stages/<m>/items/` when the run kept them (with text), else from
  * results.json `flips` (ids only).
  */
 export function forgottenItems(run: Run): Record<string, ForgottenItem[]> {

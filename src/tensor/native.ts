@@ -61,4 +61,4 @@ export function setNumThreads(n: number): number {
   return native.setNumThreads(n);
 }
 
-setNumThreads(Number(process.env.LETHE_THREADS ?? availableParallelism()));
+build.threads = setNumThreads(Number(process.env.LETHE_THREADS ?? availableParallelism()));

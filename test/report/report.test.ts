@@ -72,7 +72,7 @@ test("a single run directory, written elsewhere; compare prints runs side by sid
   assert.match(table, /\n\| FG domain_knowledge \| \d+\.\d\d \| \d+\.\d\d \|\n/);
 });
 
-test("forgotten items: right at stage 0, wrong later, from items/ files", () => {
+test("forgotten items: right at stage 0, wrong later, from stages/<m>/items/ files", () => {
   const dir = writeStudy(join(tmp, "items"), {
     models: STUDY_MODELS.slice(0, 1),
     methods: ["full"],
@@ -80,7 +80,7 @@ test("forgotten items: right at stage 0, wrong later, from items/ files", () => 
   })[0];
   const run = loadRun(dir);
   const lines = (stage: number) =>
-    readFileSync(join(dir, "items", String(stage), "mmlu.jsonl"), "utf8")
+    readFileSync(join(dir, "stages", String(stage), "items", "mmlu.jsonl"), "utf8")
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l));
@@ -120,7 +120,7 @@ test("bad input names the file, line and field", () => {
   results.format.version = 1;
   writeFileSync(join(dir, "results.json"), JSON.stringify(results));
   writeFileSync(
-    join(dir, "items", "2", "piqa.jsonl"),
+    join(dir, "stages", "2", "items", "piqa.jsonl"),
     '{"doc_id": 1, "correct": true}\n{"doc_id": 2, "correct": "yes"}\n',
   );
   assert.throws(() => loadRun(dir), new RegExp(`piqa\\.jsonl:2: field "correct"`));

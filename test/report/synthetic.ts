@@ -1,6 +1,6 @@
 /**
  * Synthetic study directories for the report tests: plausible results.json, run-card.json and
- * items/ files in the layout of src/continual/results.ts, made from a seeded PRNG. Scores decay
+ * stages/<m>/items/ files in the layout of src/continual/results.ts, made from a seeded PRNG. Scores decay
  * with a per-model forgetting rate, and FG is computed from the curves with the real
  * `fgByCategory`, so tables and findings see internally consistent numbers.
  */
@@ -175,7 +175,7 @@ function writeItems(dir: string, rate: number, rng: Rng): void {
     let correct = Array.from({ length: 40 }, () => rng() < 0.6);
     for (let s = 0; s <= TASKS.length; s++) {
       if (s > 0) correct = correct.map((c) => (c ? rng() > rate * 1.5 : rng() < 0.1));
-      mkdirSync(join(dir, "items", String(s)), { recursive: true });
+      mkdirSync(join(dir, "stages", String(s), "items"), { recursive: true });
       const lines = correct.map((c, k) =>
         JSON.stringify({
           doc_id: `${b}-${k}`,
@@ -183,7 +183,7 @@ function writeItems(dir: string, rate: number, rng: Rng): void {
           text: `${b} question ${k}: which answer is right, <A> or <B>?`,
         }),
       );
-      writeFileSync(join(dir, "items", String(s), `${b}.jsonl`), lines.join("\n") + "\n");
+      writeFileSync(join(dir, "stages", String(s), "items", `${b}.jsonl`), lines.join("\n") + "\n");
     }
   }
 }
