@@ -7,7 +7,16 @@ import { pretrainCorpus } from "../mini/corpus.js";
 import { gpt2Config, GPT2LMHeadModel } from "../models/gpt2.js";
 import { flattenParameters } from "../nn/index.js";
 import { AdamW, clipGradNorm, lrFactor } from "../optim/index.js";
-import { crossEntropy, Generator, manualSeed, randint, stack, tensor, tidy, build } from "../tensor/index.js";
+import {
+  crossEntropy,
+  Generator,
+  manualSeed,
+  randint,
+  stack,
+  tensor,
+  tidy,
+  build,
+} from "../tensor/index.js";
 
 export interface DemoOptions {
   seconds: number;
@@ -15,19 +24,38 @@ export interface DemoOptions {
   log: (line: string) => void;
 }
 
-export function demo(o: DemoOptions): { steps: number; firstLoss: number; lastLoss: number; tokensPerSecond: number } {
+export function demo(o: DemoOptions): {
+  steps: number;
+  firstLoss: number;
+  lastLoss: number;
+  tokensPerSecond: number;
+} {
   manualSeed(o.seed);
   const text = pretrainCorpus(generateWorld(o.seed)).join("\n");
   const data = tensor(Uint8Array.from(Buffer.from(text, "utf8")), { dtype: "int64" });
   const [B, T] = [16, 64];
   const model = new GPT2LMHeadModel(
-    gpt2Config({ vocab_size: 256, n_positions: T, n_embd: 128, n_layer: 4, n_head: 4, resid_pdrop: 0, embd_pdrop: 0, attn_pdrop: 0 }),
+    gpt2Config({
+      vocab_size: 256,
+      n_positions: T,
+      n_embd: 128,
+      n_layer: 4,
+      n_head: 4,
+      resid_pdrop: 0,
+      embd_pdrop: 0,
+      attn_pdrop: 0,
+    }),
     { seed: o.seed },
   );
   const flats = flattenParameters(model);
-  const opt = new AdamW(flats.map((f) => ({ params: f })), { lr: 1e-3, weightDecay: 0.1, betas: [0.9, 0.95] });
+  const opt = new AdamW(
+    flats.map((f) => ({ params: f })),
+    { lr: 1e-3, weightDecay: 0.1, betas: [0.9, 0.95] },
+  );
   const gen = new Generator(o.seed);
-  o.log(`lethe demo: GPT-2 ${(model.numParameters() / 1e6).toFixed(2)}M params on ${(text.length / 1e6).toFixed(2)}M bytes of built-in text, libtorch ${build.torch}, ${o.seconds}s`);
+  o.log(
+    `lethe demo: GPT-2 ${(model.numParameters() / 1e6).toFixed(2)}M params on ${(text.length / 1e6).toFixed(2)}M bytes of built-in text, libtorch ${build.torch}, ${o.seconds}s`,
+  );
   const t0 = performance.now();
   let steps = 0;
   let firstLoss = NaN;
@@ -46,19 +74,24 @@ export function demo(o: DemoOptions): { steps: number; firstLoss: number; lastLo
       opt.zeroGrad();
       return loss.item();
     });
-    if (!Number.isFinite(lastLoss)) throw new Error(`demo: loss became ${lastLoss} at step ${steps}`);
+    if (!Number.isFinite(lastLoss))
+      throw new Error(`demo: loss became ${lastLoss} at step ${steps}`);
     if (steps === 0) firstLoss = lastLoss;
     steps++;
     const now = performance.now();
     if (now - lastLog > 5000) {
       lastLog = now;
       const el = (now - t0) / 1000;
-      o.log(`step ${steps}  loss ${lastLoss.toFixed(4)}  ${Math.round((steps * B * T) / el)} tok/s  ETA ${Math.max(0, o.seconds - el).toFixed(0)}s`);
+      o.log(
+        `step ${steps}  loss ${lastLoss.toFixed(4)}  ${Math.round((steps * B * T) / el)} tok/s  ETA ${Math.max(0, o.seconds - el).toFixed(0)}s`,
+      );
     }
   }
   const elapsed = (performance.now() - t0) / 1000;
   const tokensPerSecond = (steps * B * T) / elapsed;
-  o.log(`done: ${steps} steps, loss ${firstLoss.toFixed(3)} → ${lastLoss.toFixed(3)}, ${Math.round(tokensPerSecond)} tok/s`);
+  o.log(
+    `done: ${steps} steps, loss ${firstLoss.toFixed(3)} → ${lastLoss.toFixed(3)}, ${Math.round(tokensPerSecond)} tok/s`,
+  );
   model.dispose();
   opt.dispose();
   return { steps, firstLoss, lastLoss, tokensPerSecond };

@@ -17,12 +17,12 @@
 import { readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { filesFingerprint, ResultCache } from "../eval/cache.js";
 import { evaluate, formatResults } from "../eval/evaluate.js";
 import { ModelLM, type ModelLMOptions } from "../eval/model_lm.js";
 import { loadLoraAdapter } from "../io/peft.js";
 import { type ComputeDtype, loadPretrained } from "../io/pretrained.js";
+import { parseFlags } from "./flags.js";
 
 const USAGE = `lethe eval --model DIR|hf:org/name[@rev] [--adapter DIR] --tasks T1,T2,… --data-dir DIR
            --output OUT.json [--shots K] [--limit N] [--batch-size B] [--device D]
@@ -47,32 +47,6 @@ const OPTIONS = {
 } as const;
 
 const DTYPES: readonly ComputeDtype[] = ["float32", "float16", "bfloat16"];
-
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= b.length; j++)
-      row[j] = Math.min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = row;
-  }
-  return prev[b.length];
-}
-
-function parseFlags(argv: string[]) {
-  try {
-    return parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: false })
-      .values;
-  } catch (e) {
-    const m = /Unknown option '(--?[\w-]+)'/.exec((e as Error).message);
-    const close = m
-      ? Object.keys(OPTIONS).find((k) => editDistance(`--${k}`, m[1]) <= 2)
-      : undefined;
-    throw new Error(
-      `${(e as Error).message}.${close ? ` Did you mean --${close}?` : ""}\nusage: ${USAGE}`,
-    );
-  }
-}
 
 function required(v: string | undefined, name: string): string {
   if (v === undefined || v === "") throw new Error(`--${name} is required\nusage: ${USAGE}`);
@@ -103,7 +77,7 @@ function writeAtomic(path: string, text: string): void {
 }
 
 export async function evalCommand(argv: string[]): Promise<number> {
-  const v = parseFlags(argv);
+  const v = parseFlags(argv, OPTIONS, USAGE).values;
   const modelRef = required(v.model, "model");
   const taskNames = required(v.tasks, "tasks")
     .split(",")

@@ -4,6 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import { demo } from "./demo.js";
+import { evalCommand } from "./eval.js";
 import { generateCommand, logitsCommand } from "./model.js";
 import { compareCommand, reportCommand } from "./report.js";
 import { resumeCommand, runCommand, statusCommand } from "./run.js";
@@ -17,6 +18,9 @@ usage:
   lethe generate --model DIR (--prompt TEXT | --inputs IN.safetensors) --max-new-tokens N
                  [--sample --temperature T --top-p P --seed S] [--out OUT.json]
                                          greedy or sampled continuation
+  lethe eval --model DIR|hf:ORG/NAME [--adapter DIR] --tasks mmlu,piqa,... --data-dir DIR
+             [--shots K] [--limit N] [--batch-size B] [--device D] --output OUT.json [--log-samples]
+                                         lm-eval-compatible log-likelihood evaluation
   lethe run CONFIG.yaml [--out DIR]      run a continual fine-tuning study (every grid cell)
   lethe resume DIR                       finish the incomplete runs of a study or run directory
   lethe status [DIR]                     each run's stage, last FG and lock
@@ -30,12 +34,23 @@ type Command = (argv: string[]) => Promise<number>;
 
 const commands: Record<string, Command> = {
   async demo(argv) {
-    const { values } = parseArgs({ args: argv, options: { seconds: { type: "string", default: "60" }, seed: { type: "string", default: "0" } } });
-    demo({ seconds: Number(values.seconds), seed: Number(values.seed), log: (l) => console.log(l) });
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        seconds: { type: "string", default: "60" },
+        seed: { type: "string", default: "0" },
+      },
+    });
+    demo({
+      seconds: Number(values.seconds),
+      seed: Number(values.seed),
+      log: (l) => console.log(l),
+    });
     return 0;
   },
   logits: logitsCommand,
   generate: generateCommand,
+  eval: evalCommand,
   run: runCommand,
   resume: resumeCommand,
   status: statusCommand,

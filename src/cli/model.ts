@@ -15,30 +15,11 @@
  * (temperature 1, top_k 50, top_p 1); stop tokens are its eos_token_id.
  */
 import { writeFileSync } from "node:fs";
-import { parseArgs } from "node:util";
 import { loadTensors, saveTensors } from "../io/checkpoint.js";
 import { loadPretrained, type Pretrained } from "../io/pretrained.js";
 import { generate } from "../models/generate.js";
 import { noGrad, tensor, tidy, type Tensor } from "../tensor/index.js";
-import { didYouMean } from "../util/suggest.js";
-
-type Options = NonNullable<Parameters<typeof parseArgs>[0]>["options"] & {};
-
-/** parseArgs with strict flags; an unknown flag gets "Did you mean …". */
-function parseFlags<O extends Options>(argv: string[], options: O, usage: string) {
-  try {
-    return parseArgs({ args: argv, options, strict: true, allowPositionals: false }).values;
-  } catch (e) {
-    const m = /Unknown option '(--?[\w-]+)'/.exec((e as Error).message);
-    const hint = m
-      ? didYouMean(
-          m[1],
-          Object.keys(options).map((k) => `--${k}`),
-        )
-      : "";
-    throw new Error(`${(e as Error).message}.${hint}\nusage: ${usage}`);
-  }
-}
+import { parseFlags } from "./flags.js";
 
 function required(values: Record<string, unknown>, name: string, usage: string): string {
   const v = values[name];
@@ -113,7 +94,7 @@ export async function logitsCommand(argv: string[]): Promise<number> {
       device: { type: "string", default: "cpu" },
     },
     LOGITS_USAGE,
-  );
+  ).values;
   const [modelDir, inputsFile, outFile] = ["model", "inputs", "out"].map((k) =>
     required(values, k, LOGITS_USAGE),
   );
@@ -172,7 +153,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
       device: { type: "string", default: "cpu" },
     },
     GENERATE_USAGE,
-  );
+  ).values;
   const modelDir = required(values, "model", GENERATE_USAGE);
   const maxNewTokens = number(values, "max-new-tokens", { integer: true });
   if (maxNewTokens === undefined)

@@ -9,28 +9,16 @@
  *   lethe compare DIR... [--out DIR] [--method NAME]
  *     Prints the runs side by side (Markdown); with --out, also writes one report over all of them.
  */
-import { parseArgs } from "node:util";
 import { compareRuns, writeReport } from "../report/index.js";
-import { didYouMean } from "../util/suggest.js";
+import { parseFlags } from "./flags.js";
 
 const REPORT_USAGE = "lethe report RUN_DIR [--out DIR] [--method NAME]";
 const COMPARE_USAGE = "lethe compare DIR... [--out DIR] [--method NAME]";
 
 const OPTIONS = { out: { type: "string" }, method: { type: "string" } } as const;
 
-function parse(argv: string[], usage: string) {
-  try {
-    return parseArgs({ args: argv, options: OPTIONS, strict: true, allowPositionals: true });
-  } catch (e) {
-    const m = /Unknown option '(--?[\w-]+)'/.exec((e as Error).message);
-    const known = Object.keys(OPTIONS).map((k) => `--${k}`);
-    const hint = m ? didYouMean(m[1], known) : "";
-    throw new Error(`${(e as Error).message}.${hint}\nusage: ${usage}`);
-  }
-}
-
 export async function reportCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, REPORT_USAGE);
+  const { values, positionals } = parseFlags(argv, OPTIONS, REPORT_USAGE, true);
   if (positionals.length !== 1)
     throw new Error(`expected one RUN_DIR, got ${positionals.length}\nusage: ${REPORT_USAGE}`);
   const files = await writeReport(positionals, values.out, { method: values.method });
@@ -39,7 +27,7 @@ export async function reportCommand(argv: string[]): Promise<number> {
 }
 
 export async function compareCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, COMPARE_USAGE);
+  const { values, positionals } = parseFlags(argv, OPTIONS, COMPARE_USAGE, true);
   if (positionals.length === 0) throw new Error(`no directory given\nusage: ${COMPARE_USAGE}`);
   process.stdout.write(compareRuns(positionals));
   if (values.out !== undefined) {

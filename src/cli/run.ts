@@ -10,26 +10,15 @@
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { loadStudy } from "../continual/config.js";
 import { isLocked } from "../continual/lock.js";
 import { resumeRuns, runDirs, runProgress, runStudy } from "../continual/run.js";
 import { writeReport } from "../report/index.js";
-import { didYouMean } from "../util/suggest.js";
+import { parseFlags } from "./flags.js";
 
 const USAGE = `lethe run CONFIG.yaml [--out DIR]
 lethe resume DIR
 lethe status [DIR]`;
-
-function parse(argv: string[], options: Record<string, { type: "string" }>) {
-  try {
-    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
-  } catch (e) {
-    const m = /Unknown option '--?([\w-]+)'/.exec((e as Error).message);
-    const hint = m ? didYouMean(m[1], Object.keys(options)).replace(/"(\w[\w-]*)"/g, "--$1") : "";
-    throw new Error(`${(e as Error).message}.${hint}\nusage:\n${USAGE}`);
-  }
-}
 
 function one(positionals: string[], what: string, optional = false): string | undefined {
   if (positionals.length > 1)
@@ -47,7 +36,7 @@ async function report(dir: string): Promise<void> {
 }
 
 export async function runCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parse(argv, { out: { type: "string" } });
+  const { values, positionals } = parseFlags(argv, { out: { type: "string" } }, USAGE, true);
   const file = one(positionals, "config file")!;
   const study = loadStudy(file);
   const out = resolve(values.out ?? join("runs", study.config.name));
@@ -58,7 +47,7 @@ export async function runCommand(argv: string[]): Promise<number> {
 }
 
 export async function resumeCommand(argv: string[]): Promise<number> {
-  const { positionals } = parse(argv, {});
+  const { positionals } = parseFlags(argv, {}, USAGE, true);
   const dir = resolve(one(positionals, "run or study directory")!);
   if (!existsSync(dir)) throw new Error(`${dir}: no such directory`);
   const dirs = await resumeRuns(dir, { log });
@@ -68,7 +57,7 @@ export async function resumeCommand(argv: string[]): Promise<number> {
 }
 
 export async function statusCommand(argv: string[]): Promise<number> {
-  const { positionals } = parse(argv, {});
+  const { positionals } = parseFlags(argv, {}, USAGE, true);
   const dir = resolve(one(positionals, "directory", true) ?? ".");
   for (const d of runDirs(dir)) {
     const p = runProgress(d);

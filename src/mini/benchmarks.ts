@@ -149,7 +149,12 @@ export async function evaluateMini(
     const docs = task.processDocs ? task.processDocs(raw) : raw;
     const shots = task.numFewshot ?? o.shots ?? 0;
     const fewshotDocs = shots > 0 ? docs : undefined;
-    const requests = buildRequests(task, docs, { shots, seed: o.seed, limit: o.limit, fewshotDocs });
+    const requests = buildRequests(task, docs, {
+      shots,
+      seed: o.seed,
+      limit: o.limit,
+      fewshotDocs,
+    });
     built.push({ task, shots, original: docs.length, requests });
   }
   const flat = built.flatMap((b) => b.requests.flatMap((r) => r.arguments));

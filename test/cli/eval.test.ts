@@ -108,6 +108,6 @@ test("lethe eval writes lm-eval's layout, reruns from cache, honours --adapter",
 });
 
 test("lethe eval: a misspelled flag is an error suggesting the right one", async () => {
-  await assert.rejects(evalCommand(["--batchsize", "4"]), /Did you mean --batch-size\?/);
+  await assert.rejects(evalCommand(["--batchsize", "4"]), /Did you mean "--batch-size"\?/);
   await assert.rejects(evalCommand(["--tasks", "piqa"]), /--model is required/);
 });
