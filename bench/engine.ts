@@ -51,8 +51,9 @@ const tokens = randint(0, cfg.vocab, [nBatches, cfg.batch, cfg.seq + 1], { gener
 writeFileSync(join(dir, "tokens.bin"), tokens.toBytes());
 const batches: Tensor[] = tokens.split(1, 0).map((b) => b.squeeze(0));
 
-const [flat] = flattenParameters(model);
-const opt = new AdamW([{ params: flat }], { lr: cfg.lr, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 });
+// LETHE_FLAT=1: parameters and gradients as views into one flat buffer (nn/flat.ts).
+const params = process.env.LETHE_FLAT === "1" ? flattenParameters(model)[0] : model.parameters();
+const opt = new AdamW([{ params }], { lr: cfg.lr, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 });
 let step = 0;
 function letheSteps(n: number): { losses: number[]; seconds: number } {
   const losses: number[] = [];
