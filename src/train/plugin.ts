@@ -66,5 +66,6 @@ export interface TrainPlugin {
   stageEnd?(ctx: TrainContext): void;
   /** Saved in every checkpoint; tensors are copied out, so they may be shared. */
   state?(): PluginState;
-  loadState?(s: PluginState): void;
+  /** Restores what `state()` saved, into a fresh plugin of a resumed run; `model` holds the checkpoint's weights. */
+  loadState?(s: PluginState, model: LanguageModel): void;
 }

@@ -319,7 +319,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
     );
   if (resumed && resumed.step === total) {
     loadWeights(resumeFrom!, trainable, device);
-    loadPluginStates(resumeFrom!, resumed, plugins);
+    loadPluginStates(resumeFrom!, resumed, plugins, model);
     model.eval();
     return {
       steps: total,
@@ -382,7 +382,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
     if (resumed) {
       loadWeights(resumeFrom!, trainable, device);
       loadOptimizer(resumeFrom!, resumed, optimizer, device);
-      loadPluginStates(resumeFrom!, resumed, plugins);
+      loadPluginStates(resumeFrom!, resumed, plugins, model);
     }
     for (const p of plugins) p.stageStart?.(ctx);
 
@@ -544,7 +544,12 @@ function loadOptimizer(path: string, s: TrainerState, optimizer: AdamW, device: 
 }
 
 /** Hands each plugin its saved state; the tensors become the plugin's to keep or dispose. */
-function loadPluginStates(path: string, s: TrainerState, plugins: readonly TrainPlugin[]): void {
+function loadPluginStates(
+  path: string,
+  s: TrainerState,
+  plugins: readonly TrainPlugin[],
+  model: LanguageModel,
+): void {
   const file = join(path, "plugins.safetensors");
   const all = existsSync(file) ? loadTensors(file) : new Map<string, Tensor>();
   for (const p of plugins) {
@@ -554,7 +559,7 @@ function loadPluginStates(path: string, s: TrainerState, plugins: readonly Train
     const tensors = new Map<string, Tensor>();
     for (const [k, t] of all)
       if (k.startsWith(`${p.name}/`)) tensors.set(k.slice(p.name.length + 1), t);
-    p.loadState({ tensors, meta: s.plugins[p.name] } satisfies PluginState);
+    p.loadState({ tensors, meta: s.plugins[p.name] } satisfies PluginState, model);
     for (const k of tensors.keys()) all.delete(`${p.name}/${k}`);
   }
   for (const t of all.values()) t.dispose();

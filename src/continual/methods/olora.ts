@@ -12,9 +12,7 @@
  * sums |A_i A_tᵀ| and ‖θ_t‖ unsquared, the paper squares them, as here).
  *
  * Resuming: the trainer saves only the live adapter, so the model handed to a resumed run has its
- * pretrained base; the next `stageStart` merges every frozen adapter this process has not merged
- * yet (`loadState` is not given the model). Until then, a model whose stages were all found
- * complete lacks the earlier tasks' adapters.
+ * pretrained base; `loadState` merges the frozen adapters of earlier tasks back into it.
  */
 import { z } from "zod";
 import { Generator, noGrad, tidy, type Tensor } from "../../tensor/index.js";
@@ -59,6 +57,15 @@ export const olora = defineMethod({
       byLayer = new Map(paths.map((p) => [p, tasks.map((_, i) => frozen.get(key(i, p, "A"))!)]));
     };
 
+    /** Merges every frozen adapter this process has not merged yet into the base weights. */
+    const mergeFrozen = (layers: [string, LoraLinear][]): void =>
+      tasks.forEach((task, i) => {
+        if (merged.has(task)) return;
+        for (const [path, l] of layers)
+          mergeInto(l, frozen.get(key(i, path, "A"))!, frozen.get(key(i, path, "B"))!);
+        merged.add(task);
+      });
+
     return {
       name: "olora",
       supports: ["lora"],
@@ -66,12 +73,7 @@ export const olora = defineMethod({
         const layers = loraLayers(ctx.model);
         if (layers.length === 0)
           throw new Error("olora: the model has no LoRA layer; apply LoRA first");
-        tasks.forEach((task, i) => {
-          if (merged.has(task)) return;
-          for (const [path, l] of layers)
-            mergeInto(l, frozen.get(key(i, path, "A"))!, frozen.get(key(i, path, "B"))!);
-          merged.add(task);
-        });
+        mergeFrozen(layers);
         if (live !== null && live !== ctx.stage) {
           const t = tasks.length;
           const g = new Generator(drawSeed(env.seed, "olora", ctx.stage));
@@ -113,10 +115,13 @@ export const olora = defineMethod({
         return loss.add(terms.reduce((a, b) => a.add(b)).div(ctx.microBatches));
       },
       state: () => ({ tensors: frozen, meta: { tasks, live } }),
-      loadState(s) {
+      loadState(s, model) {
         disposeAll(frozen);
         for (const [k, t] of s.tensors) frozen.set(k, t);
         ({ tasks, live } = structuredClone(s.meta as { tasks: string[]; live: string | null }));
+        // A resumed model holds its pretrained base: put the earlier tasks' adapters back now,
+        // also when the stage was found complete and no other hook runs.
+        mergeFrozen(loraLayers(model));
       },
     };
   },
