@@ -14,9 +14,27 @@ import { createInterface } from "node:readline";
 import { gpt2Config, GPT2LMHeadModel } from "../src/models/gpt2.js";
 import { flattenParameters } from "../src/nn/index.js";
 import { AdamW } from "../src/optim/index.js";
-import { crossEntropy, Generator, ones, randint, randn, tidy, build, type Tensor } from "../src/tensor/index.js";
+import {
+  crossEntropy,
+  Generator,
+  ones,
+  randint,
+  randn,
+  tidy,
+  build,
+  type Tensor,
+} from "../src/tensor/index.js";
 
-const cfg = { vocab: 8192, d_model: 256, layers: 4, heads: 4, seq: 128, batch: 8, lr: 3e-4, threads: availableParallelism() };
+const cfg = {
+  vocab: 8192,
+  d_model: 256,
+  layers: 4,
+  heads: 4,
+  seq: 128,
+  batch: 8,
+  lr: 3e-4,
+  threads: availableParallelism(),
+};
 const warmup = 3;
 const rounds = Number(process.env.BENCH_ROUNDS ?? 4);
 const perRound = Number(process.env.BENCH_STEPS ?? 6);
@@ -47,13 +65,20 @@ for (const [name, t] of model.stateDict()) {
 writeFileSync(join(dir, "weights.json"), JSON.stringify(shapes));
 writeFileSync(join(dir, "config.json"), JSON.stringify(cfg));
 const nBatches = warmup + rounds * perRound;
-const tokens = randint(0, cfg.vocab, [nBatches, cfg.batch, cfg.seq + 1], { generator: new Generator(99) });
+const tokens = randint(0, cfg.vocab, [nBatches, cfg.batch, cfg.seq + 1], {
+  generator: new Generator(99),
+});
 writeFileSync(join(dir, "tokens.bin"), tokens.toBytes());
 const batches: Tensor[] = tokens.split(1, 0).map((b) => b.squeeze(0));
 
 // LETHE_FLAT=1: parameters and gradients as views into one flat buffer (nn/flat.ts).
 const params = process.env.LETHE_FLAT === "1" ? flattenParameters(model)[0] : model.parameters();
-const opt = new AdamW([{ params }], { lr: cfg.lr, betas: [0.9, 0.95], eps: 1e-8, weightDecay: 0.1 });
+const opt = new AdamW([{ params }], {
+  lr: cfg.lr,
+  betas: [0.9, 0.95],
+  eps: 1e-8,
+  weightDecay: 0.1,
+});
 let step = 0;
 function letheSteps(n: number): { losses: number[]; seconds: number } {
   const losses: number[] = [];
@@ -75,7 +100,9 @@ function letheSteps(n: number): { losses: number[]; seconds: number } {
 }
 
 // ---- python side ---------------------------------------------------------------------------
-const py = spawn(python, [new URL("./engine_torch.py", import.meta.url).pathname, dir], { stdio: ["pipe", "pipe", "inherit"] });
+const py = spawn(python, [new URL("./engine_torch.py", import.meta.url).pathname, dir], {
+  stdio: ["pipe", "pipe", "inherit"],
+});
 const lines = createInterface({ input: py.stdout })[Symbol.asyncIterator]();
 async function ask<T>(cmd: string): Promise<T> {
   py.stdin.write(cmd + "\n");
@@ -84,7 +111,9 @@ async function ask<T>(cmd: string): Promise<T> {
   return JSON.parse(value) as T;
 }
 
-console.log(`lethe bench/engine — libtorch ${build.torch}, ${cfg.threads} threads, model ${(model.numParameters() / 1e6).toFixed(2)}M params`);
+console.log(
+  `lethe bench/engine — libtorch ${build.torch}, ${cfg.threads} threads, model ${(model.numParameters() / 1e6).toFixed(2)}M params`,
+);
 const letheLoss: number[] = [];
 const torchLoss: number[] = [];
 let letheTime = 0;
@@ -98,7 +127,9 @@ for (let r = 0; r < rounds; r++) {
   torchLoss.push(...b.losses);
   letheTime += a.seconds;
   torchTime += b.seconds;
-  console.log(`round ${r + 1}/${rounds}: lethe ${((a.seconds / perRound) * 1000).toFixed(0)} ms/step, torch ${((b.seconds / perRound) * 1000).toFixed(0)} ms/step, loss ${a.losses.at(-1)!.toFixed(4)} vs ${b.losses.at(-1)!.toFixed(4)}`);
+  console.log(
+    `round ${r + 1}/${rounds}: lethe ${((a.seconds / perRound) * 1000).toFixed(0)} ms/step, torch ${((b.seconds / perRound) * 1000).toFixed(0)} ms/step, loss ${a.losses.at(-1)!.toFixed(4)} vs ${b.losses.at(-1)!.toFixed(4)}`,
+  );
 }
 const tokensPerStep = cfg.batch * cfg.seq;
 const timed = rounds * perRound;
@@ -128,7 +159,6 @@ const torchRss = (await ask<{ peak_rss_mb: number }>("rss")).peak_rss_mb;
 py.stdin.write("quit\n");
 const letheRss = process.resourceUsage().maxRSS / 1024;
 rmSync(dir, { recursive: true, force: true });
-
 
 const lethe_tokens_per_s = (tokensPerStep * timed) / letheTime;
 const torch_tokens_per_s = (tokensPerStep * timed) / torchTime;

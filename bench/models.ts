@@ -35,7 +35,9 @@ const python = process.env.LETHE_PYTHON ?? "/usr/bin/python3";
 
 const model = createModel(parseModelConfig(cfg), { seed: 7 }) as CausalLM;
 const params = model.numParameters();
-console.log(`lethe bench/models — libtorch ${build.torch}, ${threads} threads, LLaMA-style ${(params / 1e6).toFixed(1)}M params, batch ${batch} × seq ${seq}`);
+console.log(
+  `lethe bench/models — libtorch ${build.torch}, ${threads} threads, LLaMA-style ${(params / 1e6).toFixed(1)}M params, batch ${batch} × seq ${seq}`,
+);
 
 const dir = mkdtempSync(join(tmpdir(), "lethe-bench-models-"));
 mkdirSync(join(dir, "w"));
@@ -52,13 +54,31 @@ const x = ids.slice(1, 0, seq);
 const y = ids.slice(1, 1).reshape(-1);
 
 // Python first (it runs alone; the lethe model stays idle in memory meanwhile).
-const py = spawnSync(python, [new URL("./models_torch.py", import.meta.url).pathname, dir], { encoding: "utf8", env: process.env });
-if (py.status !== 0) throw new Error(`bench: python failed (is python3-torch installed?)\n${py.stderr}`);
-const torch = JSON.parse(py.stdout.trim().split("\n").at(-1)!) as { forward_s: number; train_s: number; logits_sample: number[] };
+const py = spawnSync(python, [new URL("./models_torch.py", import.meta.url).pathname, dir], {
+  encoding: "utf8",
+  env: process.env,
+});
+if (py.status !== 0)
+  throw new Error(`bench: python failed (is python3-torch installed?)\n${py.stderr}`);
+const torch = JSON.parse(py.stdout.trim().split("\n").at(-1)!) as {
+  forward_s: number;
+  train_s: number;
+  logits_sample: number[];
+};
 
 const model_ = model;
 model_.eval();
-const sample = noGrad(() => tidy(() => model_.forward({ inputIds: x }).logits.slice(0, 0, 1).slice(1, 0, 4).slice(2, 0, 4).reshape(-1).toNumbers()));
+const sample = noGrad(() =>
+  tidy(() =>
+    model_
+      .forward({ inputIds: x })
+      .logits.slice(0, 0, 1)
+      .slice(1, 0, 4)
+      .slice(2, 0, 4)
+      .reshape(-1)
+      .toNumbers(),
+  ),
+);
 const maxLogitDiff = Math.max(...sample.map((v, i) => Math.abs(v - torch.logits_sample[i])));
 noGrad(() => tidy(() => void model_.forward({ inputIds: x })));
 let t0 = performance.now();
@@ -94,9 +114,15 @@ rmSync(dir, { recursive: true, force: true });
 
 const tokens = batch * seq;
 const r = (v: number) => Number(v.toFixed(3));
-console.log(`forward: lethe ${(tokens / forwardS).toFixed(0)} tok/s, torch ${(tokens / torch.forward_s).toFixed(0)} tok/s`);
-console.log(`train step: lethe ${(tokens / trainS).toFixed(0)} tok/s, torch ${(tokens / torch.train_s).toFixed(0)} tok/s`);
-console.log(`generate ${newTokens} tokens: cached ${cached.toFixed(1)} tok/s, uncached ${uncached.toFixed(1)} tok/s`);
+console.log(
+  `forward: lethe ${(tokens / forwardS).toFixed(0)} tok/s, torch ${(tokens / torch.forward_s).toFixed(0)} tok/s`,
+);
+console.log(
+  `train step: lethe ${(tokens / trainS).toFixed(0)} tok/s, torch ${(tokens / torch.train_s).toFixed(0)} tok/s`,
+);
+console.log(
+  `generate ${newTokens} tokens: cached ${cached.toFixed(1)} tok/s, uncached ${uncached.toFixed(1)} tok/s`,
+);
 console.log(
   JSON.stringify({
     params,

@@ -77,6 +77,7 @@ import {
 import { RESULTS_FORMAT, type MetricScores, type RunResults } from "./results.js";
 import { dataFiles, FileHashes, makeRunCard } from "./runcard.js";
 import { loadTask } from "./tasks/index.js";
+import { formatProgress } from "../train/progress.js";
 
 export interface RunnerOptions {
   /** Progress lines (one per event). @default none */
@@ -384,9 +385,7 @@ export async function executeRun(
           speed.lastStep = performance.now();
           const every = Math.max(1, Math.round(e.totalSteps / 20));
           if (e.step % every === 0 || e.step === e.totalSteps)
-            log(
-              `stage ${m}/${total - 1} (${e.stage}): step ${e.step}/${e.totalSteps} loss ${e.loss.toFixed(4)} ${Math.round(e.tokensPerSecond)} tok/s`,
-            );
+            log(`stage ${m}/${total - 1} ${formatProgress(e)}`);
         },
       });
 

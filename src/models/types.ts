@@ -63,7 +63,12 @@ export interface Seq2SeqLMOutput {
 
 export interface Seq2SeqLM extends Module {
   readonly kind: "seq2seq";
-  readonly config: { model_type: string; vocab_size: number; decoder_start_token_id: number; [k: string]: unknown };
+  readonly config: {
+    model_type: string;
+    vocab_size: number;
+    decoder_start_token_id: number;
+    [k: string]: unknown;
+  };
   forward(inputs: Seq2SeqInputs): Seq2SeqLMOutput;
 }
 

@@ -23,7 +23,10 @@ export interface FlatParameters {
  * Moves every trainable parameter of `module` into flat buffers, one per group that `groupOf`
  * names (all in one group by default). Parameters of one group must share dtype and device.
  */
-export function flattenParameters(module: Module, groupOf: (name: string) => string = () => "all"): FlatParameters[] {
+export function flattenParameters(
+  module: Module,
+  groupOf: (name: string) => string = () => "all",
+): FlatParameters[] {
   const groups = new Map<string, [string, Tensor][]>();
   for (const [name, p] of module.namedParameters()) {
     if (!p.requiresGrad) continue;
@@ -39,17 +42,28 @@ export function flattenParameters(module: Module, groupOf: (name: string) => str
     const params: FlatParameters["params"] = [];
     for (const [name, p] of members) {
       if (p.dtype !== dtype || p.device !== device)
-        throw new Error(`flattenParameters: "${name}" is ${p.dtype} on ${p.device}, group "${gname}" is ${dtype} on ${device}`);
+        throw new Error(
+          `flattenParameters: "${name}" is ${p.dtype} on ${p.device}, group "${gname}" is ${dtype} on ${device}`,
+        );
       params.push({ name, offset: total, shape: p.shape });
       total += p.numel();
     }
-    const flat: FlatParameters = { name: gname, data: empty([total], { dtype, device }), grad: zeros([total], { dtype, device }), params };
+    const flat: FlatParameters = {
+      name: gname,
+      data: empty([total], { dtype, device }),
+      grad: zeros([total], { dtype, device }),
+      params,
+    };
     noGrad(() =>
       tidy(() => {
-        members.forEach(([, p], i) => flat.data.narrow(0, params[i].offset, p.numel()).copy_(p.reshape(-1)));
+        members.forEach(([, p], i) =>
+          flat.data.narrow(0, params[i].offset, p.numel()).copy_(p.reshape(-1)),
+        );
       }),
     );
-    members.forEach(([, p], i) => place.set(p, { flat, offset: params[i].offset, shape: params[i].shape }));
+    members.forEach(([, p], i) =>
+      place.set(p, { flat, offset: params[i].offset, shape: params[i].shape }),
+    );
     flats.push(flat);
   }
   const numel = (s: number[]) => s.reduce((a, b) => a * b, 1);

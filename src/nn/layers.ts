@@ -3,7 +3,18 @@
  * (reference: torch/nn/modules/{linear,sparse,normalization,dropout}.py). Every random init
  * takes a Generator, so the same seed gives the same weights.
  */
-import { dropout, embedding, Generator, layerNorm, linear, ones, rmsNorm, type Tensor, zeros, empty } from "../tensor/index.js";
+import {
+  dropout,
+  embedding,
+  Generator,
+  layerNorm,
+  linear,
+  ones,
+  rmsNorm,
+  type Tensor,
+  zeros,
+  empty,
+} from "../tensor/index.js";
 import { Module } from "./module.js";
 
 /** A new trainable tensor. */
@@ -15,11 +26,20 @@ export function parameter(t: Tensor): Tensor {
 export class Linear extends Module {
   weight: Tensor;
   bias: Tensor | null;
-  constructor(inFeatures: number, outFeatures: number, o: { bias?: boolean; generator?: Generator } = {}) {
+  constructor(
+    inFeatures: number,
+    outFeatures: number,
+    o: { bias?: boolean; generator?: Generator } = {},
+  ) {
     super();
     const bound = 1 / Math.sqrt(inFeatures);
-    this.weight = parameter(empty([outFeatures, inFeatures]).uniform_(-bound, bound, o.generator ?? null));
-    this.bias = o.bias === false ? null : parameter(empty([outFeatures]).uniform_(-bound, bound, o.generator ?? null));
+    this.weight = parameter(
+      empty([outFeatures, inFeatures]).uniform_(-bound, bound, o.generator ?? null),
+    );
+    this.bias =
+      o.bias === false
+        ? null
+        : parameter(empty([outFeatures]).uniform_(-bound, bound, o.generator ?? null));
   }
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias);

@@ -5,7 +5,15 @@
  * comes out exactly as Hugging Face names it, with no rename table.
  * Reference: torch.nn.Module (named_parameters, state_dict, load_state_dict, train/eval).
  */
-import { dtypeInfo, isDType, keep, noGrad, tidy, type Tensor, Tensor as TensorClass } from "../tensor/index.js";
+import {
+  dtypeInfo,
+  isDType,
+  keep,
+  noGrad,
+  tidy,
+  type Tensor,
+  Tensor as TensorClass,
+} from "../tensor/index.js";
 
 export class StateDictError extends Error {
   constructor(message: string) {
@@ -28,7 +36,9 @@ export abstract class Module {
   }
 
   /** Direct children and own tensors, in property order. */
-  *#entries(): Generator<[string, Tensor | Module, "param" | "buffer" | "nonpersistent" | "module"]> {
+  *#entries(): Generator<
+    [string, Tensor | Module, "param" | "buffer" | "nonpersistent" | "module"]
+  > {
     for (const [k, v] of Object.entries(this)) {
       if (v instanceof TensorClass) {
         const b = this.#buffers.get(k);
@@ -97,7 +107,10 @@ export abstract class Module {
       if (!src) continue;
       const a = dst.shape.join(",");
       const b = src.shape.join(",");
-      if (a !== b) throw new StateDictError(`${where}tensor "${k}" has shape [${b}] but the model expects [${a}]`);
+      if (a !== b)
+        throw new StateDictError(
+          `${where}tensor "${k}" has shape [${b}] but the model expects [${a}]`,
+        );
     }
     noGrad(() => {
       for (const [k, dst] of own) {

@@ -25,7 +25,14 @@ export class AdamW extends Optimizer {
     this.eps = o.eps ?? 1e-8;
   }
 
-  protected update(param: Tensor, grad: Tensor, state: Map<string, Tensor>, step: number, lr: number, wd: number): void {
+  protected update(
+    param: Tensor,
+    grad: Tensor,
+    state: Map<string, Tensor>,
+    step: number,
+    lr: number,
+    wd: number,
+  ): void {
     const [b1, b2] = this.betas;
     if (!state.has("exp_avg")) {
       state.set("exp_avg", keep(noGrad(() => zerosLike(param))));

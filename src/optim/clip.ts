@@ -9,7 +9,8 @@ export function clipGradNorm(grads: Tensor[], maxNorm: number): number {
   if (grads.length === 0) return 0;
   return noGrad(() =>
     tidy(() => {
-      const total = grads.length === 1 ? grads[0].norm(2) : stack(grads.map((g) => g.norm(2))).norm(2);
+      const total =
+        grads.length === 1 ? grads[0].norm(2) : stack(grads.map((g) => g.norm(2))).norm(2);
       const norm = total.item();
       const coef = maxNorm / (norm + 1e-6);
       if (coef < 1) for (const g of grads) g.mul_(coef);

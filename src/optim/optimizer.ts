@@ -49,7 +49,14 @@ export abstract class Optimizer {
     this.state = this.groups.map((g) => g.params.map(() => new Map<string, Tensor>()));
   }
 
-  protected abstract update(param: Tensor, grad: Tensor, state: Map<string, Tensor>, step: number, lr: number, weightDecay: number): void;
+  protected abstract update(
+    param: Tensor,
+    grad: Tensor,
+    state: Map<string, Tensor>,
+    step: number,
+    lr: number,
+    weightDecay: number,
+  ): void;
 
   /** One update of every parameter that has a gradient. */
   step(): void {
@@ -58,7 +65,15 @@ export abstract class Optimizer {
       g.params.forEach((ref, pi) =>
         tidy(() => {
           const grad = ref.grad ?? ref.param.grad;
-          if (grad) this.update(ref.param, grad, this.state[gi][pi], this.stepCount, this.lr * g.lrScale, g.weightDecay);
+          if (grad)
+            this.update(
+              ref.param,
+              grad,
+              this.state[gi][pi],
+              this.stepCount,
+              this.lr * g.lrScale,
+              g.weightDecay,
+            );
         }),
       ),
     );
@@ -87,7 +102,9 @@ export abstract class Optimizer {
   /** State tensors as `"<group>.<param>.<name>"`, plus the step count. Shared, not copied. */
   stateDict(): { step: number; lr: number; tensors: Map<string, Tensor> } {
     const tensors = new Map<string, Tensor>();
-    this.state.forEach((g, gi) => g.forEach((s, pi) => s.forEach((t, k) => tensors.set(`${gi}.${pi}.${k}`, t))));
+    this.state.forEach((g, gi) =>
+      g.forEach((s, pi) => s.forEach((t, k) => tensors.set(`${gi}.${pi}.${k}`, t))),
+    );
     return { step: this.stepCount, lr: this.lr, tensors };
   }
 
@@ -98,10 +115,13 @@ export abstract class Optimizer {
     for (const [key, t] of sd.tensors) {
       const [gi, pi, name] = key.split(".");
       const slot = this.state[Number(gi)]?.[Number(pi)];
-      if (!slot) throw new Error(`optimizer state "${key}" names a parameter this optimizer does not have`);
+      if (!slot)
+        throw new Error(`optimizer state "${key}" names a parameter this optimizer does not have`);
       const ref = this.groups[Number(gi)].params[Number(pi)];
       if (t.shape.join(",") !== ref.param.shape.join(","))
-        throw new Error(`optimizer state "${key}" has shape [${t.shape}] but the parameter is [${ref.param.shape}]`);
+        throw new Error(
+          `optimizer state "${key}" has shape [${t.shape}] but the parameter is [${ref.param.shape}]`,
+        );
       slot.get(name)?.dispose();
       slot.set(name, keep(t.clone().detach()));
     }

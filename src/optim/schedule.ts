@@ -16,6 +16,7 @@ export function lrFactor(s: Schedule, step: number): number {
   if (step < s.warmupSteps) return step / Math.max(1, s.warmupSteps);
   if (s.name === "constant") return 1;
   const progress = (step - s.warmupSteps) / Math.max(1, s.totalSteps - s.warmupSteps);
-  if (s.name === "linear") return Math.max(0, (s.totalSteps - step) / Math.max(1, s.totalSteps - s.warmupSteps));
+  if (s.name === "linear")
+    return Math.max(0, (s.totalSteps - step) / Math.max(1, s.totalSteps - s.warmupSteps));
   return Math.max(0, 0.5 * (1 + Math.cos(Math.PI * progress)));
 }

@@ -25,7 +25,14 @@ export class SGD extends Optimizer {
     this.nesterov = o.nesterov ?? false;
   }
 
-  protected update(param: Tensor, grad: Tensor, state: Map<string, Tensor>, _step: number, lr: number, wd: number): void {
+  protected update(
+    param: Tensor,
+    grad: Tensor,
+    state: Map<string, Tensor>,
+    _step: number,
+    lr: number,
+    wd: number,
+  ): void {
     noGrad(() =>
       tidy(() => {
         let g = wd !== 0 ? grad.add(param, wd) : grad;

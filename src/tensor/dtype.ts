@@ -26,7 +26,10 @@ type ArrayCtor =
   | Int16ArrayConstructor
   | Uint16ArrayConstructor;
 
-export const dtypeInfo: Record<DType, { code: number; itemsize: number; array: ArrayCtor; float: boolean }> = {
+export const dtypeInfo: Record<
+  DType,
+  { code: number; itemsize: number; array: ArrayCtor; float: boolean }
+> = {
   uint8: { code: 0, itemsize: 1, array: Uint8Array, float: false },
   int8: { code: 1, itemsize: 1, array: Int8Array, float: false },
   int16: { code: 2, itemsize: 2, array: Int16Array, float: false },

@@ -24,15 +24,30 @@ export class TorchError extends Error {
 
 /** The generic exports of native/lethe.cc. */
 export interface NativeAddon {
-  init(errorClass: typeof TorchError): { torch: string; cuda: boolean; cudaDevices: number; threads: number };
+  init(errorClass: typeof TorchError): {
+    torch: string;
+    cuda: boolean;
+    cudaDevices: number;
+    threads: number;
+  };
   opId(name: string): number;
   opSchema(id: number): string;
-  call(op: number, args: unknown[], kwargs?: Record<string, unknown> | null, discard?: boolean): unknown;
+  call(
+    op: number,
+    args: unknown[],
+    kwargs?: Record<string, unknown> | null,
+    discard?: boolean,
+  ): unknown;
   free(id: number): void;
   meta(id: number): [number, string, boolean, ...number[]];
   fromBuffer(bytes: Uint8Array, scalarType: number, shape: number[]): number;
   toBuffer(id: number): ArrayBuffer;
-  backward(roots: number[], grads: number[] | null, retainGraph: boolean | null, createGraph: boolean): void;
+  backward(
+    roots: number[],
+    grads: number[] | null,
+    retainGraph: boolean | null,
+    createGraph: boolean,
+  ): void;
   grad(id: number): number | null;
   setGrad(id: number, grad: number | null): void;
   setGradEnabled(enabled: boolean): boolean;
@@ -45,7 +60,9 @@ export interface NativeAddon {
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const addonPath = process.env.LETHE_ADDON ?? join(root, "build", "lethe.node");
 if (!existsSync(addonPath)) {
-  throw new Error(`lethe: native addon not found at ${addonPath}; run \`npm run build:native\` (see README)`);
+  throw new Error(
+    `lethe: native addon not found at ${addonPath}; run \`npm run build:native\` (see README)`,
+  );
 }
 if (process.env.OMP_WAIT_POLICY === undefined) {
   process.emitWarning(

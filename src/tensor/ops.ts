@@ -17,13 +17,19 @@ function code(dtype: DType | undefined): number | null {
 }
 
 export function zeros(shape: Shape, o: Options = {}): Tensor {
-  return op("aten::zeros", [shape], { dtype: code(o.dtype ?? "float32"), device: o.device ?? null });
+  return op("aten::zeros", [shape], {
+    dtype: code(o.dtype ?? "float32"),
+    device: o.device ?? null,
+  });
 }
 export function ones(shape: Shape, o: Options = {}): Tensor {
   return op("aten::ones", [shape], { dtype: code(o.dtype ?? "float32"), device: o.device ?? null });
 }
 export function empty(shape: Shape, o: Options = {}): Tensor {
-  return op("aten::empty.memory_format", [shape], { dtype: code(o.dtype ?? "float32"), device: o.device ?? null });
+  return op("aten::empty.memory_format", [shape], {
+    dtype: code(o.dtype ?? "float32"),
+    device: o.device ?? null,
+  });
 }
 export function full(shape: Shape, value: number | boolean, o: Options = {}): Tensor {
   const dtype = o.dtype ?? (typeof value === "boolean" ? "bool" : "float32");
@@ -98,7 +104,15 @@ export function tensor(
     shape = o.shape ?? [flat.length];
     dtype =
       o.dtype ??
-      (data instanceof BigInt64Array ? "int64" : data instanceof Int32Array ? "int32" : data instanceof Float64Array ? "float64" : data instanceof Uint8Array ? "uint8" : "float32");
+      (data instanceof BigInt64Array
+        ? "int64"
+        : data instanceof Int32Array
+          ? "int32"
+          : data instanceof Float64Array
+            ? "float64"
+            : data instanceof Uint8Array
+              ? "uint8"
+              : "float32");
   } else {
     shape = [];
     for (let d: Nested = data; Array.isArray(d); d = d[0]) shape.push(d.length);
@@ -106,10 +120,12 @@ export function tensor(
     let sawBool = false;
     const walk = (d: Nested, dim: number): void => {
       if (Array.isArray(d)) {
-        if (d.length !== shape[dim]) throw new Error(`tensor: ragged nested array at dimension ${dim}`);
+        if (d.length !== shape[dim])
+          throw new Error(`tensor: ragged nested array at dimension ${dim}`);
         for (const x of d) walk(x, dim + 1);
       } else {
-        if (dim !== shape.length) throw new Error(`tensor: ragged nested array at dimension ${dim}`);
+        if (dim !== shape.length)
+          throw new Error(`tensor: ragged nested array at dimension ${dim}`);
         if (typeof d === "boolean") sawBool = true;
         values.push(Number(d));
       }
@@ -117,30 +133,43 @@ export function tensor(
     walk(data, 0);
     if (o.shape) {
       if (o.shape.reduce((a, b) => a * b, 1) !== values.length)
-        throw new Error(`tensor: shape [${o.shape}] needs ${o.shape.reduce((a, b) => a * b, 1)} values, got ${values.length}`);
+        throw new Error(
+          `tensor: shape [${o.shape}] needs ${o.shape.reduce((a, b) => a * b, 1)} values, got ${values.length}`,
+        );
       shape = o.shape;
     }
     flat = values;
     dtype = o.dtype ?? (sawBool ? "bool" : "float32");
   }
   const numel = shape.reduce((a, b) => a * b, 1);
-  if (numel !== flat.length) throw new Error(`tensor: shape [${shape}] needs ${numel} values, got ${flat.length}`);
+  if (numel !== flat.length)
+    throw new Error(`tensor: shape [${shape}] needs ${numel} values, got ${flat.length}`);
   const info = dtypeInfo[dtype];
   let typed: ArrayBufferView;
   if (dtype === "float16" || dtype === "bfloat16") {
-    const t = fromBytes(new Uint8Array(Float32Array.from(flat as ArrayLike<number>, Number).buffer), "float32", shape);
+    const t = fromBytes(
+      new Uint8Array(Float32Array.from(flat as ArrayLike<number>, Number).buffer),
+      "float32",
+      shape,
+    );
     const out = t.to(dtype);
     t.dispose();
     return o.device ? moveTo(out, o.device) : out;
   } else if (dtype === "int64") {
     // like torch: floats truncate toward zero
-    typed = BigInt64Array.from(flat as ArrayLike<number | bigint>, (v) => (typeof v === "bigint" ? v : BigInt(Math.trunc(v))));
+    typed = BigInt64Array.from(flat as ArrayLike<number | bigint>, (v) =>
+      typeof v === "bigint" ? v : BigInt(Math.trunc(v)),
+    );
   } else {
     typed = new info.array(flat.length);
     const cast = dtype === "bool" ? (v: number) => (v !== 0 ? 1 : 0) : (v: number) => v;
     for (let i = 0; i < flat.length; i++) (typed as unknown as number[])[i] = cast(Number(flat[i]));
   }
-  const t = fromBytes(new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength), dtype, shape);
+  const t = fromBytes(
+    new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength),
+    dtype,
+    shape,
+  );
   return o.device ? moveTo(t, o.device) : t;
 }
 
@@ -159,7 +188,9 @@ export function stack(tensors: Tensor[], dim = 0): Tensor {
 }
 /** Elementwise choice: `cond ? x : y` (y may be a number). */
 export function where(cond: Tensor, x: Tensor, y: Tensor | number): Tensor {
-  return y instanceof Tensor ? op("aten::where.self", [cond, x, y]) : op("aten::where.ScalarOther", [cond, x, y]);
+  return y instanceof Tensor
+    ? op("aten::where.self", [cond, x, y])
+    : op("aten::where.ScalarOther", [cond, x, y]);
 }
 /** `beta * input + alpha * (m1 @ m2)`. */
 export function addmm(input: Tensor, m1: Tensor, m2: Tensor, beta = 1, alpha = 1): Tensor {
@@ -176,7 +207,13 @@ export function linear(x: Tensor, weight: Tensor, bias: Tensor | null = null): T
 export function embedding(weight: Tensor, indices: Tensor, paddingIdx = -1): Tensor {
   return op("aten::embedding", [weight, indices, paddingIdx]);
 }
-export function layerNorm(x: Tensor, normalizedShape: Shape, weight: Tensor | null, bias: Tensor | null, eps = 1e-5): Tensor {
+export function layerNorm(
+  x: Tensor,
+  normalizedShape: Shape,
+  weight: Tensor | null,
+  bias: Tensor | null,
+  eps = 1e-5,
+): Tensor {
   return op("aten::layer_norm", [x, normalizedShape, weight, bias, eps]);
 }
 /** RMSNorm as in LLaMA/T5: x * rsqrt(mean(x², -1) + eps) * weight; 16-bit inputs are computed in float32. */
@@ -198,10 +235,22 @@ export function crossEntropy(
   o: { ignoreIndex?: number; labelSmoothing?: number; reduction?: "mean" | "sum" | "none" } = {},
 ): Tensor {
   const reduction = { none: 0, mean: 1, sum: 2 }[o.reduction ?? "mean"];
-  return op("aten::cross_entropy_loss", [logits, target, null, reduction, o.ignoreIndex ?? -100, o.labelSmoothing ?? 0]);
+  return op("aten::cross_entropy_loss", [
+    logits,
+    target,
+    null,
+    reduction,
+    o.ignoreIndex ?? -100,
+    o.labelSmoothing ?? 0,
+  ]);
 }
 /** Samples `n` indices per row from probabilities `probs` (torch.multinomial). */
-export function multinomial(probs: Tensor, n: number, replacement = false, generator: Generator | null = null): Tensor {
+export function multinomial(
+  probs: Tensor,
+  n: number,
+  replacement = false,
+  generator: Generator | null = null,
+): Tensor {
   return op("aten::multinomial", [probs, n, replacement], { generator: generator?.handle ?? null });
 }
 
@@ -221,12 +270,24 @@ export function scaledDotProductAttention(
   const defaultScale = 1 / Math.sqrt(hs);
   const scale = o.scale ?? defaultScale;
   if (hasOp("aten::scaled_dot_product_attention")) {
-    return op("aten::scaled_dot_product_attention", [q, k, v, o.mask ?? null, o.dropoutP ?? 0, o.isCausal ?? false], {
-      scale: o.scale ?? null,
-    });
+    return op(
+      "aten::scaled_dot_product_attention",
+      [q, k, v, o.mask ?? null, o.dropoutP ?? 0, o.isCausal ?? false],
+      {
+        scale: o.scale ?? null,
+      },
+    );
   }
   if (scale === defaultScale && hasOp("aten::_scaled_dot_product_attention")) {
-    return opN("aten::_scaled_dot_product_attention", [q, k, v, o.mask ?? null, o.dropoutP ?? 0, false, o.isCausal ?? false])[0];
+    return opN("aten::_scaled_dot_product_attention", [
+      q,
+      k,
+      v,
+      o.mask ?? null,
+      o.dropoutP ?? 0,
+      false,
+      o.isCausal ?? false,
+    ])[0];
   }
   return attentionMath(q, k, v, { ...o, scale });
 }
@@ -246,7 +307,9 @@ export function attentionMath(
     const causal = ones([T, S], { dtype: "bool", device: q.device }).tril(S - T);
     att = att.maskedFill(causal.logicalNot(), -Infinity);
   }
-  if (o.mask) att = o.mask.dtype === "bool" ? att.maskedFill(o.mask.logicalNot(), -Infinity) : att.add(o.mask);
+  if (o.mask)
+    att =
+      o.mask.dtype === "bool" ? att.maskedFill(o.mask.logicalNot(), -Infinity) : att.add(o.mask);
   att = att.softmax(-1);
   if (o.dropoutP) att = dropout(att, o.dropoutP, true);
   return att.matmul(v);

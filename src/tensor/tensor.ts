@@ -54,7 +54,12 @@ function unwrapKw(kw: Record<string, unknown> | undefined): Record<string, unkno
   return out;
 }
 
-function callNative(name: string, args: unknown[], kw?: Record<string, unknown>, discard = false): unknown {
+function callNative(
+  name: string,
+  args: unknown[],
+  kw?: Record<string, unknown>,
+  discard = false,
+): unknown {
   const id = lookup(name);
   try {
     return native.call(id, args.map(unwrap), unwrapKw(kw), discard);
@@ -84,7 +89,12 @@ export function opValue(name: string, args: unknown[], kw?: Record<string, unkno
 }
 
 /** Calls an in-place operator on `self` and returns `self`. */
-function inplace(self: Tensor, name: string, args: unknown[], kw?: Record<string, unknown>): Tensor {
+function inplace(
+  self: Tensor,
+  name: string,
+  args: unknown[],
+  kw?: Record<string, unknown>,
+): Tensor {
   callNative(name, [self, ...args], kw, true);
   return self;
 }
@@ -125,7 +135,12 @@ function collect(v: unknown, out: Set<Tensor>, depth: number): void {
   if (v instanceof Tensor) out.add(v);
   else if (depth < 3 && Array.isArray(v)) for (const x of v) collect(x, out, depth + 1);
   else if (depth < 3 && v instanceof Map) for (const x of v.values()) collect(x, out, depth + 1);
-  else if (depth < 3 && v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype)
+  else if (
+    depth < 3 &&
+    v !== null &&
+    typeof v === "object" &&
+    Object.getPrototypeOf(v) === Object.prototype
+  )
     for (const x of Object.values(v)) collect(x, out, depth + 1);
 }
 
@@ -166,8 +181,17 @@ function binary(name: string, self: Tensor, other: TensorOrScalar, extra: unknow
     : op(`aten::${name}.Scalar`, [self, other, ...extra]);
 }
 
-function binaryInplace(name: string, self: Tensor, other: TensorOrScalar, extra: unknown[] = []): Tensor {
-  return inplace(self, other instanceof Tensor ? `aten::${name}_.Tensor` : `aten::${name}_.Scalar`, [other, ...extra]);
+function binaryInplace(
+  name: string,
+  self: Tensor,
+  other: TensorOrScalar,
+  extra: unknown[] = [],
+): Tensor {
+  return inplace(
+    self,
+    other instanceof Tensor ? `aten::${name}_.Tensor` : `aten::${name}_.Scalar`,
+    [other, ...extra],
+  );
 }
 
 export class Tensor {
@@ -244,13 +268,22 @@ export class Tensor {
 
   // ---- reading back
   /** Contiguous CPU copy as a typed array (int64 → BigInt64Array, 16-bit floats → raw Uint16Array). */
-  toArray(): Float32Array | Float64Array | Int32Array | BigInt64Array | Uint8Array | Int8Array | Int16Array | Uint16Array {
+  toArray():
+    | Float32Array
+    | Float64Array
+    | Int32Array
+    | BigInt64Array
+    | Uint8Array
+    | Int8Array
+    | Int16Array
+    | Uint16Array {
     const buf = native.toBuffer(this.handle);
-    return new (dtypeInfo[this.dtype].array)(buf);
+    return new dtypeInfo[this.dtype].array(buf);
   }
   /** Values as plain numbers (any dtype). */
   toNumbers(): number[] {
-    if (this.dtype === "float16" || this.dtype === "bfloat16") return tidy(() => this.float().toNumbers());
+    if (this.dtype === "float16" || this.dtype === "bfloat16")
+      return tidy(() => this.float().toNumbers());
     return Array.from(this.toArray() as ArrayLike<number | bigint>, Number);
   }
   /** Raw bytes of a contiguous CPU copy. */
@@ -289,7 +322,12 @@ export class Tensor {
     native.setGrad(this.handle, g ? g.handle : null);
   }
   backward(gradient?: Tensor, opts: { retainGraph?: boolean; createGraph?: boolean } = {}): void {
-    native.backward([this.handle], gradient ? [gradient.handle] : null, opts.retainGraph ?? null, opts.createGraph ?? false);
+    native.backward(
+      [this.handle],
+      gradient ? [gradient.handle] : null,
+      opts.retainGraph ?? null,
+      opts.createGraph ?? false,
+    );
   }
   detach(): Tensor {
     return op("aten::detach", [this]);
@@ -298,7 +336,8 @@ export class Tensor {
   // ---- casting and devices
   /** `to("float16")`, `to("cuda:0")`. */
   to(target: DType | string, copy = false): Tensor {
-    if (target in dtypeInfo) return op("aten::to.dtype", [this, dtypeInfo[target as DType].code, false, copy]);
+    if (target in dtypeInfo)
+      return op("aten::to.dtype", [this, dtypeInfo[target as DType].code, false, copy]);
     return op("aten::to.device", [this, target, dtypeInfo[this.dtype].code, false, copy]);
   }
   float(): Tensor {
@@ -475,10 +514,14 @@ export class Tensor {
 
   // ---- reductions (dim omitted = all elements)
   sum(dim?: number | number[], keepdim = false): Tensor {
-    return dim === undefined ? op("aten::sum", [this]) : op("aten::sum.dim_IntList", [this, dim, keepdim]);
+    return dim === undefined
+      ? op("aten::sum", [this])
+      : op("aten::sum.dim_IntList", [this, dim, keepdim]);
   }
   mean(dim?: number | number[], keepdim = false): Tensor {
-    return dim === undefined ? op("aten::mean", [this]) : op("aten::mean.dim", [this, dim, keepdim]);
+    return dim === undefined
+      ? op("aten::mean", [this])
+      : op("aten::mean.dim", [this, dim, keepdim]);
   }
   /** Max of all elements; with `dim`, use `maxDim` for values and indices. */
   max(): Tensor {

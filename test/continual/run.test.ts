@@ -210,7 +210,7 @@ test("kill -9 at several points, then resume: the same results.json; a second pr
   // 1: during stage 1's training, after its step-2 checkpoint; meanwhile a second process tries.
   const first = await runChild(
     ["run", config, "--out", out],
-    /stage 1\/3 \(haiku\): step 3\/6/,
+    /stage 1\/3 \[haiku\] step 3\/6 /,
     async (line) => {
       if (/stage 0\/3: evaluating/.test(line))
         refused = await resumeRuns(run).then(
