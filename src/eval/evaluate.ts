@@ -207,26 +207,32 @@ function groupsUnder(names: string[]): string[] {
   });
 }
 
-export async function evaluate(
+/** A task with its evaluation documents (and few-shot pool when shots > 0), ready to score. */
+export interface PreparedTask {
+  task: Task;
+  docs: Doc[];
+  fewshotDocs?: Doc[];
+}
+
+/**
+ * Scores already-loaded tasks: builds every request, sends them to `lm.loglikelihood` in one
+ * batch, and fills the per-task parts of lm-eval's results layout (no groups).
+ */
+export async function scoreTasks(
   lm: LM,
-  taskNames: string[],
-  opts: EvaluateOptions,
+  prepared: PreparedTask[],
+  opts: Omit<EvaluateOptions, "dataDir">,
 ): Promise<EvalResults> {
-  const leaves = [...new Set(taskNames.flatMap(expandTaskNames))];
-  const built = [];
-  for (const name of leaves) {
-    const task = getTask(name);
-    const docs = await loadEvalDocs(task, opts.dataDir);
+  const built = prepared.map(({ task, docs, fewshotDocs }) => {
     const shots = task.numFewshot ?? opts.shots ?? 0;
-    const fewshotDocs = shots > 0 ? await loadFewshotDocs(task, opts.dataDir) : undefined;
     const requests = buildRequests(task, docs, {
       shots,
       seed: opts.seed,
       limit: opts.limit,
-      fewshotDocs,
+      fewshotDocs: shots > 0 ? fewshotDocs : undefined,
     });
-    built.push({ task, shots, original: docs.length, requests });
-  }
+    return { task, shots, original: docs.length, requests };
+  });
 
   const flat = built.flatMap((b) => b.requests.flatMap((r) => r.arguments));
   const answers = await lm.loglikelihood(
@@ -283,6 +289,26 @@ export async function evaluate(
       }));
     }
   }
+
+  return out;
+}
+
+export async function evaluate(
+  lm: LM,
+  taskNames: string[],
+  opts: EvaluateOptions,
+): Promise<EvalResults> {
+  const prepared: PreparedTask[] = [];
+  for (const name of [...new Set(taskNames.flatMap(expandTaskNames))]) {
+    const task = getTask(name);
+    const shots = task.numFewshot ?? opts.shots ?? 0;
+    prepared.push({
+      task,
+      docs: await loadEvalDocs(task, opts.dataDir),
+      fewshotDocs: shots > 0 ? await loadFewshotDocs(task, opts.dataDir) : undefined,
+    });
+  }
+  const out = await scoreTasks(lm, prepared, opts);
 
   for (const name of [...new Set(groupsUnder(taskNames))].reverse()) {
     const g = getGroup(name)!;

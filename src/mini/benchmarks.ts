@@ -18,8 +18,7 @@
  * `evaluateMini` scores them as src/eval/evaluate.ts `evaluate` does (same requests, scoring and
  * aggregation), since that function looks tasks up in the file-backed registry by name.
  */
-import { aggregateMetric } from "../eval/aggregate.js";
-import { buildRequests, processResults, type EvalResults } from "../eval/evaluate.js";
+import { scoreTasks, type EvalResults, type PreparedTask } from "../eval/evaluate.js";
 import type { LM } from "../eval/lm.js";
 import { accMean, accNormMean, defineTask, type Doc, type Task } from "../eval/task.js";
 import { crows_pairs_english } from "../eval/tasks/crows_pairs.js";
@@ -142,64 +141,14 @@ export async function evaluateMini(
   o: MiniEvalOptions = {},
 ): Promise<EvalResults> {
   const all = miniTasks(world);
-  const built = [];
+  const prepared: PreparedTask[] = [];
   for (const name of names) {
     const task = lookup(all, name, "mini benchmark");
     const raw = (await task.original("", "test"))!;
     const docs = task.processDocs ? task.processDocs(raw) : raw;
-    const shots = task.numFewshot ?? o.shots ?? 0;
-    const fewshotDocs = shots > 0 ? docs : undefined;
-    const requests = buildRequests(task, docs, {
-      shots,
-      seed: o.seed,
-      limit: o.limit,
-      fewshotDocs,
-    });
-    built.push({ task, shots, original: docs.length, requests });
+    prepared.push({ task, docs, fewshotDocs: docs });
   }
-  const flat = built.flatMap((b) => b.requests.flatMap((r) => r.arguments));
-  const answers = await lm.loglikelihood(
-    flat.map(([context, continuation]) => ({ context, continuation })),
-  );
-  const out: EvalResults = {
-    results: {},
-    groups: {},
-    group_subtasks: {},
-    configs: {},
-    versions: {},
-    "n-shot": {},
-    higher_is_better: {},
-    "n-samples": {},
-  };
-  let at = 0;
-  for (const { task, shots, original, requests } of built) {
-    const perDoc = requests.map((r) =>
-      processResults(task, r.doc, answers.slice(at, (at += r.arguments.length))),
-    );
-    const record: Record<string, number | string> = { alias: task.task };
-    for (const m of task.metrics) {
-      const values = perDoc.map((d) => d[m.metric]);
-      const agg = aggregateMetric(m.aggregation, values, o.bootstrapIters ?? 100000);
-      record[`${m.metric},none`] = agg.value;
-      record[`${m.metric}_stderr,none`] = agg.stderr;
-    }
-    out.results[task.task] = record;
-    out.group_subtasks[task.task] = [];
-    out.configs[task.task] = {
-      task: task.task,
-      dataset_path: task.datasetPath,
-      output_type: task.outputType,
-      num_fewshot: shots,
-      metadata: { version: task.version },
-    };
-    out.versions[task.task] = task.version;
-    out["n-shot"][task.task] = shots;
-    out.higher_is_better[task.task] = Object.fromEntries(
-      task.metrics.map((m) => [m.metric, m.higher_is_better]),
-    );
-    out["n-samples"][task.task] = { original, effective: requests.length };
-  }
-  return out;
+  return scoreTasks(lm, prepared, o);
 }
 
 /** The reported metric of each benchmark in `res` (see `MINI_METRIC`). */
