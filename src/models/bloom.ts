@@ -11,14 +11,13 @@
  * they are read and ignored.
  */
 import { z } from "zod";
-import { Embedding, LayerNorm, Linear, Module } from "../nn/index.js";
+import { Embedding, LayerNorm, Linear, Module, normalLinear } from "../nn/index.js";
 import {
   arange,
   baddbmm,
   cat,
   dropout,
   Generator,
-  noGrad,
   ones,
   tensor,
   type DType,
@@ -103,16 +102,6 @@ export function buildAlibiTensor(attentionMask: Tensor, numHeads: number, dtype:
   return alibi.reshape(B * numHeads, 1, S).to(dtype);
 }
 
-/** nn.Linear with HF's `_init_weights`: weight ~ N(0, std²), bias 0. */
-function linear(inF: number, outF: number, std: number, g: Generator, bias = true): Linear {
-  const l = new Linear(inF, outF, { bias, generator: g });
-  noGrad(() => {
-    l.weight.normal_(0, std, g);
-    l.bias?.zero_();
-  });
-  return l;
-}
-
 class BloomAttention extends Module {
   query_key_value: Linear;
   dense: Linear;
@@ -121,8 +110,13 @@ class BloomAttention extends Module {
     g: Generator,
   ) {
     super();
-    this.query_key_value = linear(cfg.hidden_size, 3 * cfg.hidden_size, cfg.initializer_range, g);
-    this.dense = linear(cfg.hidden_size, cfg.hidden_size, cfg.initializer_range, g);
+    this.query_key_value = normalLinear(
+      cfg.hidden_size,
+      3 * cfg.hidden_size,
+      cfg.initializer_range,
+      g,
+    );
+    this.dense = normalLinear(cfg.hidden_size, cfg.hidden_size, cfg.initializer_range, g);
   }
 
   /** Attention plus `residual` (dropout_add); `blocked` (B|1, 1, T, S) is true where a key is hidden. */
@@ -175,8 +169,8 @@ class BloomMLP extends Module {
   ) {
     super();
     const std = cfg.initializer_range;
-    this.dense_h_to_4h = linear(cfg.hidden_size, 4 * cfg.hidden_size, std, g);
-    this.dense_4h_to_h = linear(4 * cfg.hidden_size, cfg.hidden_size, std, g);
+    this.dense_h_to_4h = normalLinear(cfg.hidden_size, 4 * cfg.hidden_size, std, g);
+    this.dense_4h_to_h = normalLinear(4 * cfg.hidden_size, cfg.hidden_size, std, g);
   }
   /** MLP plus `residual`; bloom_gelu_forward is the tanh approximation of GELU. */
   forward(x: Tensor, residual: Tensor): Tensor {
@@ -244,7 +238,7 @@ export class BloomForCausalLM extends Module implements CausalLM {
     super();
     const g = new Generator(o.seed ?? 0);
     this.transformer = new BloomModel(config, g);
-    this.lm_head = linear(
+    this.lm_head = normalLinear(
       config.hidden_size,
       config.vocab_size,
       config.initializer_range,

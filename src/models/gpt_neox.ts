@@ -11,13 +11,12 @@
  * weights and are recomputed here.
  */
 import { z } from "zod";
-import { Embedding, LayerNorm, Linear, Module } from "../nn/index.js";
+import { Embedding, LayerNorm, Linear, Module, normalLinear } from "../nn/index.js";
 import {
   arange,
   cat,
   dropout,
   Generator,
-  noGrad,
   op,
   scaledDotProductAttention,
   type DType,
@@ -144,16 +143,6 @@ export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   return rd === hs ? rotated : cat([rotated, x.narrow(-1, rd, hs - rd)], -1);
 }
 
-/** nn.Linear with HF's `_init_weights`: weight ~ N(0, std²), bias 0. */
-function linear(inF: number, outF: number, std: number, g: Generator, bias = true): Linear {
-  const l = new Linear(inF, outF, { bias, generator: g });
-  noGrad(() => {
-    l.weight.normal_(0, std, g);
-    l.bias?.zero_();
-  });
-  return l;
-}
-
 class GPTNeoXAttention extends Module {
   query_key_value: Linear;
   dense: Linear;
@@ -163,8 +152,8 @@ class GPTNeoXAttention extends Module {
   ) {
     super();
     const { hidden_size: C, initializer_range: std, attention_bias: bias } = cfg;
-    this.query_key_value = linear(C, 3 * C, std, g, bias);
-    this.dense = linear(C, C, std, g, bias);
+    this.query_key_value = normalLinear(C, 3 * C, std, g, bias);
+    this.dense = normalLinear(C, C, std, g, bias);
   }
   forward(
     x: Tensor,
@@ -203,8 +192,8 @@ class GPTNeoXMLP extends Module {
   ) {
     super();
     const { hidden_size: C, intermediate_size: I, initializer_range: std } = cfg;
-    this.dense_h_to_4h = linear(C, I, std, g);
-    this.dense_4h_to_h = linear(I, C, std, g);
+    this.dense_h_to_4h = normalLinear(C, I, std, g);
+    this.dense_4h_to_h = normalLinear(I, C, std, g);
   }
   forward(x: Tensor): Tensor {
     return this.dense_4h_to_h.forward(
@@ -280,7 +269,7 @@ export class GPTNeoXForCausalLM extends Module implements CausalLM {
     super();
     const g = new Generator(o.seed ?? 0);
     this.gpt_neox = new GPTNeoXModel(config, g);
-    this.embed_out = linear(
+    this.embed_out = normalLinear(
       config.hidden_size,
       config.vocab_size,
       config.initializer_range,

@@ -12,7 +12,7 @@
  * length, so the two differ only for a later call between the original and the grown length.
  */
 import { z } from "zod";
-import { Embedding, Linear, Module, RMSNorm } from "../nn/index.js";
+import { Embedding, Linear, Module, RMSNorm, normalLinear } from "../nn/index.js";
 import {
   arange,
   cat,
@@ -246,16 +246,6 @@ function repeatKv(x: Tensor, rep: number): Tensor {
 
 // ---- blocks -------------------------------------------------------------------------------------
 
-/** nn.Linear with HF's `_init_weights`: weight ~ N(0, std²), bias 0. */
-function normalLinear(inF: number, outF: number, bias: boolean, std: number, g: Generator): Linear {
-  const l = new Linear(inF, outF, { bias, generator: g });
-  noGrad(() => {
-    l.weight.normal_(0, std, g);
-    l.bias?.zero_();
-  });
-  return l;
-}
-
 class LlamaAttention extends Module {
   q_proj: Linear;
   k_proj: Linear;
@@ -269,10 +259,10 @@ class LlamaAttention extends Module {
     const { hidden_size: C, num_attention_heads: nh, num_key_value_heads: nkv, head_dim: hd } = cfg;
     const std = cfg.initializer_range;
     const qkvBias = cfg.attention_bias || cfg.model_type === "qwen2";
-    this.q_proj = normalLinear(C, nh * hd, qkvBias, std, g);
-    this.k_proj = normalLinear(C, nkv * hd, qkvBias, std, g);
-    this.v_proj = normalLinear(C, nkv * hd, qkvBias, std, g);
-    this.o_proj = normalLinear(nh * hd, C, cfg.attention_bias, std, g);
+    this.q_proj = normalLinear(C, nh * hd, std, g, qkvBias);
+    this.k_proj = normalLinear(C, nkv * hd, std, g, qkvBias);
+    this.v_proj = normalLinear(C, nkv * hd, std, g, qkvBias);
+    this.o_proj = normalLinear(nh * hd, C, std, g, cfg.attention_bias);
   }
   forward(
     x: Tensor,
@@ -308,9 +298,9 @@ class LlamaMLP extends Module {
   constructor(cfg: LlamaConfig, g: Generator) {
     super();
     const { hidden_size: C, intermediate_size: I, mlp_bias: bias, initializer_range: std } = cfg;
-    this.gate_proj = normalLinear(C, I, bias, std, g);
-    this.up_proj = normalLinear(C, I, bias, std, g);
-    this.down_proj = normalLinear(I, C, bias, std, g);
+    this.gate_proj = normalLinear(C, I, std, g, bias);
+    this.up_proj = normalLinear(C, I, std, g, bias);
+    this.down_proj = normalLinear(I, C, std, g, bias);
   }
   forward(x: Tensor): Tensor {
     return this.down_proj.forward(this.gate_proj.forward(x).silu().mul(this.up_proj.forward(x)));
@@ -398,9 +388,9 @@ export class LlamaForCausalLM extends Module implements CausalLM {
       this.lm_head = normalLinear(
         config.hidden_size,
         config.vocab_size,
-        false,
         config.initializer_range,
         g,
+        false,
       );
   }
 

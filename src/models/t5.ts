@@ -12,7 +12,7 @@
  * (`encoder.block.0.layer.0.SelfAttention.q.weight`); `encoder.embed_tokens` and
  * `decoder.embed_tokens` are the `shared` embedding itself, so their keys are aliases.
  */
-import { Embedding, Linear, Module, RMSNorm } from "../nn/index.js";
+import { Embedding, Linear, Module, RMSNorm, normalLinear } from "../nn/index.js";
 import {
   arange,
   cat,
@@ -242,13 +242,6 @@ function clampFp16(h: Tensor): Tensor {
   return op("aten::clamp.Tensor", [h, limit.neg(), limit]);
 }
 
-/** nn.Linear without bias, re-initialised N(0, std²) as `_init_weights` does. */
-function normalLinear(inF: number, outF: number, std: number, g: Generator): Linear {
-  const l = new Linear(inF, outF, { bias: false, generator: g });
-  noGrad(() => l.weight.normal_(0, std, g));
-  return l;
-}
-
 /** T5LayerNorm: RMSNorm without mean or bias, in float32; weight = initializer_factor. */
 function t5LayerNorm(cfg: T5Config): RMSNorm {
   const n = new RMSNorm(cfg.d_model, cfg.layer_norm_epsilon);
@@ -273,10 +266,10 @@ class T5Attention extends Module {
     super();
     const f = cfg.initializer_factor;
     const inner = cfg.num_heads * cfg.d_kv;
-    this.q = normalLinear(cfg.d_model, inner, f * (cfg.d_model * cfg.d_kv) ** -0.5, g);
-    this.k = normalLinear(cfg.d_model, inner, f * cfg.d_model ** -0.5, g);
-    this.v = normalLinear(cfg.d_model, inner, f * cfg.d_model ** -0.5, g);
-    this.o = normalLinear(inner, cfg.d_model, f * inner ** -0.5, g);
+    this.q = normalLinear(cfg.d_model, inner, f * (cfg.d_model * cfg.d_kv) ** -0.5, g, false);
+    this.k = normalLinear(cfg.d_model, inner, f * cfg.d_model ** -0.5, g, false);
+    this.v = normalLinear(cfg.d_model, inner, f * cfg.d_model ** -0.5, g, false);
+    this.o = normalLinear(inner, cfg.d_model, f * inner ** -0.5, g, false);
     if (o.hasRelativeBias)
       this.relative_attention_bias = new Embedding(
         cfg.relative_attention_num_buckets,
@@ -380,8 +373,8 @@ class T5DenseActDense extends Module {
   ) {
     super();
     const f = cfg.initializer_factor;
-    this.wi = normalLinear(cfg.d_model, cfg.d_ff, f * cfg.d_model ** -0.5, g);
-    this.wo = normalLinear(cfg.d_ff, cfg.d_model, f * cfg.d_ff ** -0.5, g);
+    this.wi = normalLinear(cfg.d_model, cfg.d_ff, f * cfg.d_model ** -0.5, g, false);
+    this.wo = normalLinear(cfg.d_ff, cfg.d_model, f * cfg.d_ff ** -0.5, g, false);
   }
   forward(x: Tensor): Tensor {
     const h = activations[this.act](this.wi.forward(x));
@@ -403,9 +396,9 @@ class T5DenseGatedActDense extends Module {
   ) {
     super();
     const f = cfg.initializer_factor;
-    this.wi_0 = normalLinear(cfg.d_model, cfg.d_ff, f * cfg.d_model ** -0.5, g);
-    this.wi_1 = normalLinear(cfg.d_model, cfg.d_ff, f * cfg.d_model ** -0.5, g);
-    this.wo = normalLinear(cfg.d_ff, cfg.d_model, f * cfg.d_ff ** -0.5, g);
+    this.wi_0 = normalLinear(cfg.d_model, cfg.d_ff, f * cfg.d_model ** -0.5, g, false);
+    this.wi_1 = normalLinear(cfg.d_model, cfg.d_ff, f * cfg.d_model ** -0.5, g, false);
+    this.wo = normalLinear(cfg.d_ff, cfg.d_model, f * cfg.d_ff ** -0.5, g, false);
   }
   forward(x: Tensor): Tensor {
     const h = activations[this.act](this.wi_0.forward(x)).mul(this.wi_1.forward(x));
@@ -569,7 +562,7 @@ export class T5ForConditionalGeneration extends Module implements Seq2SeqLM {
     this.encoder = new T5Stack(config, this.shared, g, false);
     this.decoder = new T5Stack(config, this.shared, g, true);
     if (!config.tie_word_embeddings) {
-      this.lm_head = normalLinear(config.d_model, config.vocab_size, f, g);
+      this.lm_head = normalLinear(config.d_model, config.vocab_size, f, g, false);
     }
   }
 

@@ -1,4 +1,12 @@
 /** nn: modules with Hugging Face-style dotted parameter names, and the basic layers. */
 export { Module, StateDictError } from "./module.js";
-export { Linear, Embedding, LayerNorm, RMSNorm, Dropout, parameter } from "./layers.js";
+export {
+  Linear,
+  Embedding,
+  LayerNorm,
+  RMSNorm,
+  Dropout,
+  parameter,
+  normalLinear,
+} from "./layers.js";
 export { flattenParameters, type FlatParameters } from "./flat.js";

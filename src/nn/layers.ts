@@ -9,6 +9,7 @@ import {
   Generator,
   layerNorm,
   linear,
+  noGrad,
   ones,
   rmsNorm,
   type Tensor,
@@ -44,6 +45,25 @@ export class Linear extends Module {
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias);
   }
+}
+
+/**
+ * A Linear re-initialised as Hugging Face's `_init_weights` does: weight ~ N(0, std²), bias 0.
+ * (Built as a plain Linear first, so its uniform draws also advance `g`, as torch's would.)
+ */
+export function normalLinear(
+  inF: number,
+  outF: number,
+  std: number,
+  g: Generator,
+  bias = true,
+): Linear {
+  const l = new Linear(inF, outF, { bias, generator: g });
+  noGrad(() => {
+    l.weight.normal_(0, std, g);
+    l.bias?.zero_();
+  });
+  return l;
 }
 
 /** A lookup table (num, dim). Init: N(0, std²), std = 1 as in torch unless given. */
