@@ -19,9 +19,9 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { TrainConfigSchema } from "../train/trainer.js";
 import { expandTaskNames } from "../eval/tasks/index.js";
-import { didYouMean } from "../util/suggest.js";
 import { methodOf } from "./methods/index.js";
 import { getSequence, getTask } from "./tasks/index.js";
+import { formatIssue } from "../util/schema.js";
 
 /** Names that become folder names: letters, digits, `.`, `_`, `-`. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -178,44 +178,6 @@ export interface RunSpec {
   method: Method;
   order: Order;
   seed: number;
-}
-
-/** The first issue of a failed parse as "<source>: field "a.b": message", with suggestions. */
-function formatIssue(issue: z.core.$ZodIssue, schema: z.ZodType, source: string): string {
-  const at = issue.path.join(".");
-  if (issue.code === "unrecognized_keys") {
-    const key = issue.keys[0];
-    const field = at ? `${at}.${key}` : key;
-    const known = knownKeys(schema, issue.path);
-    return `${source}: field "${field}": unknown field.${didYouMean(key, known)}${known.length ? ` Fields: ${known.join(", ")}` : ""}`;
-  }
-  return `${source}: field "${at || "(top level)"}": ${issue.message}`;
-}
-
-/** The keys of the object schema at `path` (through defaults, optionals, arrays, unions). */
-function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
-  const def = (schema as unknown as { def: Record<string, unknown> }).def;
-  switch (def.type) {
-    case "default":
-    case "optional":
-    case "nullable":
-    case "pipe":
-      return knownKeys((def.innerType ?? def.in) as z.ZodType, path);
-    case "array":
-      return knownKeys(def.element as z.ZodType, path.slice(1));
-    case "union":
-      return (def.options as z.ZodType[]).flatMap((o) => knownKeys(o, path));
-    case "object": {
-      const shape = def.shape as Record<string, z.ZodType>;
-      if (path.length === 0) return Object.keys(shape);
-      const next = shape[String(path[0])];
-      return next ? knownKeys(next, path.slice(1)) : [];
-    }
-    case "record":
-      return path.length === 0 ? [] : knownKeys(def.valueType as z.ZodType, path.slice(1));
-    default:
-      return [];
-  }
 }
 
 /** Replaces `${VAR}` and `${VAR:-default}` in every string of a parsed config. */

@@ -25,6 +25,7 @@ import {
 } from "../tensor/index.js";
 import { attentionMask4d, pastLength } from "./masks.js";
 import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
+import { parseWith } from "../util/schema.js";
 
 const positiveInt = z.number().int().positive();
 
@@ -64,12 +65,7 @@ export function parseBloomConfig(
       input[field] = input[alias];
       delete input[alias];
     }
-  const parsed = BloomConfigSchema.safeParse(input);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(`${source}: field "${issue.path.join(".")}": ${issue.message}`);
-  }
-  const c = parsed.data;
+  const c = parseWith(BloomConfigSchema, input, source);
   if (c.hidden_size % c.n_head !== 0)
     throw new Error(
       `${source}: field "hidden_size" (${c.hidden_size}) must be divisible by "n_head" (${c.n_head})`,

@@ -23,6 +23,7 @@ import {
 } from "../tensor/index.js";
 import { attentionMask4d, pastLength, positionIds, type AttentionMask } from "./masks.js";
 import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
+import { parseWith } from "../util/schema.js";
 
 const GPT2ConfigSchema = z.object({
   model_type: z.literal("gpt2"),
@@ -71,16 +72,10 @@ export function gpt2Config(c: Partial<GPT2Config>): GPT2Config {
 export function parseGpt2Config(raw: Record<string, unknown>, source = "config.json"): GPT2Config {
   const known = Object.keys(GPT2ConfigSchema.shape).filter((k) => raw[k] !== undefined);
   const merged = gpt2Config(Object.fromEntries(known.map((k) => [k, raw[k]])));
-  const parsed = GPT2ConfigSchema.safeParse(merged);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(`${source}: field "${issue.path.join(".")}": ${issue.message}`);
-  }
-  if (parsed.data.n_embd % parsed.data.n_head !== 0)
-    throw new Error(
-      `${source}: field "n_head": ${parsed.data.n_head} does not divide n_embd ${parsed.data.n_embd}`,
-    );
-  return parsed.data;
+  const c = parseWith(GPT2ConfigSchema, merged, source);
+  if (c.n_embd % c.n_head !== 0)
+    throw new Error(`${source}: field "n_head": ${c.n_head} does not divide n_embd ${c.n_embd}`);
+  return c;
 }
 
 /** HF's Conv1D: y = x W + b with W of shape (in, out). */

@@ -24,6 +24,7 @@ import {
 } from "../tensor/index.js";
 import { attentionMask4d, pastLength, positionIds } from "./masks.js";
 import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
+import { parseWith } from "../util/schema.js";
 
 /** transformers' ACT2FN entries GPT-NeoX configs use. */
 const ACTIVATIONS = {
@@ -89,12 +90,7 @@ export function parseGPTNeoXConfig(
 ): GPTNeoXConfig {
   const input: Record<string, unknown> = { ...raw };
   resolveRopeAliases(input);
-  const parsed = GPTNeoXConfigSchema.safeParse(input);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(`${source}: field "${issue.path.join(".")}": ${issue.message}`);
-  }
-  const c = parsed.data;
+  const c = parseWith(GPTNeoXConfigSchema, input, source);
   if (c.hidden_size % c.num_attention_heads !== 0)
     throw new Error(
       `${source}: field "hidden_size" (${c.hidden_size}) must be divisible by "num_attention_heads" (${c.num_attention_heads})`,

@@ -27,6 +27,7 @@ import {
 } from "../tensor/index.js";
 import { attentionMask4d, pastLength, positionIds, type AttentionMask } from "./masks.js";
 import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
+import { parseWith } from "../util/schema.js";
 
 const LLAMA_TYPES = ["llama", "mistral", "qwen2"] as const;
 type LlamaType = (typeof LLAMA_TYPES)[number];
@@ -147,12 +148,7 @@ export function llamaConfig(raw: Record<string, unknown>, source = "config.json"
       `${source}: field "use_sliding_window": qwen2 sliding-window layers are not supported`,
     );
   if (type === "qwen2") merged.sliding_window = null; // only read when use_sliding_window is true
-  const parsed = LlamaConfigSchema.safeParse(merged);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new Error(`${source}: field "${issue.path.join(".")}": ${issue.message}`);
-  }
-  const c = parsed.data;
+  const c = parseWith(LlamaConfigSchema, merged, source);
   const r = c.rope_scaling;
   if (
     r?.rope_type === "llama3" &&

@@ -13,6 +13,7 @@ import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { RESULTS_FORMAT, type RunResults } from "../continual/results.js";
+import { parseWith } from "../util/schema.js";
 
 /** One evaluated item at one stage. */
 export interface ItemRecord {
@@ -124,14 +125,6 @@ function readJson(file: string): unknown {
   }
 }
 
-function check<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0];
-  const field = issue.path.length ? issue.path.join(".") : "(top level)";
-  throw new Error(`${where}: field "${field}": ${issue.message}`);
-}
-
 /** Run directories under `dir`: `dir` itself when it holds results.json, else `dir/runs/*`. */
 export function findRunDirs(dir: string): string[] {
   if (existsSync(join(dir, "results.json"))) return [dir];
@@ -170,7 +163,7 @@ function readItems(dir: string): Run["items"] {
           } catch (e) {
             throw new Error(`${path}:${i + 1}: ${(e as Error).message}`);
           }
-          const r = check(itemSchema, value, `${path}:${i + 1}`);
+          const r = parseWith(itemSchema, value, `${path}:${i + 1}`);
           return [{ ...r, doc_id: String(r.doc_id) }];
         });
       const benchmark = file.slice(0, -".jsonl".length);
@@ -183,14 +176,14 @@ function readItems(dir: string): Run["items"] {
 /** Loads and checks one run directory. */
 export function loadRun(dir: string): Run {
   const resultsFile = join(dir, "results.json");
-  const results = check(resultsSchema, readJson(resultsFile), resultsFile);
+  const results = parseWith(resultsSchema, readJson(resultsFile), resultsFile);
   const cardFile = join(dir, "run-card.json");
   const rawCard = existsSync(cardFile) ? readJson(cardFile) : {};
   if (typeof rawCard !== "object" || rawCard === null || Array.isArray(rawCard))
     throw new Error(`${cardFile}: must hold a JSON object`);
   const card = rawCard as Record<string, unknown>;
   const facts =
-    card.model === undefined ? {} : check(modelSchema, card.model, `${cardFile} field "model"`);
+    card.model === undefined ? {} : parseWith(modelSchema, card.model, `${cardFile} field "model"`);
   return {
     dir,
     results,
