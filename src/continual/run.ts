@@ -46,7 +46,7 @@ import { sha256File } from "../io/hash.js";
 import type { SftText } from "../train/data.js";
 import { trainStage } from "../train/trainer.js";
 import { filesFingerprint, moduleFingerprint, ResultCache } from "../eval/cache.js";
-import { evaluate, type EvalResults } from "../eval/evaluate.js";
+import { emptyResults, evaluate, type EvalResults } from "../eval/evaluate.js";
 import { ModelLM } from "../eval/model_lm.js";
 import { getGenerationMetric } from "../eval/metrics/index.js";
 import { getTask as getEvalTask } from "../eval/tasks/index.js";
@@ -458,16 +458,7 @@ async function evaluateGeneral(
   study: Study,
 ): Promise<{ results: Omit<EvalResults, "samples">; items: [string, ItemRecord[]][] }> {
   const c = study.config;
-  const merged: Omit<EvalResults, "samples"> = {
-    results: {},
-    groups: {},
-    group_subtasks: {},
-    configs: {},
-    versions: {},
-    "n-shot": {},
-    higher_is_better: {},
-    "n-samples": {},
-  };
+  const merged = emptyResults();
   const items: [string, ItemRecord[]][] = [];
   for (const b of study.benchmarks) {
     const res = await evaluate(lm, [b.name], {

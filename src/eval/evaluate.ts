@@ -179,6 +179,20 @@ export interface EvalResults {
   samples?: Record<string, Sample[]>;
 }
 
+/** lm-eval's results layout with nothing in it (no `samples`). */
+export function emptyResults(): Omit<EvalResults, "samples"> {
+  return {
+    results: {},
+    groups: {},
+    group_subtasks: {},
+    configs: {},
+    versions: {},
+    "n-shot": {},
+    higher_is_better: {},
+    "n-samples": {},
+  };
+}
+
 function configOf(task: Task, shots: number): Record<string, unknown> {
   return {
     task: task.task,
@@ -242,14 +256,7 @@ export async function scoreTasks(
     throw new Error(`LM returned ${answers.length} results for ${flat.length} requests`);
 
   const out: EvalResults = {
-    results: {},
-    groups: {},
-    group_subtasks: {},
-    configs: {},
-    versions: {},
-    "n-shot": {},
-    higher_is_better: {},
-    "n-samples": {},
+    ...emptyResults(),
     ...(opts.logSamples ? { samples: {} } : {}),
   };
   let at = 0;
