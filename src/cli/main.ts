@@ -8,10 +8,13 @@ import { evalCommand } from "./eval.js";
 import { generateCommand, logitsCommand } from "./model.js";
 import { compareCommand, reportCommand } from "./report.js";
 import { resumeCommand, runCommand, statusCommand } from "./run.js";
+import { studyCommand } from "./study.js";
 
 const USAGE = `lethe — measure and mitigate catastrophic forgetting in continually fine-tuned LLMs
 
 usage:
+  lethe study [--preset default|quick|full] [--out DIR] [--zoo-dir DIR]
+                                         the built-in miniature study, end to end, to a report
   lethe demo [--seconds 60] [--seed 0]   train a small GPT-2 on built-in text (engine check)
   lethe logits --model DIR --inputs IN.safetensors --out OUT.safetensors
                                          logits of a model for the input ids in IN
@@ -48,6 +51,7 @@ const commands: Record<string, Command> = {
     });
     return 0;
   },
+  study: studyCommand,
   logits: logitsCommand,
   generate: generateCommand,
   eval: evalCommand,

@@ -22,6 +22,7 @@ import { expandTaskNames } from "../eval/tasks/index.js";
 import { methodOf } from "./methods/index.js";
 import { getSequence, getTask } from "./tasks/index.js";
 import { formatIssue } from "../util/schema.js";
+import { didYouMean } from "../util/suggest.js";
 
 /** Names that become folder names: letters, digits, `.`, `_`, `-`. */
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -40,6 +41,8 @@ const ModelSchema = z
       .optional(),
     dtype: z.enum(["float32", "float16", "bfloat16"]).default("float32"),
     device: z.string().default("cpu"),
+    base: name.optional(), // the model it was instruction-tuned from: the report pairs their runs
+    methods: z.array(z.string()).min(1).optional(), // labels of the methods it runs; default all
   })
   .refine((m) => (m.ref === undefined) !== (m.build === undefined), {
     message: 'give exactly one of "ref" and "build"',
@@ -139,10 +142,18 @@ export const CATEGORIES: Record<string, string> = {
   hellaswag: "reasoning",
   race: "reading_comprehension",
   crows_pairs_english: "bias",
+  mini_mmlu: "domain_knowledge",
+  mini_piqa: "reasoning",
+  mini_hellaswag: "reasoning",
+  mini_race: "reading_comprehension",
+  mini_crows_pairs: "bias",
 };
 
 /** Metric keys FG and the matrix use by default: accuracy, CrowS-Pairs' share of stereotypes. */
-const PRIMARY: Record<string, string> = { crows_pairs_english: "pct_stereotype,none" };
+const PRIMARY: Record<string, string> = {
+  crows_pairs_english: "pct_stereotype,none",
+  mini_crows_pairs: "pct_stereotype,none",
+};
 
 export interface Benchmark {
   name: string;
@@ -269,6 +280,17 @@ export function parseStudy(
     "methods (labels)",
     source,
   );
+  const labels = methods.map((m) => m.label);
+  config.models.forEach((m, i) => {
+    m.methods?.forEach((label, j) => {
+      if (!labels.includes(label))
+        throw new Error(
+          `${source}: field "models.${i}.methods.${j}": no method labelled "${label}"${didYouMean(label, labels)}`,
+        );
+    });
+    if (m.base === m.name)
+      throw new Error(`${source}: field "models.${i}.base": a model cannot be its own base`);
+  });
 
   const orders: Order[] = config.orders.map((o, i) => {
     let tasks: string[] = [];
@@ -337,7 +359,7 @@ export function loadStudy(file: string, env: NodeJS.ProcessEnv = process.env): S
 export function expandGrid(study: Study): RunSpec[] {
   const runs: RunSpec[] = [];
   for (const model of study.config.models)
-    for (const method of study.methods)
+    for (const method of study.methods.filter((m) => model.methods?.includes(m.label) ?? true))
       for (const order of study.orders)
         for (const seed of study.config.seeds)
           runs.push({
@@ -355,7 +377,7 @@ export function runConfig(study: Study, run: RunSpec): StudyConfig {
   const m = run.method;
   return {
     ...study.config,
-    models: [run.model],
+    models: [{ ...run.model, methods: undefined }],
     methods: [{ name: m.name, options: m.options, label: m.label }],
     orders: [{ name: run.order.name, tasks: run.order.tasks }],
     seeds: [run.seed],

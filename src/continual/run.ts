@@ -134,7 +134,9 @@ export async function runStudy(
     );
   if (!existsSync(studyFile)) writeAtomic(studyFile, text);
   const dirs: string[] = [];
-  for (const spec of expandGrid(study)) {
+  const grid = expandGrid(study);
+  for (const [i, spec] of grid.entries()) {
+    o.log?.(`run ${i + 1}/${grid.length}: ${spec.name}`);
     const dir = join(outDir, "runs", spec.name);
     mkdirSync(dir, { recursive: true });
     const file = join(dir, RUN_FILE);

@@ -39,7 +39,13 @@ export interface RunCard {
   git: { commit: string | null; dirty: boolean | null };
   versions: Record<string, string>;
   hardware: Record<string, unknown>;
-  model: { params: number; architecture: "decoder-only" | "encoder-decoder"; family: string };
+  model: {
+    params: number;
+    architecture: "decoder-only" | "encoder-decoder";
+    family: string;
+    /** The model it was instruction-tuned from (config `models[].base`). */
+    base?: string;
+  };
   /** Absolute path → sha256 of every data file the run may read. */
   data: Record<string, string>;
 }
@@ -165,6 +171,7 @@ export function makeRunCard(
       params: model.parameters().reduce((n, p) => n + p.numel(), 0),
       architecture: model.kind === "causal" ? "decoder-only" : "encoder-decoder",
       family: model.config.model_type,
+      ...(run.model.base !== undefined ? { base: run.model.base } : {}),
     },
     data,
   };

@@ -1,91 +1,37 @@
 /**
- * The miniature study's benchmarks: lm-eval task declarations over the documents `evalSuite(world)`
- * generates, each reusing a real task's prompt and scoring, and the four general abilities of
- * Luo et al. 2023 (arXiv 2308.08747) they stand for.
+ * The miniature study's benchmarks over one world: the documents `evalSuite(world)` generates, in
+ * the schema of the registered mini tasks (src/eval/tasks/mini.ts, each a real lm-eval task's
+ * prompt and scoring), and the four general abilities of Luo et al. 2023 (arXiv 2308.08747) they
+ * stand for. `miniTasks` serves the docs from memory (the zoo's vocabulary and format documents,
+ * `evaluateMini`); a study reads the same docs from the files src/mini/data.ts writes.
  *
- * References (lm-evaluation-harness v0.4.x, as src/eval/tasks/ declares them):
- * - mini_mmlu: `mmlu/continuation/_continuation_template_yaml` (version 1.0) with the per-subject
- *   description "The following are questions (with answers) about <subject>.\n\n": the cloze form
- *   of MMLU, where the choices are the answer texts. The lettered form needs a model that maps
- *   "A."–"D." onto options, which a corpus-pretrained toy model never sees. The subject line is
- *   put in front of each doc's text (lm-eval renders the description per doc), so with few-shot
- *   examples it also precedes each example.
- * - mini_piqa, mini_hellaswag, mini_crows_pairs: `piqa.yaml`, `hellaswag.yaml` (its process_docs),
- *   `crows_pairs_english.yaml` (likelihood_diff, pct_stereotype), declarations reused as they are.
- * - mini_race: `race.yaml`; each article with questions q1..qn gives n docs, the k-th asking qk
- *   after q1..q(k-1) answered in the prompt (lm-eval asks only the last one per article).
- * Docs come from memory: a task's `original` loader returns the world's docs for the test split.
- * `evaluateMini` scores them as src/eval/evaluate.ts `evaluate` does (same requests, scoring and
- * aggregation), since that function looks tasks up in the file-backed registry by name.
+ * mini_race: each article with questions q1..qn gives n docs, the k-th asking qk after q1..q(k-1)
+ * answered in the prompt (lm-eval asks only the last one per article).
  */
 import { scoreTasks, type EvalResults, type PreparedTask } from "../eval/evaluate.js";
 import type { LM } from "../eval/lm.js";
-import { accMean, accNormMean, defineTask, type Doc, type Task } from "../eval/task.js";
-import { crows_pairs_english } from "../eval/tasks/crows_pairs.js";
-import { hellaswag } from "../eval/tasks/hellaswag.js";
-import { piqa } from "../eval/tasks/piqa.js";
-import { race } from "../eval/tasks/race.js";
+import type { Doc, Task } from "../eval/task.js";
+import { miniTasks as registered } from "../eval/tasks/mini.js";
 import { lookup } from "../util/suggest.js";
-import { evalSuite, type EvalSuite, type MmluDoc } from "./evalSuite.js";
+import { evalSuite, type EvalSuite } from "./evalSuite.js";
 import type { World } from "./world.js";
-
-/** Bump when a mini task's docs, prompt or scoring changes. */
-const MINI_VERSION = 1;
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- each task has its own doc type
 type AnyTask = Task<any>;
 
-/** A copy of `base` named `task` whose only split is "test", read from `docs`. */
-function fromWorld(base: AnyTask, task: string, docs: object[]): AnyTask {
-  return {
-    ...base,
-    task,
-    version: MINI_VERSION,
-    datasetPath: `lethe-mini/${base.task}`,
-    datasetName: undefined,
-    dir: task,
-    original: async (_dataDir, split) => (split === "test" ? (docs as Doc[]) : null),
-    trainingSplit: undefined,
-    validationSplit: undefined,
-    testSplit: "test",
-    fewshotSplit: undefined,
-  };
-}
-
-const mmluContinuation = defineTask<MmluDoc & Doc>({
-  task: "mmlu_continuation",
-  version: 1,
-  datasetPath: "cais/mmlu",
-  dir: "mmlu",
-  original: async () => null,
-  testSplit: "test",
-  docToText: (d) =>
-    `The following are questions (with answers) about ${d.subject}.\n\n` +
-    `Question: ${d.question.trim()}\nAnswer:`,
-  docToChoice: (d) => d.choices,
-  docToTarget: (d) => d.answer,
-  outputType: "multiple_choice",
-  metrics: [accMean, accNormMean],
-});
-
-const MINI_TASKS = {
-  mini_mmlu: (s: EvalSuite) => fromWorld(mmluContinuation, "mini_mmlu", s.mmlu),
-  mini_piqa: (s: EvalSuite) => fromWorld(piqa, "mini_piqa", s.piqa),
-  mini_hellaswag: (s: EvalSuite) => fromWorld(hellaswag, "mini_hellaswag", s.hellaswag),
+const MINI_DOCS = {
+  mini_mmlu: (s: EvalSuite) => s.mmlu,
+  mini_piqa: (s: EvalSuite) => s.piqa,
+  mini_hellaswag: (s: EvalSuite) => s.hellaswag,
   mini_race: (s: EvalSuite) =>
-    fromWorld(
-      race,
-      "mini_race",
-      s.race.flatMap((a) =>
-        a.questions.map((_, k) => ({ article: a.article, problems: a.questions.slice(0, k + 1) })),
-      ),
+    s.race.flatMap((a) =>
+      a.questions.map((_, k) => ({ article: a.article, problems: a.questions.slice(0, k + 1) })),
     ),
-  mini_crows_pairs: (s: EvalSuite) =>
-    fromWorld(crows_pairs_english, "mini_crows_pairs", s.crows_pairs),
-} satisfies Record<string, (s: EvalSuite) => AnyTask>;
+  mini_crows_pairs: (s: EvalSuite) => s.crows_pairs,
+} satisfies Record<keyof typeof registered, (s: EvalSuite) => object[]>;
 
-export type MiniTaskName = keyof typeof MINI_TASKS;
-export const MINI_TASK_NAMES = Object.keys(MINI_TASKS) as MiniTaskName[];
+export type MiniTaskName = keyof typeof MINI_DOCS;
+export const MINI_TASK_NAMES = Object.keys(MINI_DOCS) as MiniTaskName[];
 
 /** The general abilities of Luo et al. 2023 and the mini benchmarks that measure each. */
 export const MINI_CATEGORIES = {
@@ -114,11 +60,25 @@ export const MINI_CHANCE = {
   mini_crows_pairs: 0.5,
 } as const satisfies Record<MiniTaskName, number>;
 
-/** The mini benchmarks of `world` as lm-eval task declarations. */
-export function miniTasks(world: World): Record<MiniTaskName, AnyTask> {
+/** The test docs of every mini benchmark of `world`, as the task files hold them. */
+export function miniDocs(world: World): Record<MiniTaskName, Doc[]> {
   const suite = evalSuite(world);
   return Object.fromEntries(
-    MINI_TASK_NAMES.map((name) => [name, MINI_TASKS[name](suite)]),
+    MINI_TASK_NAMES.map((name) => [name, MINI_DOCS[name](suite)]),
+  ) as unknown as Record<MiniTaskName, Doc[]>;
+}
+
+/** The registered mini tasks, reading `world`'s docs from memory instead of files. */
+export function miniTasks(world: World): Record<MiniTaskName, AnyTask> {
+  const docs = miniDocs(world);
+  return Object.fromEntries(
+    MINI_TASK_NAMES.map((name) => [
+      name,
+      {
+        ...registered[name],
+        original: async (_dataDir: string, split: string) => (split === "test" ? docs[name] : null),
+      },
+    ]),
   ) as Record<MiniTaskName, AnyTask>;
 }
 

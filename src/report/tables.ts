@@ -39,11 +39,17 @@ export function seedCell(all: readonly number[], single?: [number, number]): Cel
   return { mean: s.estimate, lo, hi, seeds: values.length };
 }
 
-/** One FG table per method (alphabetical), models in report order. */
+/**
+ * One FG table per method, models in report order; the method run on the most models first (the
+ * paper's table: sequential fine-tuning across the zoo), then by name.
+ */
 export function fgTables(runs: readonly Run[]): FgTable[] {
   const groups = groupRuns(runs);
   const categories = categoriesOf(runs);
-  return [...new Set(groups.map((g) => g.method))].sort().map((method) => {
+  const models = (m: string) => groups.filter((g) => g.method === m).length;
+  const methods = [...new Set(groups.map((g) => g.method))];
+  methods.sort((a, b) => models(b) - models(a) || a.localeCompare(b));
+  return methods.map((method) => {
     const gs = groups.filter((g) => g.method === method);
     return {
       method,

@@ -83,16 +83,17 @@ bias & 2.00 {\\scriptsize [1.00, 3.00]} & -1.00 \\\\
   );
 });
 
-test("one FG table per method, alphabetical", () => {
-  const tables = fgTables([...runs, run("a-small", 1e8, "ewc", 0, { reasoning: 5 })]);
+test("one FG table per method: the method on most models first, then by name", () => {
+  const ewc = run("a-small", 1e8, "ewc", 0, { reasoning: 5 });
+  const tables = fgTables([...runs, ewc, run("a-small", 1e8, "anil", 0, { reasoning: 1 })]);
   assert.deepEqual(
     tables.map((t) => t.method),
-    ["ewc", "full"],
+    ["full", "anil", "ewc"],
   );
-  assert.deepEqual(tables[0].models, ["a-small"]);
-  assert.deepEqual(tables[0].categories, ["domain_knowledge", "reasoning", "bias"]);
-  assert.equal(tables[0].cells[0][0], null); // ewc run has no domain_knowledge
-  assert.equal(tables[0].cells[1][0]?.mean, 5);
+  assert.deepEqual(tables[2].models, ["a-small"]);
+  assert.deepEqual(tables[2].categories, ["domain_knowledge", "reasoning", "bias"]);
+  assert.equal(tables[2].cells[0][0], null); // ewc run has no domain_knowledge
+  assert.equal(tables[2].cells[1][0]?.mean, 5);
 });
 
 test("runs side by side: FG per category, then the matrix metrics", () => {

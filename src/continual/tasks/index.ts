@@ -7,6 +7,9 @@
  *   (Scialom et al. 2022) in the order Simp → Emdg → InqQA → Exp → HGen. The empathetic-dialogue
  *   and inquisitive-question data are not in shared data, so the two other CT0 tasks that are,
  *   Haiku and COVID-QA, take their places: asset → haiku → covid_qa → esnli → gigaword.
+ * - "mini": the paper's order over the miniature study's synthetic tasks (src/continual/tasks/mini.ts):
+ *   simplification → empathetic dialogue → inquisitive question generation → explanation →
+ *   headline generation.
  * - "olora-4-order1..3" and "olora-15-order4..6": the standard 4-task and long 15-task orders of
  *   O-LoRA (Wang et al. 2023, Table 7; `scripts/order_{1,2,3}.sh` of cmnfriend/O-LoRA), the same
  *   orders as Progressive Prompts (Razdaibiedina et al. 2023).
@@ -23,6 +26,7 @@ import { covidQa } from "./covid_qa.js";
 import { esnli } from "./esnli.js";
 import { gigaword } from "./gigaword.js";
 import { haiku } from "./haiku.js";
+import { miniTasks } from "./mini.js";
 import { oloraTasks } from "./olora.js";
 
 const GENERATION_TASKS = {
@@ -34,11 +38,11 @@ const GENERATION_TASKS = {
   alpaca,
 } as const satisfies Record<string, TaskDefinition>;
 
-for (const name of Object.keys(oloraTasks)) {
+for (const name of [...Object.keys(oloraTasks), ...Object.keys(miniTasks)]) {
   if (name in GENERATION_TASKS) throw new Error(`task registry: duplicate task name "${name}"`);
 }
 
-export const TASKS = { ...GENERATION_TASKS, ...oloraTasks } as const satisfies Record<
+export const TASKS = { ...GENERATION_TASKS, ...oloraTasks, ...miniTasks } as const satisfies Record<
   string,
   TaskDefinition
 >;
@@ -47,6 +51,13 @@ export type TaskName = keyof typeof TASKS;
 
 export const SEQUENCES = {
   luo2023: ["asset", "haiku", "covid_qa", "esnli", "gigaword"],
+  mini: [
+    "mini_simplification",
+    "mini_empathetic_dialogue",
+    "mini_inquisitive_qg",
+    "mini_explanation",
+    "mini_headline_generation",
+  ],
   "olora-4-order1": ["dbpedia", "amazon", "yahoo", "agnews"],
   "olora-4-order2": ["dbpedia", "amazon", "agnews", "yahoo"],
   "olora-4-order3": ["yahoo", "amazon", "agnews", "dbpedia"],

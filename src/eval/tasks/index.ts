@@ -8,6 +8,7 @@ import { boolq } from "./boolq.js";
 import * as crows from "./crows_pairs.js";
 import { hellaswag } from "./hellaswag.js";
 import { lambada_openai } from "./lambada_openai.js";
+import { miniTasks } from "./mini.js";
 import { mmluGroups, mmluTasks } from "./mmlu.js";
 import { openbookqa } from "./openbookqa.js";
 import { piqa } from "./piqa.js";
@@ -33,6 +34,7 @@ export const tasks = {
   truthfulqa_mc2,
   ...crows,
   ...mmluTasks,
+  ...miniTasks,
 } satisfies Record<string, AnyTask>;
 
 export const groups = { ...mmluGroups } satisfies Record<string, GroupConfig>;
