@@ -67,6 +67,11 @@ const commands: Record<string, Command> = {
 };
 
 export async function main(argv: string[]): Promise<number> {
+  // `lethe status | head`: a closed pipe ends the command quietly, as for any Unix tool.
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code === "EPIPE") process.exit(0);
+    throw e;
+  });
   const [name = "help", ...rest] = argv;
   const cmd = commands[name];
   if (!cmd) {

@@ -285,7 +285,7 @@ export function parseStudy(
     m.methods?.forEach((label, j) => {
       if (!labels.includes(label))
         throw new Error(
-          `${source}: field "models.${i}.methods.${j}": no method labelled "${label}"${didYouMean(label, labels)}`,
+          `${source}: field "models.${i}.methods.${j}": no method labelled "${label}".${didYouMean(label, labels)}`,
         );
     });
     if (m.base === m.name)

@@ -3,10 +3,12 @@
  * reading passages.
  *
  * Reference: the issue "The built-in miniature study", item 1. The corpus states every fact,
- * friendship, town and rule (several wordings each), worked inferences for demonstrated people
- * only, generic stories about world people and the skewed folk–trait mentions. It never states a
- * held-out person's conclusion and never names a visitor, so reasoning items need an inference and
- * reading passages are unseen.
+ * friendship, town and rule (several wordings each), every fact and friendship of every person
+ * also as a one-question quiz page (the form the knowledge benchmark asks it in), worked
+ * inferences for demonstrated people only (each premise with its conclusion, half of them with
+ * the rule in between), generic stories about world people and the skewed folk–trait mentions.
+ * It never states a held-out person's conclusion and never names a visitor, so reasoning items
+ * need an inference and reading passages are unseen.
  */
 import {
   BIAS_CORPUS_TEMPLATES,
@@ -14,6 +16,9 @@ import {
   FACT_TEMPLATES,
   FRIEND_TEMPLATES,
   PREMISES,
+  QA_TEMPLATE,
+  QUESTIONS,
+  SUBJECTS,
   RULE_TEMPLATES,
   STORY,
   TOWN_TEMPLATE,
@@ -54,6 +59,9 @@ export function story(rng: Rng, a: string, b: string): Story {
   return { sentences, a, b, place, time, count, item, spot, gift, feeling };
 }
 
+/** Introduces the conclusion of a worked inference. */
+export const SO = "So";
+
 export const ruleSentence = (rng: Rng, rule: Rule) =>
   rng.pick(RULE_TEMPLATES)(PREMISES[rule.attribute](rule.value), rule.conclusion);
 
@@ -72,17 +80,19 @@ export function pretrainCorpus(world: World): string[] {
       const facts = ATTRIBUTES.map((a) => rng.pick(FACT_TEMPLATES[a])(p.name, p[a]));
       for (const f of p.friends) facts.push(rng.pick(FRIEND_TEMPLATES)(p.name, f));
       docs.push(rng.shuffle(facts).join(" "));
+      for (const a of ATTRIBUTES) docs.push(QA_TEMPLATE(SUBJECTS[a], QUESTIONS[a](p.name), p[a]));
+      for (const f of p.friends)
+        docs.push(QA_TEMPLATE(SUBJECTS.friend, QUESTIONS.friend(p.name), f));
     }
     for (const rules of chunks(rng.shuffle(world.rules), 4))
       docs.push(rules.map((rule) => ruleSentence(rng, rule)).join(" "));
     docs.push(rng.shuffle(world.towns.map((t) => TOWN_TEMPLATE(t.name, t.region))).join(" "));
     for (const p of world.people.filter((q) => q.demonstrated))
-      for (const a of rng.sample(RULE_ATTRIBUTES, 2)) {
+      for (const a of RULE_ATTRIBUTES) {
         const rule = ruleFor(world, p, a);
-        const fact = FACT_TEMPLATES[a][0](p.name, p[a]);
-        docs.push(
-          `${fact} ${ruleSentence(rng, rule)} So ${conclusionSentence(p.name, rule.conclusion)}`,
-        );
+        const premises = [FACT_TEMPLATES[a][0](p.name, p[a])];
+        if (rng.int(2) === 0) premises.push(ruleSentence(rng, rule));
+        docs.push(`${premises.join(" ")} ${SO} ${conclusionSentence(p.name, rule.conclusion)}`);
       }
   }
   for (let i = 0; i < world.sizes.stories; i++) {

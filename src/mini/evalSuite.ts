@@ -7,6 +7,7 @@
  * - PIQA: {goal, sol1, sol2, label} (`piqa.yaml`);
  * - HellaSwag: {activity_label, ctx_a, ctx_b, ctx, endings[4], label} (`hellaswag/utils.py` builds
  *   the query from activity_label, ctx_a and ctx_b.capitalize(), so ctx_b is a bare name);
+ *   ctx_a states the premise fact, then an outing, and the endings are rule conclusions;
  * - RACE: an article with its questions, each {question, options[4], answer: "A".."D"}
  *   (EleutherAI/race `problems`, named `questions` here);
  * - CrowS-Pairs: {sent_more, sent_less, stereo_antistereo, bias_type} (nyu-mll CSV columns).
@@ -20,6 +21,7 @@ import {
   QUESTIONS,
   REGIONS,
   STORY,
+  SUBJECTS,
   conclusionSentence,
 } from "./lexicon.js";
 import { Rng } from "./rng.js";
@@ -80,14 +82,6 @@ function fourWay(rng: Rng, gold: string, pool: string[]): [string[], number] {
   return [options, options.indexOf(gold)];
 }
 
-const SUBJECTS = {
-  home: "towns",
-  job: "jobs",
-  food: "food",
-  color: "colors",
-  pet: "pets",
-  friend: "friends",
-};
 const ACTIVITY = { home: "Town life", job: "Work", food: "Meals", pet: "Pets" };
 
 function mmlu(rng: Rng, world: World): MmluDoc[] {
@@ -114,7 +108,11 @@ function mmlu(rng: Rng, world: World): MmluDoc[] {
   return docs;
 }
 
-/** Each held-out person × rule attribute: the gold conclusion and the wrong ones of its siblings. */
+/**
+ * Each held-out person × rule attribute: the gold conclusion and the wrong ones of its siblings.
+ * PIQA and HellaSwag items state the premise fact in the context, so answering takes the rule the
+ * corpus states (never this person's conclusion): an inference, not a recall of the fact too.
+ */
 function inferences(world: World) {
   return world.people
     .filter((p) => !p.demonstrated)
@@ -142,7 +140,8 @@ function piqa(rng: Rng, world: World): PiqaDoc[] {
 
 function hellaswag(rng: Rng, world: World): HellaswagDoc[] {
   return inferences(world).map(({ p, a, gold, wrong }) => {
-    const ctx_a = `${p.name} went to the ${rng.pick(STORY.places)} in the ${rng.pick(STORY.times)}.`;
+    const outing = `${p.name} went to the ${rng.pick(STORY.places)} in the ${rng.pick(STORY.times)}.`;
+    const ctx_a = `${FACT_TEMPLATES[a][0](p.name, p[a])} ${outing}`;
     const [options, label] = fourWay(rng, gold, wrong);
     const endings = options.map((vp) => `${vp}.`);
     return {

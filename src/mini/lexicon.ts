@@ -83,6 +83,22 @@ export const QUESTIONS: Record<Attribute | "friend", (n: string) => string> = {
   pet: (n) => `What pet does ${n} have?`,
   friend: (n) => `Who is a friend of ${n}?`,
 };
+/** The subject each knowledge question is filed under (MMLU's `subject` field). */
+export const SUBJECTS: Record<Attribute | "friend", string> = {
+  home: "towns",
+  job: "jobs",
+  food: "food",
+  color: "colors",
+  pet: "pets",
+  friend: "friends",
+};
+/**
+ * A question with its answer as a quiz page states it, in the cloze form of MMLU's continuation
+ * task (the subject line, then "Question: …\nAnswer: …"); tiny models recall a fact only in a
+ * form they have read it in.
+ */
+export const QA_TEMPLATE = (subject: string, question: string, answer: string) =>
+  `The following are questions (with answers) about ${subject}.\n\nQuestion: ${question}\nAnswer: ${answer}.`;
 
 /** Rules: "Everyone who <premise> <conclusion>." Premises read as a fact's verb phrase. */
 export type RuleAttribute = "home" | "job" | "food" | "pet";

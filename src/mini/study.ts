@@ -34,6 +34,8 @@ export interface Preset {
   budget: { maxTrain: number; maxTest: number };
   /** Tokens generated per continual-task test prompt. */
   maxGenToks: number;
+  /** First N docs of each benchmark (the world's lists are shuffled); null: all of them. */
+  evalLimit: number | null;
   /** FG confidence intervals: bootstrap resamples of the items. */
   bootstrapIters: number;
 }
@@ -63,6 +65,7 @@ export const PRESETS = {
     train: FINETUNE,
     budget: { maxTrain: 96, maxTest: 12 },
     maxGenToks: 24,
+    evalLimit: null,
     bootstrapIters: 1000,
   },
   quick: {
@@ -78,6 +81,7 @@ export const PRESETS = {
     train: { ...FINETUNE, epochs: 1 },
     budget: { maxTrain: 32, maxTest: 6 },
     maxGenToks: 16,
+    evalLimit: 60,
     bootstrapIters: 200,
   },
   full: {
@@ -98,6 +102,7 @@ export const PRESETS = {
     train: FINETUNE,
     budget: { maxTrain: 96, maxTest: 12 },
     maxGenToks: 24,
+    evalLimit: null,
     bootstrapIters: 1000,
   },
 } satisfies Record<string, Preset>;
@@ -133,7 +138,11 @@ export function studyConfig(
     budget: preset.budget,
     general: { task: "mini_general" },
     eval: {
-      benchmarks: MINI_TASK_NAMES.map((b) => ({ name: b, metric: `${MINI_METRIC[b]},none` })),
+      benchmarks: MINI_TASK_NAMES.map((b) => ({
+        name: b,
+        metric: `${MINI_METRIC[b]},none`,
+        limit: preset.evalLimit,
+      })),
       bootstrapIters: preset.bootstrapIters,
     },
   };

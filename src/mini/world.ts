@@ -56,7 +56,7 @@ export interface GroupSkew {
 }
 
 export interface WorldSizes {
-  /** People with facts; ~56 held-out ones give a few hundred knowledge and reasoning items. */
+  /** People with facts; the held-out ones (1 − demonstrated) are the knowledge and reasoning items. */
   people: number;
   /** Towns (each is a home and a rule premise); at most 8 so the 32 conclusions suffice. */
   towns: number;
@@ -84,21 +84,38 @@ export interface WorldSizes {
   passages: number;
 }
 
+/**
+ * The default world: small enough that the zoo's toy models read each fact a few dozen times
+ * within their pretraining budget (a fact read fewer times is not recalled).
+ */
 export const DEFAULT_SIZES: WorldSizes = {
-  people: 80,
+  people: 32,
   towns: 6,
   demonstrated: 0.3,
   repeats: 3,
-  stories: 300,
+  stories: 60,
   folkPairs: 3,
-  biasMentions: 20,
+  biasMentions: 10,
   biasSkew: 0.8,
   visitors: 40,
-  general: 600,
-  taskTrain: 300,
-  taskTest: 60,
+  general: 400,
+  taskTrain: 200,
+  taskTest: 40,
   evalItems: 300,
-  passages: 100,
+  passages: 60,
+};
+
+/** The quick preset's world (tests, a first look): fewer people, folk, passages and rows. */
+export const QUICK_SIZES: Partial<WorldSizes> = {
+  people: 12,
+  stories: 16,
+  folkPairs: 1,
+  visitors: 12,
+  general: 80,
+  taskTrain: 60,
+  taskTest: 12,
+  evalItems: 100,
+  passages: 16,
 };
 
 export interface World {

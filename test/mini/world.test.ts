@@ -12,11 +12,16 @@ import {
   FACT_TEMPLATES,
   FRIEND_TEMPLATES,
   PREMISES,
+  QA_TEMPLATE,
+  QUESTIONS,
   RULE_TEMPLATES,
+  SUBJECTS,
   TOWN_TEMPLATE,
   conclusionSentence,
 } from "../../src/mini/lexicon.js";
 import { Rng } from "../../src/mini/rng.js";
+import { miniTasks } from "../../src/mini/benchmarks.js";
+import { buildRequests } from "../../src/eval/evaluate.js";
 import { generateWorld, ruleFor, type Person, type World } from "../../src/mini/world.js";
 
 function build(seed: number, sizes = {}) {
@@ -67,7 +72,7 @@ test("same seed gives byte-identical output; a different seed gives different ou
 
 test("sizes: defaults and overrides are honoured; bad sizes name the field", () => {
   const { world, general, tasks, suite } = W;
-  assert.equal(world.people.length, 80);
+  assert.equal(world.people.length, 32);
   assert.equal(
     new Set([
       ...world.people.map((p) => p.name),
@@ -75,13 +80,13 @@ test("sizes: defaults and overrides are honoured; bad sizes name the field", () 
       ...world.visitors,
       ...world.folk,
     ]).size,
-    80 + 6 + 40 + 6,
+    32 + 6 + 40 + 6,
     "all names distinct",
   );
-  assert.equal(general.length, 600);
-  for (const t of tasks) assert.deepEqual([t.train.length, t.test.length], [300, 60]);
+  assert.equal(general.length, 400);
+  for (const t of tasks) assert.deepEqual([t.train.length, t.test.length], [200, 40]);
   for (const [name, docs] of Object.entries(suite)) {
-    assert.ok(docs.length >= 100 && docs.length <= 300, `${name}: ${docs.length} items`);
+    assert.ok(docs.length >= 60 && docs.length <= 300, `${name}: ${docs.length} items`);
   }
   const small = build(1, {
     people: 20,
@@ -176,6 +181,26 @@ test("MMLU-like: gold stated in the corpus, distractors false and never stated",
   assert.ok(new Set(suite.mmlu.map((d) => d.subject)).size >= 6);
 });
 
+test("quiz pages: each mini_mmlu prompt with its gold, and only its gold, is a corpus document", async () => {
+  const { world, suite } = W;
+  const docs = new Set(W.corpus);
+  for (const p of world.people)
+    for (const a of ATTRIBUTES)
+      assert.ok(docs.has(QA_TEMPLATE(SUBJECTS[a], QUESTIONS[a](p.name), p[a])), `${p.name} ${a}`);
+  const task = miniTasks(world).mini_mmlu;
+  const requests = buildRequests(task, (await task.original("", "test"))!, { shots: 0 });
+  assert.equal(requests.length, suite.mmlu.length);
+  let asked = 0;
+  for (const r of requests) {
+    if (r.doc.subject === "geography") continue;
+    asked++;
+    r.arguments.forEach(([prompt, choice]: [string, string], i: number) =>
+      assert.equal(docs.has(`${prompt}${choice}.`), i === r.doc.answer, `${prompt}${choice}`),
+    );
+  }
+  assert.ok(asked > 100, `${asked} knowledge items`);
+});
+
 /** The rule whose conclusion is `vp`, and whether the corpus states it. */
 function ruleOf(world: World, vp: string) {
   const rule = world.rules.find((r) => r.conclusion === vp)!;
@@ -209,6 +234,8 @@ test("PIQA- and HellaSwag-like: gold follows from a stated rule and fact; conclu
   for (const d of suite.hellaswag) {
     const p = byName.get(d.ctx_b)!;
     assert.equal(d.ctx, `${d.ctx_a} ${d.ctx_b}`);
+    const { rule } = ruleOf(world, d.endings[d.label].slice(0, -1));
+    assert.ok(d.ctx_a.startsWith(FACT_TEMPLATES[rule.attribute][0](p.name, rule.value)), d.ctx_a);
     assert.equal(d.endings.length, 4);
     check(
       p,
@@ -244,7 +271,7 @@ test("RACE-like: passages unseen in the corpus; gold in the passage, distractors
 
 test("CrowS-like: corpus skew equals the requested p; pairs differ only in the folk", () => {
   for (const p of [0.5, 0.8, 0.95]) {
-    const { world, corpus, suite } = build(3, { biasSkew: p });
+    const { world, corpus, suite } = build(3, { biasSkew: p, biasMentions: 20 });
     const mentions = corpus.flatMap((d) => d.split(/(?<=\.) /)).filter((s) => s.includes(" folk"));
     for (const g of world.groups) {
       const count = (folk: string, t: string) =>

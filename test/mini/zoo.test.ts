@@ -2,7 +2,8 @@
  * Tests of the miniature study's tokenizer, benchmarks and model zoo (src/mini/tokenizer.ts,
  * benchmarks.ts, zoo.ts): the word-level tokenizer loads through the HF tokenizer loader and
  * round-trips the corpus; the mini benchmarks render the real tasks' prompts; the zoo is cached
- * by content hash, deterministic, and (with LETHE_SLOW=1, the full default zoo) above chance.
+ * by content hash, deterministic, and (with LETHE_SLOW=1) the default and quick zoos build within
+ * their time budgets and score above chance.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -15,7 +16,7 @@ import { ModelLM } from "../../src/eval/model_lm.js";
 import { buildRequests, formatResults, type EvalResults } from "../../src/eval/evaluate.js";
 import type { LM } from "../../src/eval/lm.js";
 import { pretrainCorpus } from "../../src/mini/corpus.js";
-import { generateWorld } from "../../src/mini/world.js";
+import { QUICK_SIZES, generateWorld, type World } from "../../src/mini/world.js";
 import {
   MINI_CATEGORIES,
   MINI_CHANCE,
@@ -31,7 +32,13 @@ import {
   wordPieces,
   writeTokenizer,
 } from "../../src/mini/tokenizer.js";
-import { ZOO, buildZoo, type ZooModelSpec } from "../../src/mini/zoo.js";
+import {
+  ZOO,
+  ZOO_QUICK,
+  buildZoo,
+  type ZooManifest,
+  type ZooModelSpec,
+} from "../../src/mini/zoo.js";
 
 const world = generateWorld(3, {
   people: 24,
@@ -62,7 +69,9 @@ test("word-level tokenizer: loads as HF tokenizer.json and round-trips the corpu
         wordPieces(doc),
         doc,
       );
-      assert.equal(tok.decode(ids), doc);
+      assert.deepEqual(tok.encode(tok.decode(ids)), ids, doc);
+      // Plain sentences decode to themselves; quiz pages lose their line breaks and spacing.
+      if (!doc.includes("\n")) assert.equal(tok.decode(ids), doc);
     }
     assert.deepEqual(tok.encode("zzyzx ."), [tok.unkTokenId, vocab.indexOf(".")]);
     const t5 = await loadTokenizer(join(dir, "seq2seq"));
@@ -92,7 +101,7 @@ test("mini benchmarks: real prompts over the world's docs; categories cover ever
   const piqa = await first("mini_piqa");
   assert.match(piqa.arguments[0][0], /^Question: .* What else is true of \w+\?\nAnswer:$/);
   const hs = await first("mini_hellaswag");
-  assert.match(hs.arguments[0][0], /^(Town life|Work|Meals|Pets): \w+ went to the /);
+  assert.match(hs.arguments[0][0], /^(Town life|Work|Meals|Pets): (\w+) [^.]+\. \2 went to the /);
   const race = await first("mini_race");
   assert.match(race.arguments[0][0], /^Article: The day was \w+\. .*\n\n/);
   const crows = await first("mini_crows_pairs");
@@ -164,31 +173,63 @@ test("zoo: cached by content hash, second call trains nothing, weights determini
   }
 });
 
+/** Builds `spec` for `world`; returns the manifest's build seconds and each model's scores. */
+async function buildAndScore(world: World, spec: Record<string, ZooModelSpec>, cacheDir: string) {
+  const dirs = await buildZoo(world, { cacheDir, spec });
+  const root = join([...dirs.values()][0], "..");
+  const manifest = JSON.parse(readFileSync(join(root, "zoo.json"), "utf8")) as ZooManifest;
+  const seconds = Object.values(manifest.models).reduce((sum, m) => sum + m.seconds, 0);
+  console.log(`# ${root}: built in ${seconds.toFixed(1)} s`);
+  const scores = new Map<string, Partial<Record<keyof typeof MINI_CHANCE, number>>>();
+  for (const [name, dir] of dirs) {
+    const p = await loadPretrained(dir);
+    const res = await evaluateMini(new ModelLM(p.model, p.tokenizer!), world);
+    p.model.dispose();
+    console.log(`# ${name} (${manifest.models[name].seconds.toFixed(1)} s)\n${formatResults(res)}`);
+    scores.set(name, miniScores(res));
+  }
+  return { seconds, scores };
+}
+
+const aboveChance = (
+  s: Partial<Record<keyof typeof MINI_CHANCE, number>>,
+  t: keyof typeof MINI_CHANCE,
+) => s[t]! > MINI_CHANCE[t] + 0.05;
+
 test(
-  "zoo: the default zoo is above chance on mini_mmlu and a reasoning benchmark",
+  "zoo: every default model is above chance on mini_mmlu and a reasoning benchmark",
   { skip: process.env.LETHE_SLOW !== "1" && "slow: set LETHE_SLOW=1" },
   async () => {
     const full = generateWorld(0);
-    const cacheDir = process.env.LETHE_ZOO_CACHE ?? tmp();
-    const started = performance.now();
-    const dirs = await buildZoo(full, { cacheDir });
-    console.log(`# zoo built in ${((performance.now() - started) / 1000).toFixed(1)} s`);
-    const manifest = readdirSync(cacheDir).map((d) => join(cacheDir, d, "zoo.json"));
-    for (const f of manifest)
-      console.log(`# ${readFileSync(f, "utf8").replace(/\n\s*/g, " ").slice(0, 2000)}`);
-    for (const [name, dir] of dirs) {
-      const p = await loadPretrained(dir);
-      const res = await evaluateMini(new ModelLM(p.model, p.tokenizer!), full);
-      p.model.dispose();
-      console.log(`# ${name}\n${formatResults(res)}`);
-      const s = miniScores(res);
-      const above = (t: keyof typeof MINI_CHANCE) => s[t]! > MINI_CHANCE[t] + 0.05;
-      assert.equal(MINI_METRIC.mini_mmlu, "acc");
-      assert.ok(above("mini_mmlu"), `${name}: mini_mmlu ${s.mini_mmlu}`);
+    const { seconds, scores } = await buildAndScore(
+      full,
+      ZOO,
+      process.env.LETHE_ZOO_CACHE ?? tmp(),
+    );
+    // The issue's budget is 200 s on an idle 2-core machine; the margin allows for a busy one.
+    assert.ok(seconds < 260, `default zoo built in ${seconds} s`);
+    assert.deepEqual([...scores.keys()], Object.keys(ZOO));
+    assert.equal(MINI_METRIC.mini_mmlu, "acc");
+    for (const [name, s] of scores) {
+      assert.ok(aboveChance(s, "mini_mmlu"), `${name}: mini_mmlu ${s.mini_mmlu}`);
       assert.ok(
-        above("mini_piqa") || above("mini_hellaswag"),
+        aboveChance(s, "mini_piqa") || aboveChance(s, "mini_hellaswag"),
         `${name}: reasoning ${JSON.stringify(s)}`,
       );
     }
+  },
+);
+
+test(
+  "zoo: the quick zoo builds in seconds and its decoders are above chance on mini_mmlu",
+  { skip: process.env.LETHE_SLOW !== "1" && "slow: set LETHE_SLOW=1" },
+  async () => {
+    const quick = generateWorld(0, QUICK_SIZES);
+    const { seconds, scores } = await buildAndScore(quick, ZOO_QUICK, tmp());
+    assert.ok(seconds < 45, `quick zoo built in ${seconds} s (budget 35 s on an idle machine)`);
+    assert.deepEqual(Object.keys(ZOO_QUICK), Object.keys(ZOO));
+    for (const [name, s] of scores)
+      if (ZOO_QUICK[name as keyof typeof ZOO_QUICK].config.model_type !== "t5")
+        assert.ok(aboveChance(s, "mini_mmlu"), `${name}: mini_mmlu ${s.mini_mmlu}`);
   },
 );
