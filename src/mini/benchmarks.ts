@@ -1,8 +1,8 @@
 /**
  * The miniature study's benchmarks over one world: the documents `evalSuite(world)` generates, in
  * the schema of the registered mini tasks (src/eval/tasks/mini.ts, each a real lm-eval task's
- * prompt and scoring), and the four general abilities of Luo et al. 2023 (arXiv 2308.08747) they
- * stand for. `miniTasks` serves the docs from memory (the zoo's vocabulary and format documents,
+ * prompt and scoring), their reported metrics and chance levels. Their categories (Luo et al.'s
+ * four general abilities) are in src/continual/config.ts `CATEGORIES`. `miniTasks` serves the docs from memory (the zoo's vocabulary and format documents,
  * `evaluateMini`); a study reads the same docs from the files src/mini/data.ts writes.
  *
  * mini_race: each article with questions q1..qn gives n docs, the k-th asking qk after q1..q(k-1)
@@ -32,15 +32,6 @@ const MINI_DOCS = {
 
 export type MiniTaskName = keyof typeof MINI_DOCS;
 export const MINI_TASK_NAMES = Object.keys(MINI_DOCS) as MiniTaskName[];
-
-/** The general abilities of Luo et al. 2023 and the mini benchmarks that measure each. */
-export const MINI_CATEGORIES = {
-  domain_knowledge: ["mini_mmlu"],
-  reasoning: ["mini_piqa", "mini_hellaswag"],
-  reading_comprehension: ["mini_race"],
-  bias: ["mini_crows_pairs"],
-} as const satisfies Record<string, readonly MiniTaskName[]>;
-export type MiniCategory = keyof typeof MINI_CATEGORIES;
 
 /** The metric each benchmark is reported by (lm-eval metric names). */
 export const MINI_METRIC = {
