@@ -15,7 +15,11 @@ import { writeReport } from "../report/index.js";
 import { progressPrinter } from "../train/progress.js";
 import { parseFlags } from "./flags.js";
 
-const USAGE = `lethe study [--preset ${Object.keys(PRESETS).join("|")}] [--out DIR] [--zoo-dir DIR]`;
+const USAGE =
+  `lethe study [--preset ${Object.keys(PRESETS).join("|")}] [--out DIR] [--zoo-dir DIR]\npresets:\n` +
+  Object.entries(PRESETS)
+    .map(([name, p]) => `  ${name.padEnd(8)} ${p.description}`)
+    .join("\n");
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
