@@ -14,10 +14,11 @@
  * directory and of the adapter directory (names and contents), the dtype and the device, so a
  * rerun on unchanged files scores nothing again. OUT is written to a temp file and renamed.
  */
-import { readdirSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, statSync } from "node:fs";
 import { homedir } from "node:os";
-import { dirname, join, resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { filesFingerprint, ResultCache } from "../eval/cache.js";
+import { writeAtomic } from "../util/fs.js";
 import { evaluate, formatResults } from "../eval/evaluate.js";
 import { ModelLM, type ModelLMOptions } from "../eval/model_lm.js";
 import { loadLoraAdapter } from "../io/peft.js";
@@ -67,13 +68,6 @@ function filesIn(dir: string): string[] {
     .sort()
     .map((f) => join(dir, f))
     .filter((p) => statSync(p).isFile());
-}
-
-/** Writes `text` to `path` through a temp file in the same folder and a rename. */
-function writeAtomic(path: string, text: string): void {
-  const tmp = join(dirname(path), `.${process.pid}.${Date.now()}.tmp`);
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
 }
 
 export async function evalCommand(argv: string[]): Promise<number> {

@@ -8,12 +8,13 @@
  * runs/mini-<preset>), then writes the report and prints the FG table and the report's path.
  * Run the same command again, or `lethe resume DIR`, to continue after an interruption.
  */
-import { readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PRESETS, runMiniStudy } from "../mini/study.js";
 import { writeReport } from "../report/index.js";
 import { progressPrinter } from "../train/progress.js";
 import { parseFlags } from "./flags.js";
+import { writeAtomic } from "../util/fs.js";
 
 const USAGE =
   `lethe study [--preset ${Object.keys(PRESETS).join("|")}] [--out DIR] [--zoo-dir DIR]\npresets:\n` +
@@ -47,9 +48,7 @@ export async function studyCommand(argv: string[]): Promise<number> {
   const files = await writeReport([out], out);
   const report = (performance.now() - t) / 1000;
   const seconds = { ...phases, report, total: (performance.now() - started) / 1000 };
-  const tmp = join(out, `phases.json.${process.pid}.tmp`);
-  writeFileSync(tmp, JSON.stringify(seconds, null, 1) + "\n");
-  renameSync(tmp, join(out, "phases.json"));
+  writeAtomic(join(out, "phases.json"), JSON.stringify(seconds, null, 1) + "\n");
   log(`\n${readFileSync(files.md, "utf8")}`);
   log(`study: ${out} (${seconds.total.toFixed(0)} s)`);
   log(`report: ${files.html}`);

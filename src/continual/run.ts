@@ -26,15 +26,7 @@
  * stage, FG per category); Lopez-Paz & Ranzato 2017 (the accuracy matrix, BWT, FWT).
  */
 import { createHash } from "node:crypto";
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import { stringify as toYaml } from "yaml";
 import { keep, type Tensor } from "../tensor/index.js";
@@ -78,6 +70,7 @@ import { RESULTS_FORMAT, type MetricScores, type RunResults } from "./results.js
 import { dataFiles, FileHashes, makeRunCard } from "./runcard.js";
 import { loadTask } from "./tasks/index.js";
 import { formatProgress } from "../train/progress.js";
+import { writeAtomic } from "../util/fs.js";
 
 export interface RunnerOptions {
   /** Progress lines (one per event). @default none */
@@ -104,13 +97,6 @@ export interface Timings {
 
 const STUDY_FILE = "study.yaml";
 const RUN_FILE = "config.yaml";
-
-/** Writes `text` to `path` through a temporary file and a rename (never half-written). */
-function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, path);
-}
 
 const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, "utf8")) as T;
 const json = (v: unknown) => JSON.stringify(v, null, 1) + "\n";

@@ -10,14 +10,7 @@
  * size and mtime, so a grid hashes each file once.
  */
 import { spawnSync } from "node:child_process";
-import {
-  existsSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { arch, cpus, hostname, platform, release, totalmem } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -26,6 +19,7 @@ import { sha256File } from "../io/hash.js";
 import type { LanguageModel } from "../models/index.js";
 import { expandTaskNames, getTask } from "../eval/tasks/index.js";
 import type { Study, StudyConfig, RunSpec } from "./config.js";
+import { writeAtomic } from "../util/fs.js";
 
 export const RUN_CARD_FORMAT = { name: "lethe-run-card", version: 1 } as const;
 
@@ -94,9 +88,7 @@ export class FileHashes {
 
   save(): void {
     if (!this.#dirty) return;
-    const tmp = `${this.#file}.${process.pid}.tmp`;
-    writeFileSync(tmp, JSON.stringify(this.#known));
-    renameSync(tmp, this.#file);
+    writeAtomic(this.#file, JSON.stringify(this.#known));
     this.#dirty = false;
   }
 }

@@ -15,18 +15,11 @@
  * state dict in memory (names, dtypes, shapes and raw bytes, in `stateDict()` order).
  */
 import { createHash, randomBytes } from "node:crypto";
-import {
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import { sha256File } from "../io/hash.js";
 import type { Module } from "../nn/index.js";
+import { writeAtomic } from "../util/fs.js";
 
 const FORMAT = "lethe-eval-cache";
 const VERSION = 1;
@@ -110,9 +103,7 @@ export class ResultCache {
     const name = `seg-${Date.now().toString().padStart(15, "0")}-${randomBytes(6).toString("hex")}`;
     const lines = [JSON.stringify({ format: FORMAT, version: VERSION })];
     for (const [k, v] of entries) lines.push(JSON.stringify({ k, v }));
-    const tmp = join(this.dir, `.${name}.tmp`);
-    writeFileSync(tmp, lines.join("\n") + "\n");
-    renameSync(tmp, join(this.dir, `${name}.jsonl`));
+    writeAtomic(join(this.dir, `${name}.jsonl`), lines.join("\n") + "\n");
   }
 
   /** Number of results stored or pending. */

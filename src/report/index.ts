@@ -4,7 +4,8 @@
  * (temporary file, then rename). What the tables, charts and findings contain, and the
  * references they follow, is in tables.ts, charts.ts and findings.ts.
  */
-import { renameSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
+import { writeAtomic } from "../util/fs.js";
 import { basename, join, resolve } from "node:path";
 import {
   biasChart,
@@ -34,12 +35,6 @@ function summaries(runs: readonly Run[]): RunSummary[] {
     seed: r.results.run.seed,
     fg: r.results.fg.perCategory,
   }));
-}
-
-function writeAtomic(file: string, text: string): void {
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
 }
 
 async function figure(chart: Chart | null): Promise<Figure | null> {

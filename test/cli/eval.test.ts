@@ -81,7 +81,7 @@ test("lethe eval writes lm-eval's layout, reruns from cache, honours --adapter",
     assert.match(first.out, /piqa/);
     assert.match(first.out, /\| *acc *\|/);
     assert.match(first.out, /(\d+) requests scored, 0 from cache/);
-    assert.ok(readdirSync(tmp).every((f) => !f.endsWith(".tmp")));
+    assert.ok(readdirSync(tmp).every((f) => !f.includes(".tmp")));
 
     // Unchanged files: every request comes from the cache and the results are identical.
     const again = await run(argv);
