@@ -51,33 +51,31 @@ const FINETUNE: TrainConfigInput = {
   checkpointEvery: 0,
 };
 
+/** The paper's comparisons (sequential on every zoo model) and two mitigations on dec-m. */
+const DEFAULT: Preset = {
+  description: "the paper's four comparisons and replay / general mixing, 5 stages, 2 seeds",
+  world: { seed: 0, sizes: {} },
+  zoo: ZOO,
+  seeds: [0, 1],
+  methods: [
+    { name: "replay", options: { ratio: 0.2 } },
+    { name: "mix_general", options: { ratio: 0.2 } },
+  ],
+  methodsModel: "dec-m",
+  train: FINETUNE,
+  budget: { maxTrain: 96, maxTest: 12 },
+  maxGenToks: 24,
+  evalLimit: null,
+  bootstrapIters: 1000,
+};
+
 export const PRESETS = {
-  default: {
-    description: "the paper's four comparisons and replay / general mixing, 5 stages, 2 seeds",
-    world: { seed: 0, sizes: {} },
-    zoo: ZOO,
-    seeds: [0, 1],
-    methods: [
-      { name: "replay", options: { ratio: 0.2 } },
-      { name: "mix_general", options: { ratio: 0.2 } },
-    ],
-    methodsModel: "dec-m",
-    train: FINETUNE,
-    budget: { maxTrain: 96, maxTest: 12 },
-    maxGenToks: 24,
-    evalLimit: null,
-    bootstrapIters: 1000,
-  },
+  default: DEFAULT,
   quick: {
+    ...DEFAULT,
     description: "the default grid on a smaller world and zoo (tests, a first look)",
     world: { seed: 0, sizes: QUICK_SIZES },
     zoo: ZOO_QUICK,
-    seeds: [0, 1],
-    methods: [
-      { name: "replay", options: { ratio: 0.2 } },
-      { name: "mix_general", options: { ratio: 0.2 } },
-    ],
-    methodsModel: "dec-m",
     train: { ...FINETUNE, epochs: 1 },
     budget: { maxTrain: 32, maxTest: 6 },
     maxGenToks: 16,
@@ -85,28 +83,12 @@ export const PRESETS = {
     bootstrapIters: 200,
   },
   full: {
+    ...DEFAULT,
     description: "the default world and zoo, three seeds, every full-tuning method",
-    world: { seed: 0, sizes: {} },
-    zoo: ZOO,
     seeds: [0, 1, 2],
-    methods: [
-      { name: "replay", options: { ratio: 0.2 } },
-      { name: "mix_general", options: { ratio: 0.2 } },
-      "ewc",
-      "l2sp",
-      "lwf",
-      "ema",
-      "wise_ft",
-    ],
-    methodsModel: "dec-m",
-    train: FINETUNE,
-    budget: { maxTrain: 96, maxTest: 12 },
-    maxGenToks: 24,
-    evalLimit: null,
-    bootstrapIters: 1000,
+    methods: [...DEFAULT.methods, "ewc", "l2sp", "lwf", "ema", "wise_ft"],
   },
 } satisfies Record<string, Preset>;
-export type PresetName = keyof typeof PRESETS;
 
 /** The preset as a study config (the schema of src/continual/config.ts), zoo models by folder. */
 export function studyConfig(
