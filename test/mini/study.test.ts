@@ -8,7 +8,15 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { expandGrid, parseStudy } from "../../src/continual/config.js";
@@ -66,6 +74,11 @@ test("world data: the files load through the registries and score as the in-memo
     const before = statSync(marker).mtimeMs;
     writeWorldData(world, data);
     assert.equal(statSync(marker).mtimeMs, before, "same world: nothing rewritten");
+    // A folder written by other generator code (another content hash) is rewritten.
+    const stale = JSON.parse(readFileSync(marker, "utf8"));
+    writeFileSync(marker, JSON.stringify({ ...stale, sha256: "0".repeat(64) }));
+    writeWorldData(world, data);
+    assert.equal(JSON.parse(readFileSync(marker, "utf8")).sha256, stale.sha256);
     writeWorldData(generateWorld(6, small), data);
     assert.equal(JSON.parse(readFileSync(marker, "utf8")).seed, 6);
     assert.deepEqual(readdirSync(dir), ["world"], "no temporary folder left behind");
