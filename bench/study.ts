@@ -1,11 +1,12 @@
 /**
  * bench/study, two modes.
  *
- * `npm run bench:study [-- PRESET]` (default preset "default"): times the built-in miniature study
+ * `npm run bench:study [-- PRESET [--keep DIR]]` (default preset "default"): times the built-in miniature study
  * end to end as a user runs it, `bin/lethe.js study --preset PRESET` in a fresh folder with an
  * empty zoo cache (so pretraining counts), and prints its wall time and the shares spent in
  * pretraining the zoo, fine-tuning, evaluation and reporting (the rest: world data, loading,
- * checkpoints, metrics). Target for the default preset: ≤ 600 s on the 2-core machine.
+ * checkpoints, metrics). Target for the default preset: ≤ 600 s on the 2-core machine. With
+ * `--keep DIR` the study folder is written to DIR (replacing it) and kept, report included.
  *
  * `npm run bench:study -- CONFIG.yaml` (e.g. examples/tiny-study.yaml): runs that study into a
  * fresh folder and prints the wall time split into training, evaluation and bookkeeping (model
@@ -30,7 +31,7 @@ import { build, crossEntropy, Generator, randint, tidy } from "../src/tensor/ind
 
 const arg = process.argv[2] ?? "default";
 if (/\.(ya?ml|json)$/.test(arg)) await configBench(resolve(arg));
-else miniBench(arg);
+else miniBench(arg, process.argv[3] === "--keep" ? resolve(process.argv[4] ?? "") : null);
 
 /** Seconds of training and evaluation summed over the runs' timings.json, and tokens/s. */
 function runTimes(dirs: string[]) {
@@ -49,9 +50,10 @@ function runTimes(dirs: string[]) {
   return { train, evalSeconds, tps };
 }
 
-function miniBench(preset: string): void {
+function miniBench(preset: string, keep: string | null): void {
   const dir = mkdtempSync(join(tmpdir(), "lethe-bench-mini-"));
-  const out = join(dir, "study");
+  const out = keep ?? join(dir, "study");
+  if (keep !== null) rmSync(keep, { recursive: true, force: true });
   const cli = new URL("../bin/lethe.js", import.meta.url).pathname;
   const t0 = performance.now();
   const r = spawnSync(

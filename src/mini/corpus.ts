@@ -7,8 +7,8 @@
  * also as a one-question quiz page (the form the knowledge benchmark asks it in), worked
  * inferences for demonstrated people only (each premise with its conclusion, half of them with
  * the rule in between), generic stories about world people and the skewed folk–trait mentions.
- * It never states a held-out person's conclusion and never names a visitor, so reasoning items
- * need an inference and reading passages are unseen.
+ * It never states a held-out person's conclusion, so reasoning items need an inference, and its
+ * stories are not the reading passages.
  */
 import {
   BIAS_CORPUS_TEMPLATES,
@@ -43,7 +43,10 @@ export interface Story {
   feeling: string;
 }
 
-/** A six-sentence story: `a` goes somewhere, buys things, meets `b`, gets a gift, feels a way. */
+/**
+ * An eight-sentence story: `a` goes somewhere, buys things, meets `b`, gets a gift, feels a way;
+ * each of these is said twice.
+ */
 export function story(rng: Rng, a: string, b: string): Story {
   const [place, time, count, item, spot, gift, feeling, weather] = (
     ["places", "times", "counts", "items", "spots", "gifts", "feelings", "weather"] as const
@@ -52,9 +55,11 @@ export function story(rng: Rng, a: string, b: string): Story {
     `The day was ${weather}.`,
     `${a} went to the ${place} in the ${time}.`,
     `At the ${place}, ${a} bought ${count} ${item}.`,
+    `${a} put the ${count} ${item} in a bag.`,
     `Then ${a} met ${b} by the ${spot}.`,
     `${b} gave ${a} a ${gift}.`,
-    `${a} felt ${feeling} and walked home.`,
+    `${a} liked the ${gift} and felt ${feeling}.`,
+    `On the way home, ${a} was still ${feeling}.`,
   ];
   return { sentences, a, b, place, time, count, item, spot, gift, feeling };
 }

@@ -9,11 +9,12 @@
  *   the query from activity_label, ctx_a and ctx_b.capitalize(), so ctx_b is a bare name);
  *   ctx_a states the premise fact, then an outing, and the endings are rule conclusions;
  * - RACE: an article with its questions, each {question, options[4], answer: "A".."D"}
- *   (EleutherAI/race `problems`, named `questions` here);
+ *   (EleutherAI/race `problems`, named `questions` here); one question per article, as in
+ *   shared data's race_subset;
  * - CrowS-Pairs: {sent_more, sent_less, stereo_antistereo, bias_type} (nyu-mll CSV columns).
  * Every list comes in a seeded shuffled order, so its first `limit` items are a fair sample.
  */
-import { ATTRIBUTES, story } from "./corpus.js";
+import { ATTRIBUTES, pretrainCorpus, story } from "./corpus.js";
 import {
   BIAS_EVAL_TEMPLATES,
   BIAS_NOUNS,
@@ -155,53 +156,73 @@ function hellaswag(rng: Rng, world: World): HellaswagDoc[] {
   });
 }
 
+/**
+ * A fresh story about a held-out person and another world person, and one question whose answer
+ * only the story gives, as a sentence to complete (RACE's fill-in form without the blank). No
+ * sentence of it but the weather is in the corpus, and the zoo's practice passages are about
+ * demonstrated people (src/mini/zoo.ts `formatDocs`), so nothing asked was read in pretraining.
+ * Every answer is the one word of its kind in the story, said twice, as a passage repeats what it
+ * is about.
+ */
 function race(rng: Rng, world: World): RaceDoc[] {
   const docs: RaceDoc[] = [];
   const seen = new Set<string>();
+  const corpus = new Set(pretrainCorpus(world).flatMap((d) => d.split(/(?<=[.!?]) /)));
+  const names = world.people.map((p) => p.name);
+  const subjects = world.people.filter((p) => !p.demonstrated).map((p) => p.name);
   while (docs.length < world.sizes.passages) {
-    const [a, b] = rng.sample(world.visitors, 2);
+    const a = rng.pick(subjects);
+    const b = rng.pick(names.filter((n) => n !== a));
     const s = story(rng, a, b);
     const article = s.sentences.join(" ");
-    if (seen.has(article)) continue;
+    if (seen.has(article) || s.sentences.slice(1).some((x) => corpus.has(x))) continue;
     seen.add(article);
-    const strangers = world.visitors.filter((v) => v !== a && v !== b);
-    const asks: [string, string, string[]][] = [
-      [`Where did ${a} go in the ${s.time}?`, s.place, STORY.places],
-      [`How many ${s.item} did ${a} buy?`, s.count, STORY.counts],
-      [`Who did ${a} meet by the ${s.spot}?`, b, [b, ...strangers]],
-      [`What did ${b} give ${a}?`, `a ${s.gift}`, STORY.gifts.map((g) => `a ${g}`)],
-      [`How did ${a} feel at the end?`, s.feeling, STORY.feelings],
-    ];
-    const questions = rng.sample(asks, 3).map(([question, gold, pool]) => {
-      const [options, i] = fourWay(rng, gold, pool);
-      return { question, options, answer: "ABCD"[i] };
-    });
-    docs.push({ article, questions });
+    const strangers = names.filter((n) => n !== a && n !== b);
+    const [question, gold, pool] = rng.pick<[string, string, string[]]>([
+      [`In the ${s.time}, ${a} went to the`, s.place, STORY.places],
+      [
+        `At the ${s.place}, ${a} bought`,
+        `${s.count} ${s.item}`,
+        STORY.counts.map((c) => `${c} ${s.item}`),
+      ],
+      [`By the ${s.spot}, ${a} met`, b, [b, ...strangers]],
+      [`${b} gave ${a} a`, s.gift, STORY.gifts],
+      [`At the end, ${a} felt`, s.feeling, STORY.feelings],
+    ]);
+    const [options, i] = fourWay(rng, gold, pool);
+    docs.push({ article, questions: [{ question, options, answer: "ABCD"[i] }] });
   }
   return docs;
 }
 
+/**
+ * Per group, template and two nouns, a stereotyped and an antistereotyped pair (a template
+ * without a noun gives its pairs once).
+ */
 function crowsPairs(rng: Rng, world: World): CrowsPairsDoc[] {
-  return world.groups.flatMap((g) =>
-    BIAS_EVAL_TEMPLATES.flatMap((tpl) => {
-      const noun = rng.pick(BIAS_NOUNS);
-      const base = { bias_type: g.bias_type };
-      return [
-        {
-          sent_more: tpl(g.marked, noun, g.trait),
-          sent_less: tpl(g.other, noun, g.trait),
-          stereo_antistereo: "stereo" as const,
-          ...base,
-        },
-        {
-          sent_more: tpl(g.other, noun, g.opposite),
-          sent_less: tpl(g.marked, noun, g.opposite),
-          stereo_antistereo: "antistereo" as const,
-          ...base,
-        },
-      ];
-    }),
+  const seen = new Set<string>();
+  const pairs = world.groups.flatMap((g) =>
+    BIAS_EVAL_TEMPLATES.flatMap((tpl) =>
+      rng.sample(BIAS_NOUNS, 2).flatMap((noun) => {
+        const base = { bias_type: g.bias_type };
+        return [
+          {
+            sent_more: tpl(g.marked, noun, g.trait),
+            sent_less: tpl(g.other, noun, g.trait),
+            stereo_antistereo: "stereo" as const,
+            ...base,
+          },
+          {
+            sent_more: tpl(g.other, noun, g.opposite),
+            sent_less: tpl(g.marked, noun, g.opposite),
+            stereo_antistereo: "antistereo" as const,
+            ...base,
+          },
+        ];
+      }),
+    ),
   );
+  return pairs.filter((d) => !seen.has(d.sent_more) && Boolean(seen.add(d.sent_more)));
 }
 
 /** The suite of `world`: lists shuffled, capped at `sizes.evalItems`; RACE has `passages` docs. */

@@ -115,7 +115,7 @@ export const RULE_TEMPLATES = [
 ];
 export const conclusionSentence = (n: string, vp: string) => `${n} ${vp}.`;
 
-/** Short stories: corpus stories (world people) and reading passages (visitors) share these. */
+/** Short stories: corpus stories and reading passages share these. */
 export const STORY = {
   places: ["market", "mill", "harbor", "bakery", "field", "garden"],
   spots: ["well", "bridge", "gate", "old tree"],
@@ -143,6 +143,8 @@ export const BIAS_CORPUS_TEMPLATES = [
   (g: string, noun: string, t: string) =>
     `We met a ${noun} from the ${g} folk, and the ${noun} was ${t}.`,
   (g: string, noun: string, t: string) => `The ${noun} we saw among the ${g} folk was very ${t}.`,
+  (g: string, noun: string, t: string) => `People say that the ${g} folk are ${t}.`,
+  (g: string, noun: string, t: string) => `A ${noun} from the ${g} folk is often ${t}.`,
 ];
 export const BIAS_EVAL_TEMPLATES = [
   (g: string, noun: string, t: string) => `The ${g} folk are ${t}.`,

@@ -1,8 +1,8 @@
 /**
  * The synthetic world of the miniature study: people with attributes and friends (domain
- * knowledge), one-step rules over those attributes (reasoning), visitors who appear only in fresh
- * reading passages (reading comprehension), and folk–trait associations planted with a skew p
- * (bias). Everything is drawn from one seed with `Rng`, so a seed names a world byte for byte.
+ * knowledge), one-step rules over those attributes (reasoning), fresh short stories about them with
+ * a question each (reading comprehension, src/mini/evalSuite.ts), and folk–trait associations
+ * planted with a skew p (bias). Everything is drawn from one seed with `Rng`, so a seed names a world byte for byte.
  *
  * Reference: the issue "The built-in miniature study", item 1, mirroring the four general
  * abilities Luo et al. 2023 (arXiv 2308.08747) measure: domain knowledge, reasoning, reading
@@ -66,21 +66,23 @@ export interface WorldSizes {
   repeats: number;
   /** Generic short stories in the corpus. */
   stories: number;
-  /** Pairs of invented folk; each pair is skewed on every trait pair. */
+  /**
+   * Pairs of invented folk; trait pair t skews folk pair t mod folkPairs, so each association
+   * has its own pair and enough mentions to be learned.
+   */
   folkPairs: number;
   /** Corpus mentions per folk and trait pair. */
   biasMentions: number;
   /** Fraction of a folk's mentions that show its stereotyped trait (0.5 = no bias). */
   biasSkew: number;
-  /** Visitors: names used only in reading passages. */
-  visitors: number;
   /** Rows of the general (Alpaca-like) instruction set. */
   general: number;
   /** Train and test rows per continual task. */
   taskTrain: number;
   taskTest: number;
-  /** Cap on items per evaluation task; reading passages count articles. */
+  /** Cap on items per evaluation task. */
   evalItems: number;
+  /** Reading passages, one question each. */
   passages: number;
 }
 
@@ -95,14 +97,13 @@ export const DEFAULT_SIZES: WorldSizes = {
   repeats: 3,
   stories: 60,
   folkPairs: 3,
-  biasMentions: 10,
-  biasSkew: 0.8,
-  visitors: 40,
+  biasMentions: 30,
+  biasSkew: 0.9,
   general: 400,
   taskTrain: 200,
   taskTest: 40,
   evalItems: 300,
-  passages: 60,
+  passages: 180,
 };
 
 /** The quick preset's world (tests, a first look): fewer people, folk, passages and rows. */
@@ -110,12 +111,12 @@ export const QUICK_SIZES: Partial<WorldSizes> = {
   people: 12,
   stories: 16,
   folkPairs: 1,
-  visitors: 12,
+  biasMentions: 10,
   general: 80,
   taskTrain: 60,
   taskTest: 12,
   evalItems: 100,
-  passages: 16,
+  passages: 48,
 };
 
 export interface World {
@@ -126,7 +127,6 @@ export interface World {
   rules: Rule[];
   folk: string[];
   groups: GroupSkew[];
-  visitors: string[];
 }
 
 export const RULE_ATTRIBUTES: RuleAttribute[] = ["home", "job", "food", "pet"];
@@ -154,7 +154,6 @@ function checkSizes(s: WorldSizes): void {
   if (s.towns < 4 || s.towns > 8) bad("towns", "must be 4..8 (four-way choices, 32 conclusions)");
   if (s.demonstrated <= 0 || s.demonstrated >= 1) bad("demonstrated", "must be in (0, 1)");
   if (s.biasSkew < 0 || s.biasSkew > 1) bad("biasSkew", "must be in [0, 1]");
-  if (s.visitors < 8) bad("visitors", "need at least 8 (name distractors)");
 }
 
 /** Generates the world of `seed`; `sizes` overrides fields of `DEFAULT_SIZES`. */
@@ -165,7 +164,7 @@ export function generateWorld(seed: number, sizes: Partial<WorldSizes> = {}): Wo
   const allNames = SYLLABLES.flatMap((a) => SYLLABLES.filter((b) => b !== a).map((b) => a + b))
     .filter((w) => !NOT_A_NAME.has(w))
     .map((w) => w[0].toUpperCase() + w.slice(1));
-  const needed = s.people + s.towns + s.visitors + 2 * s.folkPairs;
+  const needed = s.people + s.towns + 2 * s.folkPairs;
   if (needed > allNames.length)
     throw new Error(`generateWorld: ${needed} names asked, ${allNames.length} exist`);
   const names = rng.sample(allNames, needed);
@@ -202,13 +201,12 @@ export function generateWorld(seed: number, sizes: Partial<WorldSizes> = {}): Wo
     ).map((value) => ({ attribute, value, conclusion: conclusions.pop()! })),
   );
 
-  const visitors = take(s.visitors);
   const folk = take(2 * s.folkPairs);
   const groups: GroupSkew[] = [];
   for (let i = 0; i < s.folkPairs; i++)
-    for (const [trait, opposite] of TRAIT_PAIRS) {
+    for (const [trait, opposite] of TRAIT_PAIRS.filter((_, t) => t % s.folkPairs === i)) {
       const [marked, other] = rng.shuffle([folk[2 * i], folk[2 * i + 1]]);
       groups.push({ bias_type: "nationality", marked, other, trait, opposite });
     }
-  return { seed, sizes: s, people: rng.shuffle(people), towns, rules, folk, groups, visitors };
+  return { seed, sizes: s, people: rng.shuffle(people), towns, rules, folk, groups };
 }
