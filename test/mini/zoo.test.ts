@@ -202,7 +202,7 @@ const aboveChance = (
 ) => s[t]! > MINI_CHANCE[t] + 0.05;
 
 test(
-  "zoo: every default model is above chance on mini_mmlu and a reasoning benchmark",
+  "zoo: every default model is above chance on mini_mmlu, mini_race and a reasoning benchmark",
   { skip: process.env.LETHE_SLOW !== "1" && "slow: set LETHE_SLOW=1" },
   async () => {
     const full = generateWorld(0);
@@ -211,12 +211,13 @@ test(
       ZOO,
       process.env.LETHE_ZOO_CACHE ?? tmp(),
     );
-    // The issue's budget is 200 s on an idle 2-core machine; the margin allows for a busy one.
-    assert.ok(seconds < 260, `default zoo built in ${seconds} s`);
+    // About 200 s on an idle 2-core machine (bench/RESULTS.md); the margin allows for a busy one.
+    assert.ok(seconds < 300, `default zoo built in ${seconds} s`);
     assert.deepEqual([...scores.keys()], Object.keys(ZOO));
     assert.equal(MINI_METRIC.mini_mmlu, "acc");
     for (const [name, s] of scores) {
       assert.ok(aboveChance(s, "mini_mmlu"), `${name}: mini_mmlu ${s.mini_mmlu}`);
+      assert.ok(aboveChance(s, "mini_race"), `${name}: mini_race ${s.mini_race}`);
       assert.ok(
         aboveChance(s, "mini_piqa") || aboveChance(s, "mini_hellaswag"),
         `${name}: reasoning ${JSON.stringify(s)}`,
