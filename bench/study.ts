@@ -1,8 +1,8 @@
 /**
  * bench/study, two modes.
  *
- * `npm run bench:study [-- PRESET [--keep DIR]]` (default preset "default"): times the built-in miniature study
- * end to end as a user runs it, `bin/lethe.js study --preset PRESET` in a fresh folder with an
+ * `npm run bench:study [-- PRESET [--keep DIR]]` (default preset "default"): times the built-in
+ * miniature study end to end as a user runs it, `bin/lethe.js study --preset PRESET` in a fresh folder with an
  * empty zoo cache (so pretraining counts), and prints its wall time and the shares spent in
  * pretraining the zoo, fine-tuning, evaluation and reporting (the rest: world data, loading,
  * checkpoints, metrics). Target for the default preset: ≤ 600 s on the 2-core machine. With
@@ -31,7 +31,15 @@ import { build, crossEntropy, Generator, randint, tidy } from "../src/tensor/ind
 
 const arg = process.argv[2] ?? "default";
 if (/\.(ya?ml|json)$/.test(arg)) await configBench(resolve(arg));
-else miniBench(arg, process.argv[3] === "--keep" ? resolve(process.argv[4] ?? "") : null);
+else miniBench(arg, keepDir(process.argv.slice(3)));
+
+/** `--keep DIR` (the folder is replaced, so it must be named), else null. */
+function keepDir(rest: string[]): string | null {
+  if (rest.length === 0) return null;
+  if (rest[0] !== "--keep" || rest.length !== 2 || rest[1] === "")
+    throw new Error(`bench/study: expected "--keep DIR" after the preset, got ${rest.join(" ")}`);
+  return resolve(rest[1]);
+}
 
 /** Seconds of training and evaluation summed over the runs' timings.json, and tokens/s. */
 function runTimes(dirs: string[]) {

@@ -200,7 +200,6 @@ function race(rng: Rng, world: World): RaceDoc[] {
  * without a noun gives its pairs once).
  */
 function crowsPairs(rng: Rng, world: World): CrowsPairsDoc[] {
-  const seen = new Set<string>();
   const pairs = world.groups.flatMap((g) =>
     BIAS_EVAL_TEMPLATES.flatMap((tpl) =>
       rng.sample(BIAS_NOUNS, 2).flatMap((noun) => {
@@ -222,7 +221,7 @@ function crowsPairs(rng: Rng, world: World): CrowsPairsDoc[] {
       }),
     ),
   );
-  return pairs.filter((d) => !seen.has(d.sent_more) && Boolean(seen.add(d.sent_more)));
+  return [...new Map(pairs.map((d) => [d.sent_more, d])).values()];
 }
 
 /** The suite of `world`: lists shuffled, capped at `sizes.evalItems`; RACE has `passages` docs. */

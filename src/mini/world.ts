@@ -1,8 +1,9 @@
 /**
  * The synthetic world of the miniature study: people with attributes and friends (domain
- * knowledge), one-step rules over those attributes (reasoning), fresh short stories about them with
- * a question each (reading comprehension, src/mini/evalSuite.ts), and folk–trait associations
- * planted with a skew p (bias). Everything is drawn from one seed with `Rng`, so a seed names a world byte for byte.
+ * knowledge), one-step rules over those attributes (reasoning), fresh short stories about them
+ * with a question each (reading comprehension, src/mini/evalSuite.ts), and folk–trait
+ * associations planted with a skew p (bias). Everything is drawn from one seed with `Rng`, so a
+ * seed names a world byte for byte.
  *
  * Reference: the issue "The built-in miniature study", item 1, mirroring the four general
  * abilities Luo et al. 2023 (arXiv 2308.08747) measure: domain knowledge, reasoning, reading

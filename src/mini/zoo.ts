@@ -182,10 +182,10 @@ async function worldTexts(world: World, corpus: string[]): Promise<string[]> {
  * in evaluation and scores at chance. They are the gold (context, continuation) of the mini
  * benchmarks of a mirror world whose demonstrated and held-out people are swapped, with another
  * seed: so no held-out person's conclusion appears, and its passages are about demonstrated
- * people while the evaluated ones are about held-out people. Reading
- * takes the most practice (a toy model learns to copy an answer out of a passage late), so it
- * gets more passages than the suite, one question each. CrowS-Pairs-format
- * sentences and the knowledge questions (the corpus has its own quiz pages) are left out.
+ * people while the evaluated ones are about held-out people. Reading takes the most practice (a
+ * toy model learns to copy an answer out of a passage late), so it gets more passages than the
+ * suite, one question each. CrowS-Pairs-format sentences and the knowledge questions (the corpus
+ * has its own quiz pages) are left out.
  */
 export async function formatDocs(world: World): Promise<{ prompt: string; response: string }[]> {
   const practice = Math.ceil(READING_PRACTICE * world.sizes.passages);
