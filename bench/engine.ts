@@ -1,20 +1,22 @@
 /**
  * bench/engine: trains the same GPT-style model (vocab 8192, d_model 256, 4 layers, 4 heads, MLP 4×,
  * seq 128, batch 8, AdamW, cross-entropy, same initial weights and token batches) in lethe and in
- * Python PyTorch (Debian's python3-torch, the same libtorch underneath; bench/engine_torch.py),
+ * Python PyTorch (the venv's torch 2.x, the same libtorch underneath; bench/engine_torch.py),
  * alternating rounds of steps in one invocation, and prints tokens/s, peak RSS and the largest
- * loss difference. Also prints fp32 matmul GFLOP/s and per-op call overhead.
+ * loss difference. Then the same alternation for bf16-mixed steps (forward and loss under
+ * autocast on both sides), fp32 and bf16 matmul GFLOP/s on both sides, and per-op overhead.
  * Last line: one JSON object (see bench/RESULTS.md). Run: `npm run bench:engine`.
  */
 import { spawn } from "node:child_process";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { availableParallelism, tmpdir } from "node:os";
+import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { gpt2Config, GPT2LMHeadModel } from "../src/models/gpt2.js";
 import { flattenParameters } from "../src/nn/index.js";
 import { AdamW } from "../src/optim/index.js";
 import {
+  autocast,
   crossEntropy,
   Generator,
   ones,
@@ -24,6 +26,7 @@ import {
   build,
   type Tensor,
 } from "../src/tensor/index.js";
+import { PYTHON as python } from "../src/util/python.js";
 
 const cfg = {
   vocab: 8192,
@@ -38,7 +41,6 @@ const cfg = {
 const warmup = 3;
 const rounds = Number(process.env.BENCH_ROUNDS ?? 4);
 const perRound = Number(process.env.BENCH_STEPS ?? 6);
-const python = process.env.LETHE_PYTHON ?? "/usr/bin/python3";
 
 const dir = mkdtempSync(join(tmpdir(), "lethe-bench-"));
 mkdirSync(join(dir, "w"));
@@ -80,14 +82,17 @@ const opt = new AdamW([{ params }], {
   weightDecay: 0.1,
 });
 let step = 0;
-function letheSteps(n: number): { losses: number[]; seconds: number } {
+function letheSteps(n: number, bf16 = false): { losses: number[]; seconds: number } {
   const losses: number[] = [];
   const t0 = performance.now();
   for (let i = 0; i < n; i++) {
     const loss = tidy(() => {
       const b = batches[step % nBatches];
-      const { logits } = model.forward({ inputIds: b.slice(1, 0, -1) });
-      const l = crossEntropy(logits.view(-1, cfg.vocab), b.slice(1, 1).reshape(-1));
+      const forward = () => {
+        const { logits } = model.forward({ inputIds: b.slice(1, 0, -1) });
+        return crossEntropy(logits.view(-1, cfg.vocab), b.slice(1, 1).reshape(-1));
+      };
+      const l = bf16 ? autocast("cpu", "bfloat16", forward) : forward();
       l.backward();
       opt.step();
       opt.zeroGrad();
@@ -107,7 +112,7 @@ const lines = createInterface({ input: py.stdout })[Symbol.asyncIterator]();
 async function ask<T>(cmd: string): Promise<T> {
   py.stdin.write(cmd + "\n");
   const { value, done } = await lines.next();
-  if (done) throw new Error(`bench: python exited (is python3-torch installed? ${python})`);
+  if (done) throw new Error(`bench: python exited (run scripts/setup.sh bench; ${python})`);
   return JSON.parse(value) as T;
 }
 
@@ -135,15 +140,44 @@ const tokensPerStep = cfg.batch * cfg.seq;
 const timed = rounds * perRound;
 const maxDiff = Math.max(...letheLoss.map((l, i) => Math.abs(l - torchLoss[i])));
 
-// ---- matmul throughput and per-op overhead -----------------------------------------------
-for (const n of [512, 1024, 2048]) {
-  const [a, b] = [randn([n, n]), randn([n, n])];
-  tidy(() => a.mm(b));
-  const reps = n >= 2048 ? 3 : 10;
-  const t0 = performance.now();
-  for (let i = 0; i < reps; i++) tidy(() => a.mm(b));
-  const s = (performance.now() - t0) / 1000 / reps;
-  console.log(`matmul fp32 ${n}: ${((2 * n ** 3) / s / 1e9).toFixed(1)} GFLOP/s`);
+// ---- bf16-mixed steps, alternating the same way -------------------------------------------
+let letheBf16 = 0;
+let torchBf16 = 0;
+let bf16Diff = 0;
+letheSteps(1, true);
+await ask(`steps 1 bf16`);
+for (let r = 0; r < rounds; r++) {
+  const a = letheSteps(perRound, true);
+  const b = await ask<{ losses: number[]; seconds: number }>(`steps ${perRound} bf16`);
+  letheBf16 += a.seconds;
+  torchBf16 += b.seconds;
+  bf16Diff = Math.max(bf16Diff, ...a.losses.map((l, i) => Math.abs(l - b.losses[i])));
+  console.log(
+    `bf16-mixed round ${r + 1}/${rounds}: lethe ${((a.seconds / perRound) * 1000).toFixed(0)} ms/step, torch ${((b.seconds / perRound) * 1000).toFixed(0)} ms/step`,
+  );
+}
+
+// ---- matmul throughput (A B A B) and per-op overhead ---------------------------------------
+const gflops: Record<string, number> = {};
+for (const dtype of ["float32", "bfloat16"] as const) {
+  for (const n of [1024, 2048]) {
+    const [a, b] = [randn([n, n]).to(dtype), randn([n, n]).to(dtype)];
+    tidy(() => a.mm(b));
+    const reps = n >= 2048 ? 3 : 10;
+    let ls = 0;
+    let ts = 0;
+    for (let r = 0; r < 2; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < reps; i++) tidy(() => a.mm(b));
+      ls += (performance.now() - t0) / 1000 / reps / 2;
+      ts += (await ask<{ seconds: number }>(`matmul ${n} ${dtype} ${reps}`)).seconds / 2;
+    }
+    gflops[`lethe_${dtype}_${n}`] = (2 * n ** 3) / ls / 1e9;
+    gflops[`torch_${dtype}_${n}`] = (2 * n ** 3) / ts / 1e9;
+    console.log(
+      `matmul ${dtype} ${n}: lethe ${gflops[`lethe_${dtype}_${n}`].toFixed(1)}, torch ${gflops[`torch_${dtype}_${n}`].toFixed(1)} GFLOP/s`,
+    );
+  }
 }
 const one = ones([1]);
 const nOps = 20000;
@@ -171,5 +205,14 @@ console.log(
     torch_peak_rss_mb: Math.round(torchRss),
     rss_ratio: Number((letheRss / torchRss).toFixed(3)),
     max_abs_loss_diff: maxDiff,
+    lethe_bf16_tokens_per_s: Math.round((tokensPerStep * timed) / letheBf16),
+    torch_bf16_tokens_per_s: Math.round((tokensPerStep * timed) / torchBf16),
+    bf16_ratio: Number((torchBf16 / letheBf16).toFixed(3)),
+    max_abs_bf16_loss_diff: bf16Diff,
+    matmul_gflops: Object.fromEntries(
+      Object.entries(gflops).map(([k, v]) => [k, Number(v.toFixed(1))]),
+    ),
+    torch: build.torchLoaded,
+    cpu: cpus()[0]?.model,
   }),
 );

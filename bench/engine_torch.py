@@ -1,7 +1,9 @@
-"""Python PyTorch side of bench/engine.ts: the idiomatic nanoGPT-style GPT for torch 1.13
-(manual causal attention, nn.Linear layers, torch.optim.AdamW), loading the exact initial weights
-and token batches that lethe wrote. Driven over stdin: "steps N" runs N training steps and prints
-one JSON line {losses, seconds}; "rss" prints peak RSS in MB; "overhead" times a tiny op."""
+"""Python PyTorch side of bench/engine.ts: the idiomatic nanoGPT-style GPT for torch 2.x
+(F.scaled_dot_product_attention, nn.Linear layers, torch.optim.AdamW), loading the exact initial
+weights and token batches that lethe wrote. Driven over stdin: "steps N [bf16]" runs N training
+steps (bf16: forward and loss under torch.autocast) and prints one JSON line {losses, seconds};
+"matmul N DTYPE REPS" prints {seconds} per matmul; "rss" prints peak RSS in MB; "overhead" times
+a tiny op."""
 import json, math, resource, sys, time
 import numpy as np
 import torch
@@ -19,16 +21,13 @@ class Attention(nn.Module):
         super().__init__()
         self.c_attn = nn.Linear(C, 3 * C)
         self.c_proj = nn.Linear(C, C)
-        self.register_buffer("bias", torch.tril(torch.ones(T, T)).view(1, 1, T, T))
 
     def forward(self, x):
         b, t, c = x.size()
         q, k, v = self.c_attn(x).split(C, dim=2)
         q, k, v = [z.view(b, t, H, c // H).transpose(1, 2) for z in (q, k, v)]
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))
-        att = att.masked_fill(self.bias[:, :, :t, :t] == 0, float("-inf"))
-        att = F.softmax(att, dim=-1)
-        y = (att @ v).transpose(1, 2).contiguous().view(b, t, c)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(b, t, c)
         return self.c_proj(y)
 
 
@@ -82,15 +81,25 @@ for line in sys.stdin:
     cmd = line.split()
     if cmd[0] == "steps":
         losses, t0 = [], time.perf_counter()
+        bf16 = len(cmd) > 2 and cmd[2] == "bf16"
         for _ in range(int(cmd[1])):
             batch = tokens[step % tokens.size(0)]
-            loss = model(batch[:, :-1], batch[:, 1:])
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = model(batch[:, :-1], batch[:, 1:])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(loss.item())
             step += 1
         print(json.dumps({"losses": losses, "seconds": time.perf_counter() - t0}), flush=True)
+    elif cmd[0] == "matmul":
+        n, dt, reps = int(cmd[1]), getattr(torch, cmd[2]), int(cmd[3])
+        a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
+        a @ b
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            a @ b
+        print(json.dumps({"seconds": (time.perf_counter() - t0) / reps}), flush=True)
     elif cmd[0] == "rss":
         print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}), flush=True)
     elif cmd[0] == "overhead":

@@ -1,18 +1,22 @@
 /**
  * bench/eval: scores MMLU 5-shot (all 57 subjects, --limit 5 docs each, lm-eval v0.4.x requests
  * built by src/eval/evaluate.ts) with a small random LLaMA-style model (4 layers, d 256, the real
- * LLaMA-2 tokenizer) in four ways in one run:
+ * LLaMA-2 tokenizer) in five ways in one run:
  *  1. lethe's default ModelLM (prefix reuse + batching, result cache on, empty cache);
  *  2. the oracle: one request at a time, no prefix reuse, no cache;
- *  3. a plain Python PyTorch loop on the same libtorch (Debian /usr/bin/python3, torch 1.13):
- *     weights and token ids are written to a temp dir, the script (embedded below) implements
- *     LLaMA's forward (HF modeling_llama.py) and scores each request with one forward, as lm-eval
- *     HFLM does at batch size 1;
- *  4. the default again on the unchanged model: every request from the cache (fingerprinting
+ *  3. a plain Python PyTorch loop on the same libtorch (the venv's torch 2.x): weights and token
+ *     ids are written to a temp dir, the script (embedded below) implements LLaMA's forward (HF
+ *     modeling_llama.py) and scores each request with one forward;
+ *  4. the real lm-evaluation-harness HF backend (lm_eval 0.4.x `HFLM`, transformers'
+ *     LlamaForCausalLM loaded from the same weights saved by lethe, float32, batch `--hf-batch`)
+ *     scoring the same token ids through its `_loglikelihood_tokens`: the anchor the eval speed
+ *     target is stated against;
+ *  5. the default again on the unchanged model: every request from the cache (fingerprinting
  *     included in its time).
  * Prints requests/s of each, the largest log-likelihood differences, and a final JSON line with
  * the ratios. Targets: default ≥ 2× oracle, ≥ 1.5× Python; cached rerun < 5% of the first run.
- * Run: `npm run bench:eval -- [--limit N] [--data-dir DIR] [--device cuda]`.
+ * Needs `scripts/setup.sh bench` (transformers, lm-eval in the venv; `LETHE_PYTHON` overrides).
+ * Run: `npm run bench:eval -- [--limit N] [--data-dir DIR] [--device cuda] [--hf-batch B]`.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -29,6 +33,8 @@ import { expandTaskNames, getTask } from "../src/eval/tasks/index.js";
 import { loadTokenizer } from "../src/io/tokenizer.js";
 import { llamaFamily, type LlamaConfig } from "../src/models/llama.js";
 import { build, setNumThreads } from "../src/tensor/index.js";
+import { savePretrained } from "../src/io/pretrained.js";
+import { PYTHON as PYTHON_BIN } from "../src/util/python.js";
 
 /** LLaMA's forward in plain PyTorch (HF modeling_llama.py, eager attention), one request per call. */
 const PYTHON = String.raw`
@@ -96,6 +102,31 @@ json.dump({"seconds": seconds, "logprobs": out}, open(d + "/out.json", "w"))
 print(torch.__version__)
 `;
 
+/** lm-eval's HF backend on the same model and token ids (see the header, way 4). */
+const LM_EVAL = String.raw`
+import json, sys, time
+import importlib.metadata, torch, transformers
+from lm_eval.models.huggingface import HFLM
+
+d = sys.argv[1]
+job = json.load(open(d + "/hf_job.json"))
+torch.set_num_threads(job["threads"])
+# The token ids come from lethe (same requests); the tokenizer is only HFLM's plumbing.
+tok = transformers.GPT2TokenizerFast(vocab_file=job["vocab"], merges_file=job["merges"])
+lm = HFLM(pretrained=d + "/hf", tokenizer=tok, device=job["device"], dtype="float32",
+          batch_size=job["batch"])
+reqs = [((str(i), ""), r["context"], r["continuation"]) for i, r in enumerate(job["requests"])]
+t0 = time.perf_counter()
+out = lm._loglikelihood_tokens(reqs, disable_tqdm=True)
+if job["device"].startswith("cuda"):
+    torch.cuda.synchronize()
+seconds = time.perf_counter() - t0
+json.dump({"seconds": seconds, "logprobs": [o[0] for o in out], "greedy": [bool(o[1]) for o in out],
+           "versions": {"lm_eval": importlib.metadata.version("lm_eval"),
+                        "transformers": transformers.__version__, "torch": torch.__version__}},
+          open(d + "/hf_out.json", "w"))
+`;
+
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({
   args: process.argv.slice(2),
@@ -106,7 +137,8 @@ const { values } = parseArgs({
       default: process.env.LETHE_DATA ?? join(repoRoot, "..", "shared", "data"),
     },
     device: { type: "string", default: "cpu" },
-    python: { type: "string", default: process.env.LETHE_PYTHON ?? "/usr/bin/python3" },
+    python: { type: "string", default: PYTHON_BIN },
+    "hf-batch": { type: "string", default: "32" },
   },
 });
 const limit = Number(values.limit);
@@ -207,6 +239,42 @@ try {
       `${(reqs.length / pyOut.seconds).toFixed(1)} requests/s, max |default - python| = ${pythonDiff.toExponential(2)}`,
   );
 
+  // ---- lm-evaluation-harness, HF backend ----------------------------------------------------
+  await savePretrained(model, join(tmp, "hf"));
+  writeFileSync(
+    join(tmp, "hf_job.json"),
+    JSON.stringify({
+      threads,
+      device: values.device,
+      batch: Number(values["hf-batch"]),
+      vocab: join(dataDir, "tokenizers", "gpt2", "vocab.json"),
+      merges: join(dataDir, "tokenizers", "gpt2", "merges.txt"),
+      requests: encoded,
+    }),
+  );
+  writeFileSync(join(tmp, "lm_eval_hf.py"), LM_EVAL);
+  const hf = spawnSync(values.python!, [join(tmp, "lm_eval_hf.py"), tmp], {
+    encoding: "utf8",
+    maxBuffer: 1 << 28,
+  });
+  if (hf.status !== 0)
+    throw new Error(`lm-eval HF backend failed (run scripts/setup.sh bench): ${hf.stderr}`);
+  const hfOut = JSON.parse(readFileSync(join(tmp, "hf_out.json"), "utf8")) as {
+    seconds: number;
+    logprobs: number[];
+    greedy: boolean[];
+    versions: Record<string, string>;
+  };
+  const hfDiff = maxDiff(fast.res, hfOut.logprobs);
+  const hfGreedySame = fast.res.every((r, i) => r.isGreedy === hfOut.greedy[i]);
+  console.log(
+    `lm-eval HF backend (${Object.entries(hfOut.versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(", ")}, ` +
+      `batch ${values["hf-batch"]}): ${hfOut.seconds.toFixed(2)}s, ${(reqs.length / hfOut.seconds).toFixed(1)} requests/s, ` +
+      `max |default - lm-eval| = ${hfDiff.toExponential(2)}, is_greedy same: ${hfGreedySame}`,
+  );
+
   const cached = await timed("lethe default rerun (unchanged model, from cache)", () => {
     const fp = moduleFingerprint(model);
     return new ModelLM(model, tokenizer, {
@@ -224,6 +292,11 @@ try {
     default_rps: reqs.length / fast.seconds,
     one_at_a_time_rps: reqs.length / oracle.seconds,
     python_rps: reqs.length / pyOut.seconds,
+    lm_eval_hf_rps: reqs.length / hfOut.seconds,
+    default_over_lm_eval_hf: hfOut.seconds / fast.seconds,
+    max_abs_diff_lm_eval_hf: hfDiff,
+    is_greedy_same_lm_eval_hf: hfGreedySame,
+    torch: build.torchLoaded,
     default_over_one_at_a_time: oracle.seconds / fast.seconds,
     default_over_python: pyOut.seconds / fast.seconds,
     cached_rerun_fraction: cached.seconds / fast.seconds,

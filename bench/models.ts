@@ -1,6 +1,6 @@
 /**
  * bench/models: forward and train-step tokens/s of a ~100M-parameter LLaMA-style model in lethe
- * next to the same model in Python PyTorch (bench/models_torch.py, Debian's python3-torch, same
+ * next to the same model in Python PyTorch (bench/models_torch.py, the venv's torch 2.x, same
  * libtorch), and generation tokens/s with and without the KV cache (128 new tokens).
  * Last line: one JSON object. Run: `npm run bench:models`.
  */
@@ -12,6 +12,7 @@ import { createModel, parseModelConfig, type CausalLM } from "../src/models/inde
 import { generate } from "../src/models/generate.js";
 import { AdamW } from "../src/optim/index.js";
 import { crossEntropy, Generator, noGrad, randint, tidy, build } from "../src/tensor/index.js";
+import { PYTHON as python } from "../src/util/python.js";
 
 const small = process.env.BENCH_SMALL === "1";
 const cfg = {
@@ -31,7 +32,6 @@ const batch = 4;
 const seq = 128;
 const reps = Number(process.env.BENCH_REPS ?? 3);
 const threads = availableParallelism();
-const python = process.env.LETHE_PYTHON ?? "/usr/bin/python3";
 
 const model = createModel(parseModelConfig(cfg), { seed: 7 }) as CausalLM;
 const params = model.numParameters();
@@ -59,7 +59,7 @@ const py = spawnSync(python, [new URL("./models_torch.py", import.meta.url).path
   env: process.env,
 });
 if (py.status !== 0)
-  throw new Error(`bench: python failed (is python3-torch installed?)\n${py.stderr}`);
+  throw new Error(`bench: python failed (run scripts/setup.sh bench)\n${py.stderr}`);
 const torch = JSON.parse(py.stdout.trim().split("\n").at(-1)!) as {
   forward_s: number;
   train_s: number;

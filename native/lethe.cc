@@ -9,19 +9,32 @@
 // TS validates, C++ trusts: src/tensor/ checks arguments and owns handle lifetimes. Every
 // c10::Error becomes the TorchError class passed in by `init`, carrying libtorch's message.
 //
-// Reference: PyTorch 1.13 / 2.x public C++ API (ATen/core/dispatch/Dispatcher.h,
-// ATen/core/function_schema.h). Only API common to both is used.
+// Reference: PyTorch 2.x public C++ API (ATen/core/dispatch/Dispatcher.h,
+// ATen/core/function_schema.h); built against the libtorch of a PyTorch 2.11–2.15 install.
 
 #include <napi.h>
 #include <torch/torch.h>
 #include <torch/version.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <ATen/autocast_mode.h>
+
+#include <dlfcn.h>
 
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#if TORCH_VERSION_MAJOR < 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR < 11)
+#error "lethe needs the libtorch of PyTorch 2.11 or newer (see README: Building on an existing PyTorch)"
+#endif
+
+#ifndef LETHE_CUDA
+#define LETHE_CUDA 0
+#endif
 
 namespace {
 
@@ -148,10 +161,10 @@ c10::IValue toIValue(Napi::Env env, const Napi::Value& v, const c10::TypePtr& ty
         }
         case c10::TypeKind::OptionalType: {  // Tensor?[] (index)
           Napi::Array a = v.As<Napi::Array>();
-          c10::List<c10::optional<at::Tensor>> out;
+          c10::List<std::optional<at::Tensor>> out;
           for (uint32_t i = 0; i < a.Length(); i++) {
             Napi::Value e = a.Get(i);
-            if (e.IsNull() || e.IsUndefined()) out.push_back(c10::nullopt);
+            if (e.IsNull() || e.IsUndefined()) out.push_back(std::nullopt);
             else out.push_back(getTensor(env, e));
           }
           return c10::IValue(out);
@@ -215,14 +228,50 @@ Napi::Value fromIValue(Napi::Env env, c10::IValue&& v) {
 
 // ---- exports -----------------------------------------------------------------------------
 
-// init(TorchError): remember the error class every libtorch failure is thrown as.
+// The version of the libtorch actually loaded, which can differ from the headers built against:
+// read from the install beside the loaded libtorch_cpu.so (a wheel's torch/version.py, or a
+// libtorch zip's build-version).
+std::string loadedTorchVersion() {
+  Dl_info dl;
+  if (!dladdr(reinterpret_cast<void*>(&at::get_num_threads), &dl) || !dl.dli_fname) return "unknown";
+  std::string lib(dl.dli_fname);
+  std::string dir = lib.substr(0, lib.rfind('/'));  // .../torch/lib
+  std::string up = dir.substr(0, dir.rfind('/'));   // .../torch
+  std::ifstream py(up + "/version.py");
+  for (std::string line; std::getline(py, line);) {
+    auto q = line.find('\'');
+    if (line.rfind("__version__", 0) == 0 && q != std::string::npos)
+      return line.substr(q + 1, line.rfind('\'') - q - 1);
+  }
+  std::ifstream zip(up + "/build-version");
+  std::string v;
+  if (std::getline(zip, v)) return v;
+  return "unknown";
+}
+
+// init(TorchError): remember the error class every libtorch failure is thrown as; report the
+// build (libtorch built against and loaded, CUDA compiled in and available, threads).
 Napi::Value Init(const Napi::CallbackInfo& info) {
   torchErrorCtor = Napi::Persistent(info[0].As<Napi::Function>());
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("torch", TORCH_VERSION);
+  o.Set("torchLoaded", loadedTorchVersion());
+  o.Set("cudaCompiled", static_cast<bool>(LETHE_CUDA));
   o.Set("cuda", torch::cuda::is_available());
   o.Set("cudaDevices", static_cast<double>(torch::cuda::device_count()));
   o.Set("threads", at::get_num_threads());
+  return o;
+}
+
+// config() -> what libtorch reports of itself: build settings (BLAS, oneDNN, OpenMP), the CPU
+// instruction set its kernels dispatch to, and its thread pools. For `lethe doctor`.
+Napi::Value Config(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("showConfig", at::show_config());
+  o.Set("parallelInfo", at::get_parallel_info());
+  o.Set("cpuCapability", at::get_cpu_capability());
+  o.Set("mkl", at::hasMKL() ? at::get_mkl_version() : std::string());
+  o.Set("mkldnn", at::hasMKLDNN() ? at::get_mkldnn_version() : std::string());
   return o;
 }
 
@@ -356,7 +405,7 @@ Napi::Value Backward(const Napi::CallbackInfo& info) {
     Napi::Array grads = info[1].As<Napi::Array>();
     for (uint32_t i = 0; i < grads.Length(); i++) gs.push_back(getTensor(env, grads.Get(i)));
   }
-  c10::optional<bool> retain;
+  std::optional<bool> retain;
   if (info[2].IsBoolean()) retain = info[2].As<Napi::Boolean>().Value();
   torch::autograd::backward(ts, gs, retain, info[3].ToBoolean().Value());
   return env.Undefined();
@@ -388,6 +437,21 @@ Napi::Value SetGradEnabled(const Napi::CallbackInfo& info) {
   bool prev = c10::GradMode::is_enabled();
   c10::GradMode::set_enabled(info[0].ToBoolean().Value());
   return Napi::Boolean::New(info.Env(), prev);
+}
+
+// autocast(device, enabled, scalarType) -> whether it was enabled (torch.autocast's switch:
+// thread-local, like the grad mode). Turning it off drops the cache of casted weights.
+Napi::Value Autocast(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  c10::DeviceType dev = c10::Device(info[0].As<Napi::String>().Utf8Value()).type();
+  bool prev = at::autocast::is_autocast_enabled(dev);
+  bool enable = info[1].ToBoolean().Value();
+  if (enable) at::autocast::set_autocast_dtype(dev, static_cast<c10::ScalarType>(info[2].As<Napi::Number>().Int32Value()));
+  at::autocast::set_autocast_enabled(dev, enable);
+  if (!enable && prev) at::autocast::clear_cache();
+  return Napi::Boolean::New(info.Env(), prev);
+  GUARD_END
+  return info.Env().Undefined();
 }
 
 // generator(seed, device) -> id of a new random generator for that device.
@@ -426,6 +490,7 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
 
 Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, Init));
+  exports.Set("config", Napi::Function::New(env, Config));
   exports.Set("opId", Napi::Function::New(env, OpId));
   exports.Set("opSchema", Napi::Function::New(env, OpSchema));
   exports.Set("call", Napi::Function::New(env, Call));
@@ -437,6 +502,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("grad", Napi::Function::New(env, Grad));
   exports.Set("setGrad", Napi::Function::New(env, SetGrad));
   exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
+  exports.Set("autocast", Napi::Function::New(env, Autocast));
   exports.Set("generator", Napi::Function::New(env, Generator));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));

@@ -1,9 +1,14 @@
 #!/usr/bin/env node
-// Builds native/lethe.cc into build/lethe.node with the system C++ compiler.
-// libtorch comes from $LIBTORCH (a folder with include/ and lib/: a libtorch zip or a PyTorch
-// install's torch/ folder) or else Debian's libtorch-dev. Node-API headers come from npm
-// (node-addon-api, node-api-headers), so no node headers are downloaded. Skips the build when
-// build/lethe.node is newer than its sources and was built with the same flags.
+// Builds native/lethe.cc into build/lethe.node with the system C++ compiler, against the libtorch
+// of a PyTorch 2.x install (2.11 to 2.15). Which install, first match wins:
+//   LIBTORCH=DIR             a folder with include/ and lib/ (a libtorch zip, or a wheel's torch/)
+//   LETHE_PYTHON=PATH        the torch that this interpreter imports
+//   LIBTORCH_USE_PYTORCH=1   the torch that `python3` on the PATH imports (as the tch crate does)
+//   otherwise                the project's venv, .venv/bin/python (made by scripts/setup.sh)
+// CUDA is linked in when the install has libtorch_cuda.so. `--out FILE` builds elsewhere (the
+// CUDA compile check builds build/lethe-cuda.node). Node-API headers come from npm
+// (node-addon-api, node-api-headers). Skips the build when the output is newer than its sources
+// and was built with the same flags and torch.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -13,31 +18,50 @@ import { fileURLToPath } from "node:url";
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(import.meta.url);
 const src = join(root, "native", "lethe.cc");
-const out = join(root, "build", "lethe.node");
+const outArg = process.argv.indexOf("--out");
+const out = resolve(outArg > 0 ? process.argv[outArg + 1] : join(root, "build", "lethe.node"));
 const stamp = out + ".flags";
 
-function libtorch() {
-  const dir = process.env.LIBTORCH;
-  if (dir) {
-    if (!existsSync(join(dir, "include")) || !existsSync(join(dir, "lib")))
-      throw new Error(`LIBTORCH=${dir} must contain include/ and lib/`);
-    const inc = [join(dir, "include"), join(dir, "include", "torch", "csrc", "api", "include")];
-    const libs = ["c10", "torch", "torch_cpu"];
-    for (const cuda of ["c10_cuda", "torch_cuda"])
-      if (existsSync(join(dir, "lib", `lib${cuda}.so`))) libs.push(cuda);
-    // PyTorch wheels state the C++ ABI they were built with in their CMake config.
-    let abi = 1;
-    const cfg = join(dir, "share", "cmake", "Torch", "TorchConfig.cmake");
-    if (existsSync(cfg)) {
-      const m = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(readFileSync(cfg, "utf8"));
-      if (m) abi = Number(m[1]);
-    }
-    return { inc, libDir: join(dir, "lib"), libs, abi };
+function torchDir() {
+  if (process.env.LIBTORCH) return { dir: resolve(process.env.LIBTORCH), from: "LIBTORCH" };
+  const python = process.env.LETHE_PYTHON
+    ?? (process.env.LIBTORCH_USE_PYTORCH === "1" ? "python3" : join(root, ".venv", "bin", "python"));
+  const from = process.env.LETHE_PYTHON ? "LETHE_PYTHON" : process.env.LIBTORCH_USE_PYTORCH === "1" ? "LIBTORCH_USE_PYTORCH" : ".venv";
+  let dir;
+  try {
+    dir = execFileSync(python, ["-c", "import os, torch; print(os.path.dirname(torch.__file__))"], {
+      encoding: "utf8",
+      stdio: ["ignore", "pipe", "pipe"],
+    }).trim();
+  } catch (e) {
+    throw new Error(
+      `lethe: no PyTorch found through ${python} (${from}): run scripts/setup.sh, or set LIBTORCH, ` +
+        `LETHE_PYTHON or LIBTORCH_USE_PYTORCH=1 (see README)\n${e.stderr ?? e.message}`,
+    );
   }
-  const inc = ["/usr/include", "/usr/include/torch/csrc/api/include"];
-  if (!existsSync("/usr/include/torch/csrc/api/include/torch/torch.h"))
-    throw new Error("libtorch not found: install Debian's libtorch-dev or set LIBTORCH (see README)");
-  return { inc, libDir: "/usr/lib/x86_64-linux-gnu", libs: ["c10", "torch", "torch_cpu"], abi: 1 };
+  return { dir, from: `${from}: ${python}` };
+}
+
+function libtorch() {
+  const { dir, from } = torchDir();
+  if (!existsSync(join(dir, "include")) || !existsSync(join(dir, "lib")))
+    throw new Error(`lethe: libtorch in ${dir} (${from}) must contain include/ and lib/`);
+  const inc = [join(dir, "include"), join(dir, "include", "torch", "csrc", "api", "include")];
+  const libs = ["c10", "torch", "torch_cpu"];
+  const cuda = existsSync(join(dir, "lib", "libtorch_cuda.so"));
+  if (cuda) libs.push("c10_cuda", "torch_cuda");
+  // PyTorch states the C++ ABI it was built with in its CMake config.
+  let abi = 1;
+  const cfg = join(dir, "share", "cmake", "Torch", "TorchConfig.cmake");
+  if (existsSync(cfg)) {
+    const m = /_GLIBCXX_USE_CXX11_ABI=(\d)/.exec(readFileSync(cfg, "utf8"));
+    if (m) abi = Number(m[1]);
+  }
+  const versionPy = join(dir, "version.py");
+  const version = existsSync(versionPy)
+    ? (/__version__ = '([^']+)'/.exec(readFileSync(versionPy, "utf8"))?.[1] ?? "?")
+    : existsSync(join(dir, "build-version")) ? readFileSync(join(dir, "build-version"), "utf8").trim() : "?";
+  return { inc, libDir: join(dir, "lib"), libs, abi, cuda, version };
 }
 
 const t = libtorch();
@@ -45,21 +69,21 @@ const addonInc = require("node-addon-api").include_dir;
 const napiInc = require("node-api-headers").include_dir;
 const cxx = process.env.CXX ?? "g++";
 const args = [
-  "-std=c++17", "-O2", "-fPIC", "-shared", "-fvisibility=hidden",
-  "-DNAPI_VERSION=8", "-DNAPI_CPP_EXCEPTIONS", `-D_GLIBCXX_USE_CXX11_ABI=${t.abi}`,
-  "-Wno-deprecated-declarations", "-Wno-unused-parameter",
-  `-I${addonInc}`, `-I${napiInc}`, ...t.inc.map((i) => `-I${i}`),
+  "-std=c++20", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall",
+  "-DNAPI_VERSION=8", "-DNAPI_CPP_EXCEPTIONS", `-D_GLIBCXX_USE_CXX11_ABI=${t.abi}`, `-DLETHE_CUDA=${t.cuda ? 1 : 0}`,
+  "-Wno-unused-parameter",
+  `-I${addonInc}`, `-I${napiInc}`, ...t.inc.map((i) => `-isystem${i}`),
   src, "-o", out + ".tmp",
-  `-L${t.libDir}`, `-Wl,-rpath,${t.libDir}`, "-Wl,--no-as-needed", ...t.libs.map((l) => `-l${l}`),
+  `-L${t.libDir}`, `-Wl,-rpath,${t.libDir}`, "-Wl,--no-as-needed", ...t.libs.map((l) => `-l${l}`), "-ldl",
 ];
-const flags = [cxx, ...args].join(" ");
+const flags = [`torch ${t.version}`, cxx, ...args].join(" ");
 
 const newest = Math.max(statSync(src).mtimeMs, statSync(fileURLToPath(import.meta.url)).mtimeMs);
 if (existsSync(out) && existsSync(stamp) && statSync(out).mtimeMs > newest && readFileSync(stamp, "utf8") === flags) {
   process.exit(0);
 }
 mkdirSync(dirname(out), { recursive: true });
-console.log(`lethe: building native addon against libtorch in ${t.libDir} (about a minute)`);
+console.log(`lethe: building ${out} against torch ${t.version}${t.cuda ? " (CUDA)" : ""} in ${t.libDir} (about a minute)`);
 execFileSync(cxx, args, { stdio: "inherit" });
 renameSync(out + ".tmp", out);
 writeFileSync(stamp, flags);

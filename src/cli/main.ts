@@ -4,6 +4,7 @@
  */
 import { parseArgs } from "node:util";
 import { demo } from "./demo.js";
+import { doctorCommand, versionText } from "./doctor.js";
 import { evalCommand } from "./eval.js";
 import { generateCommand, logitsCommand } from "./model.js";
 import { compareCommand, reportCommand } from "./report.js";
@@ -30,6 +31,8 @@ usage:
   lethe report RUN_DIR [--out DIR] [--method NAME]
                                          self-contained HTML report + Markdown/CSV/LaTeX tables
   lethe compare DIR... [--out DIR]       several runs side by side
+  lethe doctor                           versions, libtorch backends and CPU, for bug reports
+  lethe --version [--verbose]            lethe, libtorch (built against and loaded), CUDA
   lethe help                             this text
 `;
 
@@ -60,6 +63,7 @@ const commands: Record<string, Command> = {
   status: statusCommand,
   report: reportCommand,
   compare: compareCommand,
+  doctor: doctorCommand,
   async help() {
     process.stdout.write(USAGE);
     return 0;
@@ -73,6 +77,10 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   });
   const [name = "help", ...rest] = argv;
+  if (name === "--version" || name === "-V") {
+    process.stdout.write(await versionText(rest.includes("--verbose") || rest.includes("-v")));
+    return 0;
+  }
   const cmd = commands[name];
   if (!cmd) {
     process.stderr.write(`lethe: unknown command "${name}"\n\n${USAGE}`);

@@ -12,6 +12,7 @@ export {
   tidy,
   keep,
   noGrad,
+  autocast,
   isGradEnabled,
   liveTensors,
   op,

@@ -3,10 +3,13 @@
  * for this machine. This is the only file that touches the addon; everything else goes through
  * src/tensor/.
  *
+ * The addon links the libtorch of a PyTorch 2.x install (scripts/build-native.mjs); `LETHE_ADDON`
+ * loads another build (e.g. build/lethe-cuda.node).
+ *
  * Threads: libtorch uses all cores for intra-op work (`LETHE_THREADS` overrides). On few cores
- * OpenMP must not spin-wait (`OMP_WAIT_POLICY=PASSIVE`) or it fights OpenBLAS's own threads and
- * training runs 2–10× slower; the `lethe` launcher (bin/lethe.js, scripts/lethe-env) sets it
- * before libgomp loads, together with tcmalloc (glibc malloc grows ~35 MB per training step).
+ * OpenMP must not spin-wait (`OMP_WAIT_POLICY=PASSIVE`) or training runs several times slower.
+ * libgomp reads the variable when it is loaded, so it is set here, before the addon (and with it
+ * libgomp) loads, unless the caller chose a policy.
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -25,10 +28,21 @@ export class TorchError extends Error {
 /** The generic exports of native/lethe.cc. */
 export interface NativeAddon {
   init(errorClass: typeof TorchError): {
+    /** libtorch version the addon was compiled against (TORCH_VERSION) */
     torch: string;
+    /** version of the libtorch install actually loaded (e.g. "2.13.0+cpu") */
+    torchLoaded: string;
+    cudaCompiled: boolean;
     cuda: boolean;
     cudaDevices: number;
     threads: number;
+  };
+  config(): {
+    showConfig: string;
+    parallelInfo: string;
+    cpuCapability: string;
+    mkl: string;
+    mkldnn: string;
   };
   opId(name: string): number;
   opSchema(id: number): string;
@@ -51,6 +65,7 @@ export interface NativeAddon {
   grad(id: number): number | null;
   setGrad(id: number, grad: number | null): void;
   setGradEnabled(enabled: boolean): boolean;
+  autocast(device: string, enabled: boolean, scalarType: number): boolean;
   generator(seed: number, device: string): number;
   manualSeed(seed: number): void;
   setNumThreads(n: number): number;
@@ -58,17 +73,13 @@ export interface NativeAddon {
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const addonPath = process.env.LETHE_ADDON ?? join(root, "build", "lethe.node");
+const addonPath = resolve(process.env.LETHE_ADDON ?? join(root, "build", "lethe.node"));
 if (!existsSync(addonPath)) {
   throw new Error(
     `lethe: native addon not found at ${addonPath}; run \`npm run build:native\` (see README)`,
   );
 }
-if (process.env.OMP_WAIT_POLICY === undefined) {
-  process.emitWarning(
-    "OMP_WAIT_POLICY is not set: run lethe through bin/lethe.js or scripts/lethe-env, or set OMP_WAIT_POLICY=PASSIVE before start; training may be several times slower",
-  );
-}
+process.env.OMP_WAIT_POLICY ??= "PASSIVE";
 
 export const native = createRequire(import.meta.url)(addonPath) as NativeAddon;
 export const build = native.init(TorchError);

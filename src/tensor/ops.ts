@@ -1,11 +1,11 @@
 /**
  * Tensor creation and the functions that take several tensors (torch.* and
- * torch.nn.functional.*), with torch's names and argument order. Reference: PyTorch 1.13/2.x
- * `native_functions.yaml`; where the two differ (fused attention) the op is chosen by `hasOp`.
+ * torch.nn.functional.*), with torch's names and argument order. Reference: PyTorch 2.x
+ * `native_functions.yaml`.
  */
 import { type DType, dtypeInfo, isDType } from "./dtype.js";
 import { native } from "./native.js";
-import { Generator, hasOp, op, opN, type Shape, Tensor } from "./tensor.js";
+import { Generator, op, type Shape, Tensor } from "./tensor.js";
 
 export interface Options {
   dtype?: DType;
@@ -255,51 +255,49 @@ export function multinomial(
 }
 
 /**
- * softmax(q kᵀ · scale + mask) v over (B, nh, T, hs). Uses libtorch's fused kernel where it
- * exists (2.x `scaled_dot_product_attention`, 1.13 `_scaled_dot_product_attention`) and the
- * explicit math otherwise. `mask` is additive (float) or boolean (true = attend).
- * `scale` other than 1/sqrt(hs) takes the explicit path on 1.13, which has no scale argument.
+ * softmax(q kᵀ · scale + mask) v over (B, nh, T, hs): libtorch's fused
+ * `scaled_dot_product_attention` (flash / memory-efficient / math kernels as the device has
+ * them). `mask` is additive (float) or boolean (true = attend). `enableGqa` lets k and v carry
+ * fewer heads than q (nh a multiple of theirs), as repeat_kv would. attentionMath is its oracle.
  */
 export function scaledDotProductAttention(
   q: Tensor,
   k: Tensor,
   v: Tensor,
-  o: { mask?: Tensor | null; isCausal?: boolean; dropoutP?: number; scale?: number } = {},
+  o: {
+    mask?: Tensor | null;
+    isCausal?: boolean;
+    dropoutP?: number;
+    scale?: number;
+    enableGqa?: boolean;
+  } = {},
 ): Tensor {
-  const hs = q.size(-1);
-  const defaultScale = 1 / Math.sqrt(hs);
-  const scale = o.scale ?? defaultScale;
-  if (hasOp("aten::scaled_dot_product_attention")) {
-    return op(
-      "aten::scaled_dot_product_attention",
-      [q, k, v, o.mask ?? null, o.dropoutP ?? 0, o.isCausal ?? false],
-      {
-        scale: o.scale ?? null,
-      },
-    );
-  }
-  if (scale === defaultScale && hasOp("aten::_scaled_dot_product_attention")) {
-    return opN("aten::_scaled_dot_product_attention", [
-      q,
-      k,
-      v,
-      o.mask ?? null,
-      o.dropoutP ?? 0,
-      false,
-      o.isCausal ?? false,
-    ])[0];
-  }
-  return attentionMath(q, k, v, { ...o, scale });
+  return op(
+    "aten::scaled_dot_product_attention",
+    [q, k, v, o.mask ?? null, o.dropoutP ?? 0, o.isCausal ?? false],
+    { scale: o.scale ?? null, enable_gqa: o.enableGqa ?? false },
+  );
 }
 
-/** The explicit attention math: the oracle for the fused kernel. */
+/** The explicit attention math: the oracle for the fused kernel (same options). */
 export function attentionMath(
   q: Tensor,
   k: Tensor,
   v: Tensor,
-  o: { mask?: Tensor | null; isCausal?: boolean; dropoutP?: number; scale?: number } = {},
+  o: {
+    mask?: Tensor | null;
+    isCausal?: boolean;
+    dropoutP?: number;
+    scale?: number;
+    enableGqa?: boolean;
+  } = {},
 ): Tensor {
   const scale = o.scale ?? 1 / Math.sqrt(q.size(-1));
+  if (o.enableGqa && k.size(-3) !== q.size(-3)) {
+    const rep = q.size(-3) / k.size(-3); // each k/v head serves `rep` consecutive query heads
+    k = op("aten::repeat_interleave.self_int", [k, rep, -3]);
+    v = op("aten::repeat_interleave.self_int", [v, rep, -3]);
+  }
   let att = q.matmul(k.transpose(-2, -1)).mul(scale); // (B, nh, T, S)
   if (o.isCausal) {
     const T = q.size(-2);

@@ -160,6 +160,21 @@ export function noGrad<T>(fn: () => T): T {
   }
 }
 
+/**
+ * Runs `fn` under autocast (torch.autocast(device_type, dtype)): matmuls and other ops on
+ * libtorch's lower-precision list run in `dtype`, precision-sensitive ones in float32, while the
+ * parameters stay as they are. Thread-local; the previous state comes back afterwards.
+ */
+export function autocast<T>(device: string, dtype: "bfloat16" | "float16", fn: () => T): T {
+  const type = device.split(":")[0];
+  const prev = native.autocast(type, true, dtypeInfo[dtype].code);
+  try {
+    return fn();
+  } finally {
+    if (!prev) native.autocast(type, false, dtypeInfo[dtype].code);
+  }
+}
+
 /** Whether autograd records operations right now. */
 export function isGradEnabled(): boolean {
   const prev = native.setGradEnabled(true);
