@@ -11,12 +11,22 @@
  * Docs are in the schema of the Hugging Face dataset lm-eval loads (`datasetPath`/`datasetName`).
  * `loadSplit` reads the HF layout when present (`<dir>/[<config>/]<split>.{jsonl,parquet,csv}`,
  * `<dir>/[<config>/]<split>-*.parquet`) and otherwise converts the benchmark's original release
- * files through the task's `original` reader.
+ * files through the task's `original` reader. Rows of the HF layout are checked against the
+ * task's `fields` (and `checkDoc`) as they are read, so a bad row is named by file, line and
+ * field; an empty file, or a split with no documents, is an error.
  */
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { LoglikelihoodResult } from "./lm.js";
-import { readCsv, readJsonl, readParquet, type Row } from "./tasks/files.js";
+import {
+  checkFields,
+  type Fields,
+  type FileRows,
+  readCsv,
+  readJsonl,
+  readParquet,
+  type Row,
+} from "./tasks/files.js";
 
 export type Doc = Row;
 export type OutputType =
@@ -40,8 +50,15 @@ export interface TaskConfig<D extends Doc = Doc> {
   datasetName?: string;
   /** Folder under the data dir holding this benchmark in the HF layout. */
   dir: string;
-  /** Reads `split` from the original release files under `dataDir` into HF-schema rows; null when absent. */
+  /**
+   * Reads `split` from the original release files under `dataDir` into HF-schema rows (checking
+   * every field it reads, with the file and line); null when absent.
+   */
   original(dataDir: string, split: string): Promise<Doc[] | null>;
+  /** The HF-schema fields the prompt and scoring read, with their types (dotted paths for nesting). */
+  fields?: Fields;
+  /** What `fields` cannot say (a value's range, a nested list): throws naming `where` and the field. */
+  checkDoc?(doc: Doc, where: string): void;
   trainingSplit?: string;
   validationSplit?: string;
   testSplit?: string;
@@ -101,10 +118,21 @@ function hfFiles(base: string, split: string): string[] {
   return shards.map((f) => join(base, f));
 }
 
-async function readHfFile(path: string): Promise<Doc[]> {
-  if (path.endsWith(".jsonl")) return readJsonl(path);
-  if (path.endsWith(".parquet")) return readParquet(path);
-  return (await readCsv(path, { header: true })) as Doc[];
+/** The rows of one HF-layout file, each checked against the task's schema. */
+async function readHfFile(task: Task, path: string): Promise<Doc[]> {
+  const file: FileRows = path.endsWith(".jsonl")
+    ? await readJsonl(path)
+    : path.endsWith(".parquet")
+      ? await readParquet(path)
+      : await readCsv(path, { header: true });
+  file.rows.forEach((row, i) => checkDoc(task, row, file.where(i)));
+  return file.rows;
+}
+
+/** Checks one row against `task.fields` and `task.checkDoc`, naming `where` in the error. */
+export function checkDoc(task: Task, row: Row, where: string): void {
+  if (task.fields) checkFields(row, task.fields, where);
+  task.checkDoc?.(row, where);
 }
 
 /** The rows of `split` for `task` under `dataDir`, or null when neither layout has it. */
@@ -113,20 +141,29 @@ export async function loadSplit(task: Task, dataDir: string, split: string): Pro
   const bases = task.datasetName ? [join(dir, task.datasetName), dir] : [dir];
   for (const base of bases) {
     const files = hfFiles(base, split);
-    if (files.length > 0) return (await Promise.all(files.map(readHfFile))).flat();
+    if (files.length > 0) return (await Promise.all(files.map((f) => readHfFile(task, f)))).flat();
   }
   return task.original(dataDir, split);
 }
 
 async function loadProcessed(task: Task, dataDir: string, split: string): Promise<Doc[]> {
   const rows = await loadSplit(task, dataDir, split);
+  const where = join(dataDir, task.dir);
   if (rows === null) {
     throw new Error(
-      `${task.task}: split "${split}" not found under ${join(dataDir, task.dir)} ` +
+      `${task.task}: split "${split}" not found under ${where} ` +
         `(neither the HF layout <split>.jsonl|.parquet|.csv / <split>-*.parquet nor the original release files)`,
     );
   }
-  return task.processDocs ? task.processDocs(rows) : rows;
+  const docs = task.processDocs ? task.processDocs(rows) : rows;
+  if (docs.length === 0) {
+    // A mean over no documents is null, which would read as a score; it is an error instead.
+    throw new Error(
+      `${task.task}: split "${split}" under ${where} has no documents` +
+        (rows.length > 0 ? ` left after processDocs (of ${rows.length} rows)` : ""),
+    );
+  }
+  return docs;
 }
 
 /** The split lm-eval evaluates on: test, else validation. */

@@ -7,6 +7,7 @@
  */
 import { type DType, dtypeInfo, fromBytes, type Tensor, tidy } from "../tensor/index.js";
 import {
+  asSafetensorsError,
   SAFE_DTYPES,
   type SafeDtype,
   SafetensorsError,
@@ -57,8 +58,14 @@ export function loadTensors(
     for (const name of file.keys()) {
       const { dtype: safe, shape } = file.info(name);
       const dtype = SAFE_DTYPES[safe].name;
+      let bytes: Uint8Array;
+      try {
+        bytes = file.read(name);
+      } catch (err) {
+        throw asSafetensorsError(path, name, err);
+      }
       const t = tidy(() => {
-        let t = fromBytes(file.read(name), dtype, shape);
+        let t = fromBytes(bytes, dtype, shape);
         if (o.dtype !== undefined && dtypeInfo[dtype].float) t = t.to(o.dtype);
         if (o.device !== undefined) t = t.to(o.device);
         return t;

@@ -14,7 +14,9 @@
  *  - a download goes to `blobs/{etag}.incomplete` and resumes with `Range: bytes={size}-`;
  *  - `HF_HUB_OFFLINE=1` resolves from the cache only; `HF_TOKEN` is sent as a Bearer token;
  *  - the file listing is `{HF_ENDPOINT}/api/models/{repo}/revision/{revision}` (`sha`, `siblings`).
- * Beyond huggingface_hub, a blob whose etag is a sha256 is hashed and rejected on mismatch.
+ * Beyond huggingface_hub, a blob whose etag is a sha256 is hashed and rejected on mismatch, and
+ * every name the server supplies (commit, etag, listed file paths) is checked before it becomes
+ * part of a cache path, so a hostile or broken endpoint cannot make lethe write outside the cache.
  */
 import {
   copyFile,
@@ -67,6 +69,14 @@ const MAX_LISTING_BYTES = 64 << 20;
 
 const COMMIT_HASH = /^[0-9a-f]{40}$/;
 const SHA256 = /^[0-9a-f]{64}$/;
+/**
+ * A blob file name: the hub's etags are a git sha1 or a sha256 in hex; other endpoints may send
+ * other tokens, so letters, digits, `_`, `-` and `.` are taken, but never a leading `.` (which
+ * would allow `.` and `..`), and at most 255 characters (one file name on common filesystems).
+ */
+const BLOB_NAME = /^[\w-][\w.-]{0,254}$/;
+/** Longest repo path accepted: 4096 characters, Linux's PATH_MAX (in bytes) for a whole path. */
+const MAX_PATH_CHARS = 4096;
 
 function settings(o: HubOptions) {
   const env = process.env;
@@ -97,10 +107,40 @@ function checkRepo(repo: string): void {
   }
 }
 
-function checkPath(repo: string, path: string): void {
-  if (path === "" || path.startsWith("/") || path.split("/").some((p) => p === ".." || p === "")) {
-    throw new HubError(`${repo}: "${path}" is not a relative file path inside the repo`);
+/**
+ * Why `path` is not a safe relative path inside a repo folder, or null when it is: non-empty
+ * `/`-separated segments, none `.` or `..`, no backslash (a separator on Windows), no NUL or other
+ * control character, not absolute.
+ */
+function unsafePathReason(path: string): string | null {
+  if (path === "") return "it is empty";
+  if (path.length > MAX_PATH_CHARS) return `it is over ${MAX_PATH_CHARS} characters`;
+  if (path.startsWith("/")) return "it is absolute";
+  if (path.includes("\\")) return "it contains a backslash";
+  if (/[\u0000-\u001f\u007f]/.test(path)) return "it contains a control character";
+  const segments = path.split("/");
+  if (segments.some((p) => p === "")) return "it has an empty segment";
+  if (segments.some((p) => p === "." || p === "..")) return "it has a . or .. segment";
+  return null;
+}
+
+function checkPath(repo: string, path: string, what = "file path"): void {
+  const why = unsafePathReason(path);
+  if (why !== null) {
+    throw new HubError(
+      `${repo}: ${what} ${JSON.stringify(path)} is not a relative path inside the repo (${why})`,
+    );
   }
+}
+
+/** A commit a server or the cache names must be 40 hex digits before it names a snapshot folder. */
+function checkCommit(repo: string, commit: string, source: string): string {
+  if (!COMMIT_HASH.test(commit)) {
+    throw new HubError(
+      `${repo}: ${source} gave commit ${JSON.stringify(commit)}, which is not 40 hex digits; refusing to use it as a cache folder name`,
+    );
+  }
+  return commit;
 }
 
 function headers(s: Settings, extra: Record<string, string> = {}): Record<string, string> {
@@ -108,10 +148,15 @@ function headers(s: Settings, extra: Record<string, string> = {}): Record<string
 }
 
 /** The commit a revision names in the cache: itself if it is a commit hash, else `refs/{revision}`. */
-async function cachedCommit(repoDir: string, revision: string): Promise<string | null> {
+async function cachedCommit(
+  repo: string,
+  repoDir: string,
+  revision: string,
+): Promise<string | null> {
   if (COMMIT_HASH.test(revision)) return revision;
-  const ref = await readFile(join(repoDir, "refs", revision), "utf8").catch(() => null);
-  return ref === null ? null : ref.trim();
+  const file = join(repoDir, "refs", revision);
+  const ref = await readFile(file, "utf8").catch(() => null);
+  return ref === null ? null : checkCommit(repo, ref.trim(), `the cache file ${file}`);
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -156,13 +201,25 @@ async function fileMetadata(
     else if (!res.ok) throw statusError(res, repo, what, current);
     const commit = res.headers.get("x-repo-commit");
     const etag = normalizeEtag(res.headers.get("x-linked-etag") ?? res.headers.get("etag"));
-    if (commit === null || etag === null || !/^[\w.-]+$/.test(etag)) {
+    if (commit === null || etag === null) {
       throw new HubError(
         `${repo}: ${what}: ${current} answered without X-Repo-Commit and ETag headers; is ${s.endpoint} a Hugging Face hub?`,
       );
     }
-    const size = res.headers.get("x-linked-size") ?? res.headers.get("content-length");
-    return { commit, etag, size: size === null ? null : Number(size) };
+    checkCommit(repo, commit, `${what}: the X-Repo-Commit header from ${current}`);
+    if (!BLOB_NAME.test(etag)) {
+      throw new HubError(
+        `${repo}: ${what}: ${current} answered ETag ${JSON.stringify(etag)}, which is not a blob name (letters, digits, _ - ., no leading dot); refusing to use it as a cache file name`,
+      );
+    }
+    const sizeHeader = res.headers.get("x-linked-size") ?? res.headers.get("content-length");
+    const size = sizeHeader === null ? null : Number(sizeHeader);
+    if (size !== null && !(Number.isSafeInteger(size) && size >= 0)) {
+      throw new HubError(
+        `${repo}: ${what}: ${current} announced size ${JSON.stringify(sizeHeader)}, not a byte count`,
+      );
+    }
+    return { commit, etag, size };
   }
 }
 
@@ -190,10 +247,11 @@ export async function downloadFile(p: DownloadFileParams): Promise<string | null
   const { repo, path } = p;
   checkRepo(repo);
   checkPath(repo, path);
+  checkPath(repo, s.revision, "revision");
   const repoDir = repoCacheDir(repo, s.cacheDir);
   const what = `${path} at revision ${s.revision}`;
 
-  const commit = await cachedCommit(repoDir, s.revision);
+  const commit = await cachedCommit(repo, repoDir, s.revision);
   const cached = commit === null ? null : join(repoDir, "snapshots", commit, path);
   if (cached !== null && (await exists(cached)) && (s.offline || COMMIT_HASH.test(s.revision)))
     return cached;
@@ -214,6 +272,11 @@ export async function downloadFile(p: DownloadFileParams): Promise<string | null
     throw err;
   }
   if (meta === null) return null;
+  if (COMMIT_HASH.test(s.revision) && meta.commit !== s.revision) {
+    throw new HubError(
+      `${repo}: ${what}: the hub answered for commit ${meta.commit} instead of the requested ${s.revision}`,
+    );
+  }
 
   if (meta.commit !== s.revision) await writeAtomic(join(repoDir, "refs", s.revision), meta.commit);
   const pointer = join(repoDir, "snapshots", meta.commit, path);
@@ -346,8 +409,9 @@ export async function snapshotDownload(
 ): Promise<string> {
   const s = settings(o);
   const repoDir = repoCacheDir(repo, s.cacheDir);
+  checkPath(repo, s.revision, "revision");
   if (s.offline) {
-    const commit = await cachedCommit(repoDir, s.revision);
+    const commit = await cachedCommit(repo, repoDir, s.revision);
     const dir = commit === null ? null : join(repoDir, "snapshots", commit);
     if (dir === null || !(await exists(dir))) {
       throw new HubError(
@@ -404,6 +468,7 @@ async function listFiles(s: Settings, repo: string): Promise<{ sha: string; file
     const name = (x as { rfilename?: unknown })?.rfilename;
     if (typeof name !== "string")
       throw new HubError(`${repo}: listing at ${url}: siblings[${i}] has no rfilename`);
+    checkPath(repo, name, `listing at ${url}: siblings[${i}].rfilename`);
     return name;
   });
   return { sha, files };

@@ -1,11 +1,16 @@
 /**
- * `pytorch_model.bin` (torch.save's zip format) read without running pickle: a restricted
- * unpickler that interprets the opcodes of a state dict and accepts only torch's tensor rebuild
- * functions, storage types and OrderedDict. Any other global (the way a malicious pickle runs
- * code) is refused with a message saying how to convert the file to safetensors.
+ * `pytorch_model.bin` read without running pickle: a restricted unpickler that interprets the
+ * opcodes of a state dict and accepts only torch's tensor rebuild functions, storage types and
+ * OrderedDict. Any other global (the way a malicious pickle runs code) is refused with a message
+ * saying how to convert the file to safetensors. Both layouts torch.save writes are read: the zip
+ * format (torch >= 1.6) and the legacy one (`_use_new_zipfile_serialization=False`, and every
+ * file of torch < 1.6). Any malformed byte gives a TorchPickleError naming the file and where.
  *
  * References: PyTorch `torch/serialization.py` (`_save`, `_load`: entries `{archive}/data.pkl`,
- * `{archive}/data/{key}`, persistent ids `("storage", StorageType, key, location, numel)`),
+ * `{archive}/data/{key}`, persistent ids `("storage", StorageType, key, location, numel)`;
+ * `_legacy_save`, `_legacy_load`: pickles of MAGIC_NUMBER, PROTOCOL_VERSION 1001, sys_info, the
+ * object and the sorted storage keys, then each storage as an int64 element count and its raw
+ * little-endian bytes; persistent ids `(..., numel, view_metadata)`),
  * `torch/_utils.py` (`_rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks)`,
  * `_rebuild_parameter`), CPython `Lib/pickletools.py` (opcode meanings, protocols 2–4), and the
  * ZIP spec (PKWARE APPNOTE 6.3.x, with Zip64). torch writes entries stored, not compressed.
@@ -28,8 +33,9 @@ export class TorchPickleError extends Error {
   constructor(
     readonly file: string,
     detail: string,
+    options?: { cause: unknown },
   ) {
-    super(`${file}: ${detail}`);
+    super(`${file}: ${detail}`, options);
     this.name = "TorchPickleError";
   }
 }
@@ -68,25 +74,44 @@ const MAX_ZIP_ENTRIES = 10_000_000;
 const EOCD_SEARCH_BYTES = 22 + 0xffff;
 /** Nesting of pickle containers accepted (a state dict nests 3 deep). */
 const MAX_STACK = 100_000;
+/**
+ * Bytes of a legacy file first read for its pickles: 1 MiB (about 5,000 tensors' worth), doubled
+ * while they run past it, up to MAX_PICKLE_BYTES. The storages after them are read on demand.
+ */
+const LEGACY_WINDOW_BYTES = 1 << 20;
+/** `torch.serialization.MAGIC_NUMBER` and `PROTOCOL_VERSION`, the first two legacy pickles. */
+const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
+const LEGACY_PROTOCOL = 1001;
+/**
+ * Elements a tensor may hold beyond those of its storage: 2^26. Only a broadcast view (stride 0,
+ * like `expand`) holds more, and such buffers are small; past this bound a size field is corrupt,
+ * and materialising it would allocate gigabytes.
+ */
+const MAX_BROADCAST_ELEMENTS = 1 << 26;
 
 interface ZipEntry {
+  /** Where the bytes start; -1 until the local header has been read. */
   offset: number;
   size: number;
   method: number;
   localHeader: number;
 }
 
-interface Storage {
-  key: string;
-  dtype: DType;
-  numel: number;
+class Storage {
+  constructor(
+    readonly key: string,
+    readonly dtype: DType,
+    readonly numel: number,
+  ) {}
 }
 
-interface TensorRef {
-  storage: Storage;
-  offset: number;
-  size: number[];
-  stride: number[];
+class TensorRef {
+  constructor(
+    readonly storage: Storage,
+    readonly offset: number,
+    readonly size: number[],
+    readonly stride: number[],
+  ) {}
 }
 
 class Global {
@@ -94,48 +119,37 @@ class Global {
 }
 class Mark {}
 
-/** An open torch zip checkpoint: tensor names, shapes and dtypes known; data read on demand. */
+/** The pickled object and the storage bytes it refers to, by storage key. */
+interface Layout {
+  root: unknown;
+  storages: Map<string, ZipEntry>;
+}
+
+/** An open torch checkpoint: tensor names, shapes and dtypes known; data read on demand. */
 export class TorchCheckpoint {
   private constructor(
     readonly path: string,
     private fd: number,
-    private readonly entries: Map<string, ZipEntry>,
-    private readonly prefix: string,
+    private readonly size: number,
+    private readonly storages: Map<string, ZipEntry>,
     private readonly tensors: Map<string, TensorRef>,
   ) {}
 
-  /** Opens `path`, reads the zip directory and unpickles data.pkl (no code runs, no data is read). */
+  /**
+   * Opens `path` (zip or legacy layout), reads its directory and unpickles the state dict; no
+   * code runs and no tensor data is read. Every failure is a TorchPickleError naming the file.
+   */
   static open(path: string): TorchCheckpoint {
     const fd = openSync(path, "r");
     try {
-      const entries = readZipDirectory(path, fd);
-      const pkl = [...entries.keys()].find((n) => /^[^/]+\/data\.pkl$/.test(n));
-      if (pkl === undefined) {
-        throw new TorchPickleError(
-          path,
-          `has no <archive>/data.pkl entry, so it is not a torch.save file; ${CONVERT_HINT}`,
-        );
-      }
-      const prefix = pkl.slice(0, -"data.pkl".length);
-      const bytes = readEntry(path, fd, entries.get(pkl)!, pkl, MAX_PICKLE_BYTES);
-      const root = unpickle(path, bytes);
-      if (!(root instanceof Map)) {
-        throw new TorchPickleError(path, `holds a ${describe(root)}, not a state dict of tensors`);
-      }
-      const tensors = new Map<string, TensorRef>();
-      for (const [k, v] of root) {
-        if (typeof k !== "string" || !isTensorRef(v)) {
-          throw new TorchPickleError(
-            path,
-            `entry ${JSON.stringify(String(k))} is a ${describe(v)}, not a tensor`,
-          );
-        }
-        tensors.set(k, v);
-      }
-      return new TorchCheckpoint(path, fd, entries, prefix, tensors);
+      const size = fstatSync(fd).size;
+      const layout = isLegacy(path, fd, size)
+        ? readLegacy(path, fd, size)
+        : readZip(path, fd, size);
+      return new TorchCheckpoint(path, fd, size, layout.storages, stateDict(path, layout.root));
     } catch (err) {
       closeSync(fd);
-      throw err;
+      throw asPickleError(path, err);
     }
   }
 
@@ -151,37 +165,39 @@ export class TorchCheckpoint {
   /** The tensor `name` on the CPU, in its stored dtype (views of shared storages come out contiguous). */
   tensor(name: string): Tensor {
     const t = this.ref(name);
-    const entryName = `${this.prefix}data/${t.storage.key}`;
-    const entry = this.entries.get(entryName);
-    if (entry === undefined)
-      throw new TorchPickleError(this.path, `tensor "${name}": storage ${entryName} is missing`);
-    const itemsize = dtypeInfo[t.storage.dtype].itemsize;
-    if (entry.size !== t.storage.numel * itemsize) {
-      throw new TorchPickleError(
-        this.path,
-        `tensor "${name}": storage ${entryName} is ${entry.size} bytes, expected ${t.storage.numel} × ${itemsize}`,
-      );
+    try {
+      return this.read(name, t);
+    } catch (err) {
+      throw asPickleError(this.path, err, `tensor "${name}"`);
     }
-    let last = t.offset;
-    for (let d = 0; d < t.size.length; d++) last += (t.size[d] - 1) * t.stride[d];
-    if (t.size.some((s) => s === 0)) last = t.offset - 1;
-    if (t.offset < 0 || t.stride.some((s) => s < 0) || last >= t.storage.numel) {
-      throw new TorchPickleError(
-        this.path,
-        `tensor "${name}" reaches past the end of its storage ${entryName}`,
-      );
-    }
-    const storage = fromBytes(
-      readEntry(this.path, this.fd, entry, entryName, Number.MAX_SAFE_INTEGER),
-      t.storage.dtype,
-      [t.storage.numel],
-    );
-    return op("aten::as_strided", [storage, t.size, t.stride, t.offset]).contiguous();
   }
 
   close(): void {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
+  }
+
+  private read(name: string, t: TensorRef): Tensor {
+    const key = t.storage.key;
+    const entry = this.storages.get(key);
+    if (entry === undefined)
+      throw new TorchPickleError(this.path, `tensor "${name}": storage ${key} is missing`);
+    const itemsize = dtypeInfo[t.storage.dtype].itemsize;
+    if (entry.size !== t.storage.numel * itemsize) {
+      throw new TorchPickleError(
+        this.path,
+        `tensor "${name}": storage ${key} is ${entry.size} bytes, expected ${t.storage.numel} × ${itemsize}`,
+      );
+    }
+    checkView(this.path, name, t);
+    if (this.fd < 0) throw new TorchPickleError(this.path, `tensor "${name}": the file is closed`);
+    const where = `storage ${key} of tensor "${name}"`;
+    const storage = fromBytes(
+      readEntry(this.path, this.fd, this.size, entry, where, Number.MAX_SAFE_INTEGER),
+      t.storage.dtype,
+      [t.storage.numel],
+    );
+    return op("aten::as_strided", [storage, t.size, t.stride, t.offset]).contiguous();
   }
 
   private ref(name: string): TensorRef {
@@ -192,35 +208,124 @@ export class TorchCheckpoint {
   }
 }
 
-function isTensorRef(v: unknown): v is TensorRef {
-  return typeof v === "object" && v !== null && "storage" in v && "stride" in v;
+/** Any error while reading `file`, as a TorchPickleError that names it (and `what` inside it). */
+function asPickleError(file: string, err: unknown, what?: string): TorchPickleError {
+  if (err instanceof TorchPickleError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new TorchPickleError(file, `${what ? `${what}: ` : ""}cannot be read (${message})`, {
+    cause: err,
+  });
+}
+
+/** The root of a checkpoint must be a dict of tensor name → tensor. */
+function stateDict(file: string, root: unknown): Map<string, TensorRef> {
+  if (!(root instanceof Map)) {
+    throw new TorchPickleError(file, `holds a ${describe(root)}, not a state dict of tensors`);
+  }
+  const tensors = new Map<string, TensorRef>();
+  for (const [k, v] of root) {
+    if (typeof k !== "string" || !(v instanceof TensorRef)) {
+      throw new TorchPickleError(
+        file,
+        `entry ${JSON.stringify(String(k))} is a ${describe(v)}, not a tensor`,
+      );
+    }
+    tensors.set(k, v);
+  }
+  return tensors;
+}
+
+/** The view must lie inside its storage and hold a bounded number of elements. */
+function checkView(file: string, name: string, t: TensorRef): void {
+  const numel = t.size.reduce((a, b) => a * b, 1);
+  let last = t.offset;
+  for (let d = 0; d < t.size.length; d++) last += (t.size[d] - 1) * t.stride[d];
+  if (numel === 0) last = t.offset - 1;
+  if (t.offset < 0 || t.stride.some((s) => s < 0) || last >= t.storage.numel) {
+    throw new TorchPickleError(
+      file,
+      `tensor "${name}" reaches past the end of its storage ${t.storage.key}`,
+    );
+  }
+  if (numel > Math.max(t.storage.numel, MAX_BROADCAST_ELEMENTS)) {
+    throw new TorchPickleError(
+      file,
+      `tensor "${name}" has shape [${t.size.join(", ")}] (${numel} elements) over a storage of ${t.storage.numel}`,
+    );
+  }
 }
 
 function describe(v: unknown): string {
   if (v instanceof Global) return `global ${v.name}`;
   if (v instanceof Map) return "dict";
   if (Array.isArray(v)) return "tuple or list";
+  if (v instanceof Storage) return "storage";
   return typeof v;
 }
 
-// ---- zip -----------------------------------------------------------------------------------------
+// ---- file access -------------------------------------------------------------------------------
 
-function readAt(file: string, fd: number, length: number, position: number): Buffer {
+/** `length` bytes at `position`, after checking they lie inside the `size`-byte file. */
+function readAt(
+  file: string,
+  fd: number,
+  size: number,
+  length: number,
+  position: number,
+  what: string,
+): Buffer {
+  if (
+    !Number.isSafeInteger(position) ||
+    !Number.isSafeInteger(length) ||
+    position < 0 ||
+    length < 0 ||
+    position + length > size
+  ) {
+    throw new TorchPickleError(
+      file,
+      `${what} (${length} bytes at byte ${position}) runs past the end of the ${size}-byte file`,
+    );
+  }
   const out = Buffer.alloc(length);
   let done = 0;
   while (done < length) {
     const got = readSync(fd, out, done, Math.min(1 << 30, length - done), position + done);
     if (got === 0)
-      throw new TorchPickleError(file, `ends at byte ${position + done}, inside a zip record`);
+      throw new TorchPickleError(file, `ends at byte ${position + done}, inside ${what}`);
     done += got;
   }
   return out;
 }
 
-function readZipDirectory(file: string, fd: number): Map<string, ZipEntry> {
-  const size = fstatSync(fd).size;
+/** A legacy file is a stream of pickles, so it starts with PROTO; a zip starts with "PK". */
+function isLegacy(file: string, fd: number, size: number): boolean {
+  return size >= 2 && readAt(file, fd, size, 1, 0, "the first byte")[0] === 0x80;
+}
+
+// ---- zip -----------------------------------------------------------------------------------------
+
+function readZip(file: string, fd: number, size: number): Layout {
+  const entries = readZipDirectory(file, fd, size);
+  const pkl = [...entries.keys()].find((n) => /^[^/]+\/data\.pkl$/.test(n));
+  if (pkl === undefined) {
+    throw new TorchPickleError(
+      file,
+      `has no <archive>/data.pkl entry, so it is not a torch.save file; ${CONVERT_HINT}`,
+    );
+  }
+  const prefix = `${pkl.slice(0, -"data.pkl".length)}data/`;
+  const bytes = readEntry(file, fd, size, entries.get(pkl)!, `zip entry ${pkl}`, MAX_PICKLE_BYTES);
+  const { value: root } = unpickle(file, bytes, { label: "data.pkl byte" });
+  const storages = new Map<string, ZipEntry>();
+  for (const [name, e] of entries) {
+    if (name.startsWith(prefix)) storages.set(name.slice(prefix.length), e);
+  }
+  return { root, storages };
+}
+
+function readZipDirectory(file: string, fd: number, size: number): Map<string, ZipEntry> {
   const tailStart = Math.max(0, size - EOCD_SEARCH_BYTES);
-  const tail = readAt(file, fd, size - tailStart, tailStart);
+  const tail = readAt(file, fd, size, size - tailStart, tailStart, "the zip end record");
   let eocd = -1;
   for (let i = tail.length - 22; i >= 0; i--) {
     if (tail.readUInt32LE(i) === 0x06054b50) {
@@ -229,11 +334,9 @@ function readZipDirectory(file: string, fd: number): Map<string, ZipEntry> {
     }
   }
   if (eocd < 0) {
-    const head = readAt(file, fd, Math.min(size, 2), 0);
-    const legacy = head[0] === 0x80; // a bare pickle: torch.save(..., _use_new_zipfile_serialization=False)
     throw new TorchPickleError(
       file,
-      `${legacy ? "uses torch's legacy (pre-1.6) non-zip format, which lethe does not read" : "is not a zip file (no end-of-central-directory record)"}; ${CONVERT_HINT}`,
+      `is not a zip file (no end-of-central-directory record) nor a legacy torch.save pickle; ${CONVERT_HINT}`,
     );
   }
   let count = tail.readUInt16LE(eocd + 10);
@@ -244,9 +347,10 @@ function readZipDirectory(file: string, fd: number): Map<string, ZipEntry> {
     if (loc < 0 || tail.readUInt32LE(loc) !== 0x07064b50) {
       throw new TorchPickleError(file, "has Zip64 markers but no Zip64 locator");
     }
-    const z64 = readAt(file, fd, 56, Number(tail.readBigUInt64LE(loc + 8)));
+    const z64At = Number(tail.readBigUInt64LE(loc + 8));
+    const z64 = readAt(file, fd, size, 56, z64At, "the Zip64 end record");
     if (z64.readUInt32LE(0) !== 0x06064b50)
-      throw new TorchPickleError(file, "Zip64 end record has a bad signature");
+      throw new TorchPickleError(file, `Zip64 end record at byte ${z64At} has a bad signature`);
     count = Number(z64.readBigUInt64LE(32));
     cdSize = Number(z64.readBigUInt64LE(40));
     cdOffset = Number(z64.readBigUInt64LE(48));
@@ -257,84 +361,225 @@ function readZipDirectory(file: string, fd: number): Map<string, ZipEntry> {
       `zip directory (${count} entries, ${cdSize} bytes at ${cdOffset}) does not fit the file`,
     );
   }
-  const cd = readAt(file, fd, cdSize, cdOffset);
+  const cd = readAt(file, fd, size, cdSize, cdOffset, "the zip directory");
   const entries = new Map<string, ZipEntry>();
   let p = 0;
   for (let i = 0; i < count; i++) {
-    if (p + 46 > cd.length || cd.readUInt32LE(p) !== 0x02014b50) {
-      throw new TorchPickleError(file, `zip directory entry ${i} is malformed`);
-    }
-    const method = cd.readUInt16LE(p + 10);
-    let compressed = cd.readUInt32LE(p + 20);
-    let uncompressed = cd.readUInt32LE(p + 24);
+    const bad = (why: string) =>
+      new TorchPickleError(file, `zip directory entry ${i} (byte ${cdOffset + p}) ${why}`);
+    if (p + 46 > cd.length || cd.readUInt32LE(p) !== 0x02014b50) throw bad("is malformed");
     const nameLen = cd.readUInt16LE(p + 28);
     const extraLen = cd.readUInt16LE(p + 30);
     const commentLen = cd.readUInt16LE(p + 32);
-    let localHeader = cd.readUInt32LE(p + 42);
+    const end = p + 46 + nameLen + extraLen + commentLen;
+    if (end > cd.length) throw bad("runs past the end of the zip directory");
     const name = cd.toString("utf8", p + 46, p + 46 + nameLen);
-    // Zip64 extra field (id 1): the 64-bit values of the fields that read 0xFFFFFFFF, in order.
-    for (let e = p + 46 + nameLen; e + 4 <= p + 46 + nameLen + extraLen;) {
-      const id = cd.readUInt16LE(e);
-      const len = cd.readUInt16LE(e + 2);
-      if (id === 1) {
-        let q = e + 4;
-        const next = () => Number(cd.readBigUInt64LE((q += 8) - 8));
-        if (uncompressed === 0xffffffff) uncompressed = next();
-        if (compressed === 0xffffffff) compressed = next();
-        if (localHeader === 0xffffffff) localHeader = next();
-      }
-      e += 4 + len;
-    }
-    entries.set(name, { offset: -1, size: uncompressed, method, localHeader });
-    if (compressed !== uncompressed && method === 0) {
-      throw new TorchPickleError(file, `zip entry ${name} is stored but its sizes differ`);
-    }
-    p += 46 + nameLen + extraLen + commentLen;
+    const entry = zip64Sizes(cd, p, p + 46 + nameLen, extraLen);
+    if (entry === null) throw bad(`(${name}) has a truncated Zip64 extra field`);
+    if (entry.compressed !== entry.size && entry.method === 0)
+      throw bad(`(${name}) is stored but its sizes differ`);
+    entries.set(name, {
+      offset: -1,
+      size: entry.size,
+      method: entry.method,
+      localHeader: entry.localHeader,
+    });
+    p = end;
   }
   return entries;
 }
 
-/** The bytes of a stored (uncompressed) entry; its local header gives where they start. */
+/**
+ * The sizes and local header offset of the directory entry at `p`. The Zip64 extra field (id 1)
+ * holds the 64-bit values of the fields that read 0xFFFFFFFF, in order; null when it is cut short.
+ */
+function zip64Sizes(
+  cd: Buffer,
+  p: number,
+  extraStart: number,
+  extraLen: number,
+): { method: number; compressed: number; size: number; localHeader: number } | null {
+  const out = {
+    method: cd.readUInt16LE(p + 10),
+    compressed: cd.readUInt32LE(p + 20),
+    size: cd.readUInt32LE(p + 24),
+    localHeader: cd.readUInt32LE(p + 42),
+  };
+  const extraEnd = extraStart + extraLen;
+  for (let e = extraStart; e + 4 <= extraEnd;) {
+    const id = cd.readUInt16LE(e);
+    const len = cd.readUInt16LE(e + 2);
+    if (e + 4 + len > extraEnd) return null;
+    if (id === 1) {
+      let q = e + 4;
+      const next = () => {
+        if (q + 8 > e + 4 + len) return null;
+        q += 8;
+        return Number(cd.readBigUInt64LE(q - 8));
+      };
+      for (const k of ["size", "compressed", "localHeader"] as const) {
+        if (out[k] !== 0xffffffff) continue;
+        const v = next();
+        if (v === null) return null;
+        out[k] = v;
+      }
+    }
+    e += 4 + len;
+  }
+  return out;
+}
+
+/** The bytes of a stored (uncompressed) entry; a zip entry's local header gives where they start. */
 function readEntry(
   file: string,
   fd: number,
+  size: number,
   e: ZipEntry,
-  name: string,
+  what: string,
   maxBytes: number,
 ): Uint8Array {
   if (e.method !== 0) {
     throw new TorchPickleError(
       file,
-      `zip entry ${name} is compressed (method ${e.method}); torch.save stores entries uncompressed`,
+      `${what} is compressed (method ${e.method}); torch.save stores entries uncompressed`,
     );
   }
   if (e.size > maxBytes)
-    throw new TorchPickleError(
-      file,
-      `zip entry ${name} is ${e.size} bytes, over the ${maxBytes}-byte limit`,
-    );
+    throw new TorchPickleError(file, `${what} is ${e.size} bytes, over the ${maxBytes}-byte limit`);
   if (e.offset < 0) {
-    const local = readAt(file, fd, 30, e.localHeader);
+    const local = readAt(file, fd, size, 30, e.localHeader, `the local header of ${what}`);
     if (local.readUInt32LE(0) !== 0x04034b50)
-      throw new TorchPickleError(file, `zip entry ${name} has a bad local header`);
+      throw new TorchPickleError(file, `${what} has a bad local header at byte ${e.localHeader}`);
     e.offset = e.localHeader + 30 + local.readUInt16LE(26) + local.readUInt16LE(28);
   }
-  return new Uint8Array(readAt(file, fd, e.size, e.offset).buffer.slice(0));
+  return new Uint8Array(readAt(file, fd, size, e.size, e.offset, what).buffer.slice(0));
+}
+
+// ---- legacy ------------------------------------------------------------------------------------
+
+/**
+ * The legacy layout: five pickles (magic number, protocol version, sys_info, the object, the
+ * sorted storage keys), then each storage as an int64 element count and its bytes. The pickles
+ * are read from a window that grows while they run past it.
+ */
+function readLegacy(file: string, fd: number, size: number): Layout {
+  for (let window = Math.min(size, LEGACY_WINDOW_BYTES); ;) {
+    const bytes = new Uint8Array(readAt(file, fd, size, window, 0, "the legacy pickles"));
+    try {
+      return legacyLayout(file, fd, size, bytes);
+    } catch (err) {
+      if (!(err instanceof NeedMoreBytes)) throw err;
+      if (window >= Math.min(size, MAX_PICKLE_BYTES)) {
+        throw new TorchPickleError(
+          file,
+          `byte ${err.pos}: the legacy pickles run past the ${MAX_PICKLE_BYTES}-byte limit`,
+        );
+      }
+      window = Math.min(size, MAX_PICKLE_BYTES, window * 2);
+    }
+  }
+}
+
+function legacyLayout(file: string, fd: number, size: number, bytes: Uint8Array): Layout {
+  const partial = bytes.length < size;
+  const found = new Map<string, Storage>();
+  let pos = 0;
+  const next = () => {
+    const r = unpickle(file, bytes, { label: "byte", start: pos, partial, storages: found });
+    pos = r.end;
+    return r.value;
+  };
+  if (next() !== LEGACY_MAGIC) {
+    throw new TorchPickleError(
+      file,
+      `is a pickle but not a torch.save file (no torch magic number); ${CONVERT_HINT}`,
+    );
+  }
+  const version = next();
+  if (version !== LEGACY_PROTOCOL)
+    throw new TorchPickleError(file, `has legacy protocol version ${String(version)}, not 1001`);
+  const sysInfo = next();
+  if (!(sysInfo instanceof Map) || sysInfo.get("little_endian") !== true) {
+    throw new TorchPickleError(
+      file,
+      "was not written on a little-endian machine (sys_info.little_endian is not True)",
+    );
+  }
+  const root = next();
+  const keysAt = pos;
+  const keys = next();
+  if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string"))
+    throw new TorchPickleError(
+      file,
+      `byte ${keysAt}: the storage key list is not a list of strings`,
+    );
+  const storages = new Map<string, ZipEntry>();
+  let at = pos;
+  for (const key of keys as string[]) {
+    const s = found.get(key);
+    if (s === undefined)
+      throw new TorchPickleError(
+        file,
+        `byte ${at}: storage ${key} is listed but no tensor uses it`,
+      );
+    const what = `storage ${key}`;
+    const count = readAt(file, fd, size, 8, at, `the element count of ${what}`).readBigInt64LE(0);
+    if (count !== BigInt(s.numel)) {
+      throw new TorchPickleError(
+        file,
+        `byte ${at}: ${what} holds ${count} elements but its tensors say ${s.numel}`,
+      );
+    }
+    const length = s.numel * dtypeInfo[s.dtype].itemsize;
+    if (at + 8 + length > size) {
+      throw new TorchPickleError(
+        file,
+        `${what} (${length} bytes at byte ${at + 8}) runs past the end of the ${size}-byte file`,
+      );
+    }
+    storages.set(key, { offset: at + 8, size: length, method: 0, localHeader: -1 });
+    at += 8 + length;
+  }
+  return { root, storages };
 }
 
 // ---- pickle ------------------------------------------------------------------------------------
 
-/** Interprets a pickle, resolving only ALLOWED_GLOBALS; never calls anything else. */
-function unpickle(file: string, b: Uint8Array): unknown {
+/** Thrown when a pickle runs past a partial buffer: the caller reads more of the file. */
+class NeedMoreBytes extends Error {
+  constructor(readonly pos: number) {
+    super(`pickle runs past byte ${pos}`);
+  }
+}
+
+interface UnpickleOptions {
+  /** How error messages name a position: "data.pkl byte" in a zip, "byte" of a legacy file. */
+  label: string;
+  /** Where the pickle starts in the buffer. @default 0 */
+  start?: number;
+  /** The buffer is a prefix of the file: running past it throws NeedMoreBytes. @default false */
+  partial?: boolean;
+  /** Collects every storage a persistent id names, by key. */
+  storages?: Map<string, Storage>;
+}
+
+/** Interprets one pickle, resolving only ALLOWED_GLOBALS; never calls anything else. */
+function unpickle(
+  file: string,
+  b: Uint8Array,
+  o: UnpickleOptions,
+): { value: unknown; end: number } {
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const stack: unknown[] = [];
   const memo = new Map<number, unknown>();
-  let pos = 0;
+  let pos = o.start ?? 0;
   const fail = (msg: string): never => {
-    throw new TorchPickleError(file, `data.pkl byte ${pos}: ${msg}`);
+    throw new TorchPickleError(file, `${o.label} ${pos}: ${msg}`);
   };
   const need = (n: number) => {
-    if (pos + n > b.length) fail("truncated");
+    if (pos + n <= b.length) return;
+    if (o.partial) throw new NeedMoreBytes(pos);
+    fail("truncated");
   };
   const u8 = () => (need(1), b[pos++]);
   const u16 = () => (need(2), (pos += 2), view.getUint16(pos - 2, true));
@@ -347,12 +592,13 @@ function unpickle(file: string, b: Uint8Array): unknown {
   );
   const line = () => {
     const end = b.indexOf(0x0a, pos);
-    if (end < 0) fail("unterminated line");
+    if (end < 0) need(b.length - pos + 1);
     const s = new TextDecoder().decode(b.subarray(pos, end));
     pos = end + 1;
     return s;
   };
   const pop = () => (stack.length === 0 ? fail("stack underflow") : stack.pop());
+  const top = () => (stack.length === 0 ? fail("stack underflow") : stack.at(-1));
   const popMark = (): unknown[] => {
     let i = stack.length - 1;
     while (i >= 0 && !(stack[i] instanceof Mark)) i--;
@@ -372,23 +618,28 @@ function unpickle(file: string, b: Uint8Array): unknown {
     }
     push(new Global(name));
   };
-  const setItems = (dict: unknown, kv: unknown[]) => {
-    if (!(dict instanceof Map)) fail("SETITEM(S) on a non-dict");
-    for (let i = 0; i + 1 < kv.length; i += 2)
-      (dict as Map<unknown, unknown>).set(kv[i], kv[i + 1]);
+  // The container is read after its items are popped: it sits below them on the stack.
+  const setItems = (kv: unknown[]) => {
+    const dict = top();
+    if (!(dict instanceof Map)) return fail("SETITEM(S) on a non-dict");
+    for (let i = 0; i + 1 < kv.length; i += 2) dict.set(kv[i], kv[i + 1]);
   };
-
+  const appendItems = (items: unknown[]) => {
+    const list = top();
+    if (!Array.isArray(list)) return fail("APPEND(S) on a non-list");
+    for (const item of items) list.push(item);
+  };
+  /** LONG1: n bytes of little-endian two's complement; a bigint when past 2^53. */
   const long1 = () => {
-    // LONG1: n bytes of little-endian two's complement.
     const n = u8();
     need(n);
     let v = 0n;
     for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[pos + i]);
     if (n > 0 && b[pos + n - 1] & 0x80) v -= 1n << BigInt(8 * n);
     pos += n;
-    return Number(v);
+    const small = Number(v);
+    return Number.isSafeInteger(small) ? small : v;
   };
-  const top = () => stack.at(-1);
   /** Opcodes a torch state dict uses (pickletools names), protocols 2 to 4. */
   const ops: Record<number, () => void> = {
     0x80: () => void u8(), // PROTO
@@ -421,19 +672,13 @@ function unpickle(file: string, b: Uint8Array): unknown {
     0x85: () => push([pop()]), // TUPLE1
     0x86: () => push([pop(), pop()].reverse()), // TUPLE2
     0x87: () => push([pop(), pop(), pop()].reverse()), // TUPLE3
-    0x61: () => void asList(top()).push(pop()), // APPEND
-    0x65: () => {
-      const items = popMark();
-      asList(top()).push(...items);
-    }, // APPENDS
+    0x61: () => appendItems([pop()]), // APPEND (one-item lists, e.g. a single storage key)
+    0x65: () => appendItems(popMark()), // APPENDS
     0x73: () => {
       const v = pop();
-      setItems(top(), [pop(), v]);
-    }, // SETITEM
-    0x75: () => {
-      const kv = popMark();
-      setItems(top(), kv);
-    }, // SETITEMS
+      setItems([pop(), v]);
+    }, // SETITEM (one-entry dicts, e.g. each {'version': 1} of a state dict's _metadata)
+    0x75: () => setItems(popMark()), // SETITEMS
     0x62: () => void pop(), // BUILD: only reached with OrderedDict's _metadata (module versions)
     0x51: () => push(persistentLoad(pop())), // BINPERSID
     0x52: () => {
@@ -442,11 +687,10 @@ function unpickle(file: string, b: Uint8Array): unknown {
     }, // REDUCE
   };
   const memoGet = (k: number) => (memo.has(k) ? memo.get(k) : fail(`memo ${k} is not set`));
-  const asList = (v: unknown) => (Array.isArray(v) ? v : fail("APPEND(S) on a non-list"));
 
   for (;;) {
     const opcode = u8();
-    if (opcode === 0x2e) return pop(); // STOP
+    if (opcode === 0x2e) return { value: pop(), end: pos }; // STOP
     const run = ops[opcode];
     if (run === undefined) {
       fail(`opcode 0x${opcode.toString(16)} is not used by torch state dicts; ${CONVERT_HINT}`);
@@ -454,6 +698,7 @@ function unpickle(file: string, b: Uint8Array): unknown {
     run();
   }
 
+  /** `("storage", StorageType, key, location, numel[, view_metadata])` → the storage it names. */
   function persistentLoad(pid: unknown): Storage {
     if (
       !Array.isArray(pid) ||
@@ -468,7 +713,14 @@ function unpickle(file: string, b: Uint8Array): unknown {
     const numel = pid[4];
     if (!Number.isSafeInteger(numel) || (numel as number) < 0)
       fail(`storage ${pid[2]} has a bad size`);
-    return { key: pid[2], dtype, numel: numel as number };
+    if (pid[5] !== undefined && pid[5] !== null)
+      fail(`storage ${pid[2]} is a storage view, which torch stopped writing in 2018`);
+    const storage = new Storage(pid[2], dtype, numel as number);
+    const seen = o.storages?.get(storage.key);
+    if (seen !== undefined && (seen.dtype !== storage.dtype || seen.numel !== storage.numel))
+      fail(`storage ${storage.key} is named with two different types or sizes`);
+    o.storages?.set(storage.key, storage);
+    return storage;
   }
 
   function reduce(fn: unknown, args: unknown): unknown {
@@ -476,24 +728,25 @@ function unpickle(file: string, b: Uint8Array): unknown {
       return fail("REDUCE needs a global and a tuple");
     if (fn.name === "collections.OrderedDict") return new Map();
     if (fn.name === "torch._utils._rebuild_parameter") {
-      return isTensorRef(args[0]) ? args[0] : fail("_rebuild_parameter of a non-tensor");
+      return args[0] instanceof TensorRef ? args[0] : fail("_rebuild_parameter of a non-tensor");
     }
     if (fn.name === "torch._utils._rebuild_tensor_v2") {
       const [storage, offset, size, stride] = args;
-      const ints = (v: unknown) => Array.isArray(v) && v.every((x) => Number.isSafeInteger(x));
+      const ints = (v: unknown): v is number[] =>
+        Array.isArray(v) && v.every((x) => Number.isSafeInteger(x) && x >= 0);
       if (
-        !(typeof storage === "object" && storage && "key" in storage) ||
+        !(storage instanceof Storage) ||
         !Number.isSafeInteger(offset) ||
         !ints(size) ||
         !ints(stride)
       ) {
         return fail(
-          "_rebuild_tensor_v2 with arguments that are not (storage, offset, size, stride)",
+          "_rebuild_tensor_v2 with arguments that are not (storage, offset, size, stride) of non-negative integers",
         );
       }
-      if ((size as number[]).length !== (stride as number[]).length)
+      if (size.length !== stride.length)
         fail("_rebuild_tensor_v2: size and stride differ in length");
-      return { storage, offset, size, stride } as TensorRef;
+      return new TensorRef(storage, offset as number, size, stride);
     }
     return fail(`${fn.name} cannot be called`);
   }

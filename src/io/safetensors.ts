@@ -62,10 +62,29 @@ export class SafetensorsError extends Error {
     readonly file: string,
     readonly tensor: string | null,
     detail: string,
+    options?: { cause: unknown },
   ) {
-    super(`${file}: ${tensor === null ? "" : `tensor ${JSON.stringify(tensor)} `}${detail}`);
+    super(
+      `${file}: ${tensor === null ? "" : `tensor ${JSON.stringify(tensor)} `}${detail}`,
+      options,
+    );
     this.name = "SafetensorsError";
   }
+}
+
+/**
+ * Any error met while reading `file` as a SafetensorsError naming it: the checks below are meant
+ * to catch every malformed byte, and this keeps a case they miss from surfacing as a bare
+ * RangeError or TypeError without the file.
+ */
+export function asSafetensorsError(
+  file: string,
+  tensor: string | null,
+  err: unknown,
+): SafetensorsError {
+  if (err instanceof SafetensorsError) return err;
+  const message = err instanceof Error ? err.message : String(err);
+  return new SafetensorsError(file, tensor, `cannot be read (${message})`, { cause: err });
 }
 
 export interface SafetensorsInfo {
@@ -130,7 +149,7 @@ export class SafetensorsFile {
       return new SafetensorsFile(path, fd, 8 + headerLength, entries, metadata);
     } catch (err) {
       closeSync(fd);
-      throw err;
+      throw asSafetensorsError(path, null, err);
     }
   }
 

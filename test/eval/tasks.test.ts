@@ -4,10 +4,15 @@
  * 5-shot (first_n from dev), the seeded few-shot sampler, and the scoring and aggregation math
  * (acc, acc_norm by character length, crows-pairs, truthfulqa mc2, lambada perplexity with its
  * bootstrap stderr, MMLU group weighting) under a deterministic formula LM whose expected values
- * are computed independently here (the lambada bootstrap value was printed by CPython).
+ * are computed independently here (the lambada bootstrap value was printed by CPython); and the
+ * readers: every registered task's shared data passes its row checks, while a bad row, an empty
+ * file or a split left empty is an error naming the file, the 1-based line and the field.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import type { LM } from "../../src/eval/lm.js";
 import {
   buildRequests,
@@ -377,4 +382,186 @@ test("the HF datasets layout is read before the original files", async () => {
   } finally {
     await rm(root, { recursive: true });
   }
+});
+
+test("every registered task's shared data passes its row checks", async (t) => {
+  if (!bench) return t.skip(skipReason("benchmarks"));
+  for (const [name, task] of Object.entries(tasks)) {
+    assert.ok(task.fields, `${name} declares no fields`);
+    if (name.startsWith("mini_")) continue; // its data is written by `lethe study`
+    const docs = await loadEvalDocs(task, bench);
+    assert.ok(docs.length > 0, name);
+    // Few-shot splits the shared data lacks are "not found"; any other error is a bad row.
+    await loadFewshotDocs(task, bench).catch((e: Error) => assert.match(e.message, /not found/));
+  }
+});
+
+/** Runs `body` with a fresh data dir holding `files` (path → text). */
+async function withData(files: Record<string, string>, body: (dir: string) => Promise<void>) {
+  const root = await mkdtemp(join(tmpdir(), "lethe-bad-data-"));
+  try {
+    for (const [path, text] of Object.entries(files)) {
+      await mkdir(dirname(join(root, path)), { recursive: true });
+      await writeFile(join(root, path), text);
+    }
+    await body(root);
+  } finally {
+    await rm(root, { recursive: true });
+  }
+}
+
+const jsonl = (...rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join("\n") + "\n";
+const piqaRow = { goal: "g", sol1: "a", sol2: "b", label: 0 };
+
+test("a row with a missing or wrong-type field names the file, line, field and type", async () => {
+  const cases: Array<[string, Record<string, string>, RegExp]> = [
+    [
+      "piqa",
+      { "piqa/validation.jsonl": jsonl(piqaRow, { ...piqaRow, sol2: undefined }) },
+      /piqa\/validation\.jsonl:2: missing field "sol2" \(expected a string\)/,
+    ],
+    [
+      "piqa",
+      // A blank line does not shift the line number.
+      { "piqa/validation.jsonl": jsonl(piqaRow) + "\n" + jsonl({ ...piqaRow, sol2: 5 }) },
+      /piqa\/validation\.jsonl:3: field "sol2" must be a string, got number 5/,
+    ],
+    [
+      "piqa",
+      { "piqa/validation.jsonl": jsonl(piqaRow, { ...piqaRow, label: 2 }) },
+      /piqa\/validation\.jsonl:2: field "label" must be 0 or 1, got 2/,
+    ],
+    [
+      "piqa",
+      { "piqa/validation.jsonl": jsonl(piqaRow, [1, 2]) },
+      /piqa\/validation\.jsonl:2: expected a JSON object, got a list of 2/,
+    ],
+    [
+      "arc_easy",
+      {
+        "arc/ARC-e/ARC-Easy-Test.jsonl": jsonl(
+          {
+            id: "1",
+            question: { stem: "q", choices: [{ text: "t", label: "A" }] },
+            answerKey: "A",
+          },
+          { id: "2", question: { stem: "q", choices: "A or B" }, answerKey: "A" },
+        ),
+      },
+      /ARC-Easy-Test\.jsonl:2: field "question\.choices" must be a list of objects, got the string "A or B"/,
+    ],
+    [
+      "arc_easy",
+      {
+        "arc/ARC-Easy/test.jsonl": jsonl({
+          question: "q",
+          choices: { text: ["a", "b"], label: ["A", "B"] },
+          answerKey: "C",
+        }),
+      },
+      /arc\/ARC-Easy\/test\.jsonl:1: field "answerKey" "C" is not one of choices\.label \[A, B\]/,
+    ],
+    [
+      "hellaswag",
+      {
+        "hellaswag/validation.jsonl": jsonl({
+          activity_label: "a",
+          ctx_a: "b",
+          ctx_b: "c",
+          endings: "not a list",
+          label: "0",
+        }),
+      },
+      /hellaswag\/validation\.jsonl:1: field "endings" must be a list of strings, got the string/,
+    ],
+    [
+      "crows_pairs_english",
+      {
+        "crows_pairs/crows_pairs_anonymized.csv":
+          "sent_more,sent_less,stereo_antistereo,bias_type\na,b,stereo,age\nc,d,stereo\n",
+      },
+      /crows_pairs_anonymized\.csv: cannot parse as CSV/,
+    ],
+    [
+      "race",
+      {
+        "race/high/test.jsonl": jsonl({
+          article: "A",
+          problems: "[{'question': 'q', 'options': ['a', 'b'], 'answer': 'D'}]",
+        }),
+      },
+      /race\/high\/test\.jsonl:1: problems\[0\]: field "answer" "D" is not a letter of its 2 options/,
+    ],
+    [
+      "truthfulqa_mc1",
+      {
+        "truthfulqa/v1_oct2021/mc_task.json": JSON.stringify([
+          { question: "q", mc1_targets: { a: 1, b: 0 }, mc2_targets: { a: 1, b: "no" } },
+        ]),
+      },
+      /mc_task\.json: item 1: field "mc2_targets": answer "b" must map to 0 or 1, got "no"/,
+    ],
+  ];
+  for (const [name, files, message] of cases) {
+    await withData(files, (dir) =>
+      assert.rejects(loadEvalDocs(getTask(name), dir), message, `${name}: ${message}`),
+    );
+  }
+  // Through evaluate, where a bad choice used to surface as "c is not iterable".
+  await withData({ "piqa/validation.jsonl": jsonl(piqaRow, { ...piqaRow, sol1: null }) }, (dir) =>
+    assert.rejects(
+      evaluate(formulaLM, ["piqa"], { dataDir: dir }),
+      /piqa\/validation\.jsonl:2: field "sol1" must be a string, got null/,
+    ),
+  );
+});
+
+test("an empty benchmark file, or a split that processDocs empties, is an error naming it", async () => {
+  const cases: Array<[string, Record<string, string>, RegExp]> = [
+    ["piqa", { "piqa/validation.jsonl": "" }, /piqa\/validation\.jsonl: has no rows/],
+    ["piqa", { "piqa/validation.jsonl": "\n\n" }, /piqa\/validation\.jsonl: has no rows/],
+    [
+      "piqa",
+      { "piqa/valid.jsonl": "", "piqa/valid-labels.lst": "" },
+      /piqa\/valid\.jsonl: has no rows/,
+    ],
+    [
+      "crows_pairs_english",
+      {
+        "crows_pairs/crows_pairs_anonymized.csv":
+          "sent_more,sent_less,stereo_antistereo,bias_type\n",
+      },
+      /crows_pairs_anonymized\.csv: has no rows/,
+    ],
+    [
+      "mmlu_anatomy",
+      { "mmlu/test/anatomy_test.csv": "" },
+      /mmlu\/test\/anatomy_test\.csv: has no rows/,
+    ],
+    [
+      "truthfulqa_mc1",
+      { "truthfulqa/v1_oct2021/mc_task.json": "[]" },
+      /mc_task\.json: must hold a non-empty JSON list/,
+    ],
+    [
+      "crows_pairs_english_age",
+      {
+        "crows_pairs/crows_pairs_anonymized.csv":
+          "sent_more,sent_less,stereo_antistereo,bias_type\na,b,stereo,race-color\n",
+      },
+      /crows_pairs_english_age: split "test" under .*crows_pairs has no documents left after processDocs \(of 1 rows\)/,
+    ],
+  ];
+  for (const [name, files, message] of cases) {
+    await withData(files, (dir) =>
+      assert.rejects(loadEvalDocs(getTask(name), dir), message, `${name}: ${message}`),
+    );
+  }
+  // evaluate used to exit with acc null for an empty file.
+  await withData({ "piqa/validation.jsonl": "" }, (dir) =>
+    assert.rejects(
+      evaluate(formulaLM, ["piqa"], { dataDir: dir }),
+      /validation\.jsonl: has no rows/,
+    ),
+  );
 });

@@ -2,16 +2,26 @@
  * The hub client against a loopback server that serves a model directory in the hub's URL layout
  * (`/api/models/{repo}/revision/{rev}`, `/{repo}/resolve/{rev}/{path}`, ETag = sha256, Range, LFS
  * files redirected to a second "CDN" server): download, cache reuse, resume, sha256 rejection,
- * token, 404 and offline behaviour, end to end through loadPretrained("hf:...").
+ * token, 404 and offline behaviour, end to end through loadPretrained("hf:..."); and a hostile
+ * server whose commit, ETag and file names try to make lethe write outside HF_HOME.
  */
 import { test, after, before } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { existsSync, lstatSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  realpathSync,
+  rmSync,
+} from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { downloadFile, repoCacheDir, snapshotDownload } from "../../src/io/hub.js";
 import { loadPretrained, savePretrained } from "../../src/io/pretrained.js";
 import {
@@ -303,5 +313,124 @@ test("404s: downloadFile returns null, loads name the repo and file, unknown rep
   } finally {
     hub.gone.clear();
     rmSync(cacheDir, { recursive: true, force: true });
+  }
+});
+
+/** What the hostile hub answers: tests set a bad commit, ETag or file name, one at a time. */
+const HOSTILE_REPO = "attacker/repo";
+const hostile = { commit: COMMIT, etag: "a".repeat(40), siblings: ["config.json"] };
+
+function handleHostile(req: IncomingMessage, res: ServerResponse): void {
+  const url = new URL(req.url!, "http://127.0.0.1");
+  if (url.pathname === `/api/models/${HOSTILE_REPO}/revision/main`) {
+    res.writeHead(200, { "Content-Type": "application/json" });
+    return void res.end(
+      JSON.stringify({
+        sha: COMMIT,
+        siblings: hostile.siblings.map((rfilename) => ({ rfilename })),
+      }),
+    );
+  }
+  const body = Buffer.from("{}");
+  res.writeHead(200, {
+    "X-Repo-Commit": hostile.commit,
+    ETag: `"${hostile.etag}"`,
+    "Content-Length": String(body.length),
+  });
+  res.end(req.method === "HEAD" ? undefined : body);
+}
+
+/** Every path under `dir`, files, folders and links alike. */
+function walk(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    return e.isDirectory() ? [p, ...walk(p)] : [p];
+  });
+}
+
+test("a hostile hub's commit, ETag and file names are refused and nothing is written outside HF_HOME", async () => {
+  const root = mkdtempSync(join(tmpdir(), "lethe-hub-hostile-"));
+  const hfHome = join(root, "home", "hf");
+  mkdirSync(hfHome, { recursive: true });
+  const saved = { HF_HOME: process.env.HF_HOME, HF_HUB_CACHE: process.env.HF_HUB_CACHE };
+  process.env.HF_HOME = hfHome;
+  delete process.env.HF_HUB_CACHE;
+  const [server, url] = await listen(handleHostile);
+  const o = { endpoint: url };
+  try {
+    // The X-Repo-Commit header names the snapshot folder: a path instead of a hash is refused.
+    for (const commit of ["../../evil", "../../../../../evil", "/tmp/evil", `${COMMIT}/../x`]) {
+      hostile.commit = commit;
+      const refused = (e: Error) => {
+        assert.match(
+          e.message,
+          /attacker\/repo: .*X-Repo-Commit header from http:\/\/127\.0\.0\.1/,
+        );
+        assert.ok(e.message.includes(`gave commit ${JSON.stringify(commit)}, which is not 40 hex`));
+        return true;
+      };
+      await assert.rejects(
+        downloadFile({ ...o, repo: HOSTILE_REPO, path: "config.json" }),
+        refused,
+      );
+      await assert.rejects(loadPretrained(`hf:${HOSTILE_REPO}`, o), refused);
+    }
+    hostile.commit = COMMIT;
+    // The ETag names the blob file: ".", ".." and paths are refused.
+    for (const etag of ["..", ".", "../../../evil", ".hidden"]) {
+      hostile.etag = etag;
+      await assert.rejects(
+        downloadFile({ ...o, repo: HOSTILE_REPO, path: "config.json" }),
+        new RegExp(
+          `answered ETag ${JSON.stringify(etag).replaceAll(".", "\\.")}, which is not a blob name`,
+        ),
+      );
+    }
+    hostile.etag = "a".repeat(40);
+    // Listed file names are checked before any is used, even those no pattern would fetch.
+    for (const name of [
+      "../../evil.json",
+      "a/../../evil.json",
+      "/tmp/evil.json",
+      "..\\..\\evil.json",
+      "config.json\u0000.evil",
+      "./config.json",
+      "a//config.json",
+    ]) {
+      hostile.siblings = ["config.json", name];
+      await assert.rejects(snapshotDownload(HOSTILE_REPO, o), (e: Error) => {
+        assert.ok(
+          e.message.includes(
+            `siblings[1].rfilename ${JSON.stringify(name)} is not a relative path`,
+          ),
+          e.message,
+        );
+        return true;
+      });
+    }
+    // A revision is a path under refs/ too.
+    await assert.rejects(
+      snapshotDownload(HOSTILE_REPO, { ...o, revision: "../../../evil" }),
+      /revision "\.\.\/\.\.\/\.\.\/evil" is not a relative path/,
+    );
+    // Nothing beside HF_HOME, nothing named "evil" in it, no link leading out of the cache.
+    assert.deepEqual(readdirSync(root), ["home"]);
+    assert.deepEqual(readdirSync(join(root, "home")), ["hf"]);
+    const cache = join(hfHome, "hub");
+    for (const p of walk(hfHome)) {
+      assert.ok(!p.includes("evil"), `${p} was created`);
+      if (lstatSync(p).isSymbolicLink() && existsSync(p)) {
+        const target = realpathSync(p);
+        assert.ok(!relative(realpathSync(cache), target).startsWith(".."), `${p} → ${target}`);
+      }
+    }
+  } finally {
+    hostile.siblings = ["config.json"];
+    server.close();
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    rmSync(root, { recursive: true, force: true });
   }
 });

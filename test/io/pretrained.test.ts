@@ -1,12 +1,14 @@
 /**
  * loadPretrained / savePretrained: save → load round trips for every registered architecture,
  * dtype handling, shape / key errors naming file and tensor, HF checkpoint quirks, shards, and
- * pytorch_model.bin (refused when it holds code; read safely when torch.save wrote a state dict).
+ * pytorch_model.bin (refused when it holds code; read safely when torch.save wrote a state dict,
+ * in its zip and its legacy layout, checked against the values the reference torch wrote).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import {
+  copyFileSync,
   existsSync,
   mkdtempSync,
   readFileSync,
@@ -25,10 +27,11 @@ import {
   type LanguageModel,
 } from "../../src/models/index.js";
 import { loadTensors, saveTensors } from "../../src/io/checkpoint.js";
-import { CONVERT_HINT } from "../../src/io/pickle.js";
+import { CONVERT_HINT, TorchCheckpoint } from "../../src/io/pickle.js";
 import { loadPretrained, savePretrained } from "../../src/io/pretrained.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { tensor, tidy, type Tensor } from "../../src/tensor/index.js";
+import { PYTHON, pythonHas } from "../../src/util/python.js";
 import { dataPath, skipReason } from "../helpers/data.js";
 
 /** A tiny config per registered model_type; a new family must add one here. */
@@ -344,38 +347,90 @@ test("pytorch_model.bin that calls anything but torch's tensor rebuild is refuse
       assert.ok(e.message.includes(CONVERT_HINT));
       return true;
     });
+    // A legacy-format file cut off inside its first pickle.
     writeFileSync(join(dir, "pytorch_model.bin"), Buffer.from([0x80, 0x02, 0x8a, 0x0a]));
-    await assert.rejects(loadPretrained(dir), /legacy \(pre-1\.6\) non-zip format.*\n.*save_file/s);
+    await assert.rejects(
+      loadPretrained(dir),
+      /pytorch_model\.bin: byte 4: truncated.*\n.*save_file/s,
+    );
   } finally {
     model.dispose();
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-const PYTHON = "/usr/bin/python3";
+test("pickle files that are not torch.save state dicts fail naming the file and where", () => {
+  const dir = tmp();
+  try {
+    const path = join(dir, "pytorch_model.bin");
+    // A bare pickle of the int 7: a pickle stream, but not torch's legacy magic number.
+    writeFileSync(path, Buffer.from([0x80, 0x02, 0x4b, 0x07, 0x2e]));
+    assert.throws(() => TorchCheckpoint.open(path), {
+      name: "TorchPickleError",
+      message: new RegExp(`^${path}: is a pickle but not a torch\\.save file`),
+    });
+    // Reading fails below the format checks (a directory): still a TorchPickleError with the path.
+    assert.throws(() => TorchCheckpoint.open(dir), {
+      name: "TorchPickleError",
+      message: `${dir}: cannot be read (EISDIR: illegal operation on a directory, read)`,
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/** Whether the reference torch is there; prints why a test skips when it is not. */
+function torchMissing(): string | null {
+  if (pythonHas("torch")) return null;
+  const why = `${PYTHON} with torch is not available to write torch.save files`;
+  console.log(`# SKIP ${why}`);
+  return why;
+}
+
+/** Runs a torch script with PYTHON; fails the test with its stderr when it fails. */
+function runTorch(script: string, ...args: string[]): void {
+  const r = spawnSync(PYTHON, ["-c", script, ...args]);
+  assert.equal(r.status, 0, r.stderr.toString());
+}
+
+/** torch.save's two layouts: the zip one (torch >= 1.6) and the legacy one. */
+const LAYOUTS = ["zip", "legacy"] as const;
+
+/**
+ * A GPT-2 state dict as `model.state_dict()` returns it: an OrderedDict whose `_metadata` maps
+ * every module prefix to `{'version': 1}` (pickled with SETITEM, one entry each), with a
+ * non-contiguous Conv1D view, a float16 tensor, a tied lm_head sharing storage and an old uint8
+ * attn.bias buffer, saved to argv[2] + ".zip" and ".legacy". The float32 values of every tensor
+ * in `spec` go to argv[3] in spec order.
+ */
 const TORCH_SAVE = `
-import json, sys, torch
+import collections, json, struct, sys, torch
 spec = json.load(open(sys.argv[1]))
 torch.manual_seed(0)
-sd = {}
+sd = collections.OrderedDict()
 for name, shape in spec.items():
     sd[name] = torch.randn(*shape)
-# Conv1D weights stored transposed-then-viewed: a non-contiguous view of its storage.
 w = sd["transformer.h.0.mlp.c_fc.weight"]
 sd["transformer.h.0.mlp.c_fc.weight"] = w.t().contiguous().t()
 sd["transformer.h.1.ln_1.weight"] = sd["transformer.h.1.ln_1.weight"].half()
-sd["lm_head.weight"] = sd["transformer.wte.weight"]  # tied: shares storage
+sd["lm_head.weight"] = sd["transformer.wte.weight"]
 sd["transformer.h.0.attn.bias"] = torch.tril(torch.ones(1, 1, 4, 4, dtype=torch.uint8))
+sd._metadata = collections.OrderedDict()
+for name in sd:
+    parts = name.split(".")[:-1]
+    for i in range(len(parts) + 1):
+        sd._metadata.setdefault(".".join(parts[:i]), {"version": 1})
 with open(sys.argv[3], "wb") as f:
     for name in spec:
-        f.write(sd[name].float().contiguous().numpy().tobytes())
-torch.save(sd, sys.argv[2])
+        values = sd[name].float().flatten().tolist()
+        f.write(struct.pack(f"<{len(values)}f", *values))
+torch.save(sd, sys.argv[2] + ".zip")
+torch.save(sd, sys.argv[2] + ".legacy", _use_new_zipfile_serialization=False)
 `;
 
-test("pytorch_model.bin written by torch.save loads without running pickle", async (t) => {
-  if (spawnSync(PYTHON, ["-c", "import torch"]).status !== 0) {
-    return t.skip(`${PYTHON} with torch is not available to write a torch.save file`);
-  }
+test("pytorch_model.bin from torch.save of a state dict with _metadata loads, zip and legacy layouts", async (t) => {
+  const missing = torchMissing();
+  if (missing) return t.skip(missing);
   const model = tiny("gpt2");
   const dir = tmp();
   try {
@@ -383,26 +438,100 @@ test("pytorch_model.bin written by torch.save loads without running pickle", asy
     unlinkSync(join(dir, "model.safetensors"));
     const spec = Object.fromEntries([...model.stateDict()].map(([k, v]) => [k, v.shape]));
     writeFileSync(join(dir, "spec.json"), JSON.stringify(spec));
-    const r = spawnSync(PYTHON, [
-      "-c",
-      TORCH_SAVE,
-      join(dir, "spec.json"),
-      join(dir, "pytorch_model.bin"),
-      join(dir, "values.f32"),
-    ]);
-    assert.equal(r.status, 0, r.stderr.toString());
-    const loaded = await loadPretrained(dir);
-    const values = new Float32Array(readFileSync(join(dir, "values.f32")).buffer.slice(0));
-    let at = 0;
-    for (const [k, v] of loaded.model.stateDict()) {
-      const want = Array.from(values.subarray(at, at + v.numel()));
-      at += v.numel();
-      assert.deepEqual(v.toNumbers(), want, k);
+    const valuesFile = join(dir, "values.f32");
+    runTorch(TORCH_SAVE, join(dir, "spec.json"), join(dir, "saved"), valuesFile);
+    for (const layout of LAYOUTS) {
+      const bin = join(dir, "pytorch_model.bin");
+      copyFileSync(join(dir, `saved.${layout}`), bin);
+      const head = readFileSync(bin).subarray(0, 2).toString("latin1");
+      assert.equal(head === "PK" ? "zip" : "legacy", layout);
+      const loaded = await loadPretrained(dir);
+      const values = new Float32Array(readFileSync(valuesFile).buffer.slice(0));
+      let at = 0;
+      for (const [k, v] of loaded.model.stateDict()) {
+        const want = Array.from(values.subarray(at, at + v.numel()));
+        at += v.numel();
+        assert.deepEqual(v.toNumbers(), want, `${layout}: ${k}`);
+      }
+      assert.equal(at, values.length);
+      console.log(`# ${layout}: ${at} values equal torch's`);
+      loaded.model.dispose();
     }
-    assert.equal(at, values.length);
-    loaded.model.dispose();
   } finally {
     model.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+/**
+ * Tensors of every storage type, views (offset, transposed, strided, broadcast), a scalar and an
+ * empty tensor, in an OrderedDict with _metadata, and a one-tensor dict, saved in both layouts
+ * to argv[1] + ".{zip,legacy}" and ".one.{zip,legacy}". argv[2] gets {name: [dtype, shape, values]}.
+ */
+const TORCH_DTYPES = `
+import collections, json, sys, torch
+torch.manual_seed(0)
+base = torch.arange(24, dtype=torch.float64).reshape(4, 6)
+sd = collections.OrderedDict()
+sd["f64.view"] = base[1:, ::2]
+sd["f64.t"] = base.t()
+sd["f32"] = torch.randn(3, 5)
+sd["f16"] = torch.randn(2, 3).half()
+sd["bf16"] = torch.randn(7).bfloat16()
+sd["i64"] = torch.tensor([-(2**40), 7, 0])
+sd["i32"] = torch.tensor([-5, 2**31 - 1], dtype=torch.int32)
+sd["i16"] = torch.tensor([-300, 300], dtype=torch.int16)
+sd["i8"] = torch.tensor([-128, 127], dtype=torch.int8)
+sd["u8"] = torch.tensor([0, 255], dtype=torch.uint8)
+sd["bool"] = torch.tensor([True, False, True])
+sd["scalar"] = torch.tensor(3.5)
+sd["empty"] = torch.zeros(0, 4)
+sd["expanded"] = torch.arange(3.0).expand(4, 3)
+sd._metadata = collections.OrderedDict([("", {"version": 1})])
+dtypes = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16",
+          torch.bfloat16: "bfloat16", torch.int64: "int64", torch.int32: "int32",
+          torch.int16: "int16", torch.int8: "int8", torch.uint8: "uint8", torch.bool: "bool"}
+want = {k: [dtypes[v.dtype], list(v.shape), v.double().flatten().tolist()] for k, v in sd.items()}
+json.dump(want, open(sys.argv[2], "w"))
+one = collections.OrderedDict([("w", torch.ones(2, 2))])
+for layout in ["zip", "legacy"]:
+    torch.save(sd, f"{sys.argv[1]}.{layout}", _use_new_zipfile_serialization=layout == "zip")
+    torch.save(one, f"{sys.argv[1]}.one.{layout}", _use_new_zipfile_serialization=layout == "zip")
+`;
+
+test("TorchCheckpoint reads every storage type, views, scalars and one-tensor files as torch wrote them", async (t) => {
+  const missing = torchMissing();
+  if (missing) return t.skip(missing);
+  const dir = tmp();
+  try {
+    runTorch(TORCH_DTYPES, join(dir, "saved"), join(dir, "want.json"));
+    const want = JSON.parse(readFileSync(join(dir, "want.json"), "utf8")) as Record<
+      string,
+      [string, number[], number[]]
+    >;
+    for (const layout of LAYOUTS) {
+      const bin = join(dir, `saved.${layout}`);
+      const f = TorchCheckpoint.open(bin);
+      try {
+        assert.deepEqual(f.keys(), Object.keys(want));
+        for (const [name, [dtype, shape, values]] of Object.entries(want)) {
+          assert.deepEqual(f.info(name), { dtype, shape }, `${layout}: ${name}`);
+          const got = tidy(() => f.tensor(name).to("float64").toNumbers());
+          assert.deepEqual(got, values, `${layout}: ${name}`);
+        }
+      } finally {
+        f.close();
+      }
+      // One tensor: the dict is pickled with SETITEM, the legacy key list with APPEND.
+      const one = TorchCheckpoint.open(join(dir, `saved.one.${layout}`));
+      assert.deepEqual(one.keys(), ["w"]);
+      assert.deepEqual(
+        tidy(() => one.tensor("w").toNumbers()),
+        [1, 1, 1, 1],
+      );
+      one.close();
+    }
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -382,6 +382,22 @@ test("read() names the file and tensor for unknown names and after close", () =>
   });
 });
 
+test("an error below the format checks (a directory given as the file) still names the path", () => {
+  const sub = join(dir, "not-a-file.safetensors");
+  mkdirSync(sub);
+  assert.throws(
+    () => SafetensorsFile.open(sub),
+    (e: Error) => {
+      assert.ok(e instanceof SafetensorsError);
+      assert.equal(
+        e.message,
+        `${sub}: cannot be read (EISDIR: illegal operation on a directory, read)`,
+      );
+      return true;
+    },
+  );
+});
+
 test("writer validates everything first and leaves the old file untouched on error", () => {
   const path = tmpPath();
   writeSafetensors(path, { w: { dtype: "F32", shape: [2], data: f32Bytes([1, 2]) } });

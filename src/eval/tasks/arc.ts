@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { accMean, accNormMean, defineTask, type Doc } from "../task.js";
-import { field, readJsonl } from "./files.js";
+import { type Fields, field, mapRows, readJsonl } from "./files.js";
 
 interface ArcDoc extends Doc {
   id: string;
@@ -18,6 +18,24 @@ interface ArcDoc extends Doc {
 }
 
 const ORIGINAL_SPLIT: Record<string, string> = { train: "Train", validation: "Dev", test: "Test" };
+
+const fields: Fields = {
+  question: "string",
+  "choices.text": "string[]",
+  "choices.label": "string[]",
+  answerKey: "string",
+};
+
+/** lm-eval's `choices.label.index(answerKey)` raises when the key is not a label. */
+export function checkAnswerKey(doc: Doc, where: string): void {
+  const { text, label } = doc.choices as { text: string[]; label: string[] };
+  if (text.length !== label.length)
+    throw new Error(`${where}: fields "choices.text" and "choices.label" differ in length`);
+  if (!label.includes((doc.answerKey as string).trimStart()))
+    throw new Error(
+      `${where}: field "answerKey" ${JSON.stringify(doc.answerKey)} is not one of choices.label [${label.join(", ")}]`,
+    );
+}
 
 function arcTask(task: "arc_easy" | "arc_challenge", name: "ARC-Easy" | "ARC-Challenge") {
   const folder = name === "ARC-Easy" ? "ARC-e" : "ARC-c";
@@ -32,20 +50,21 @@ function arcTask(task: "arc_easy" | "arc_challenge", name: "ARC-Easy" | "ARC-Cha
         ORIGINAL_SPLIT[split] &&
         join(dataDir, "arc", folder, `${name}-${ORIGINAL_SPLIT[split]}.jsonl`);
       if (!path || !existsSync(path)) return null;
-      return (await readJsonl(path)).map((r, i) => {
-        const q = field<{ stem: string; choices: Array<{ text: string; label: string }> }>(
-          r,
-          "question",
-          `${path}:${i + 1}`,
-        );
+      return mapRows(await readJsonl(path), (r, where) => {
+        const choices = field(r, "question.choices", where, "object[]").map((c, j) => ({
+          text: field(c, "text", `${where}: question.choices[${j}]`, "string"),
+          label: field(c, "label", `${where}: question.choices[${j}]`, "string"),
+        }));
         return {
-          id: r.id,
-          question: q.stem,
-          choices: { text: q.choices.map((c) => c.text), label: q.choices.map((c) => c.label) },
-          answerKey: field(r, "answerKey", `${path}:${i + 1}`),
+          id: field(r, "id", where, "string"),
+          question: field(r, "question.stem", where, "string"),
+          choices: { text: choices.map((c) => c.text), label: choices.map((c) => c.label) },
+          answerKey: field(r, "answerKey", where, "string"),
         };
       });
     },
+    fields,
+    checkDoc: checkAnswerKey,
     trainingSplit: "train",
     validationSplit: "validation",
     testSplit: "test",

@@ -7,7 +7,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { accMean, defineTask, type Doc } from "../task.js";
-import { field, readJsonl } from "./files.js";
+import { field, mapRows, readJsonl } from "./files.js";
 
 interface BoolqDoc extends Doc {
   question: string;
@@ -29,14 +29,26 @@ export const boolq = defineTask<BoolqDoc>({
       ORIGINAL_SPLIT[split] &&
       join(dataDir, "superglue", "BoolQ", `${ORIGINAL_SPLIT[split]}.jsonl`);
     if (!path || !existsSync(path)) return null;
-    return (await readJsonl(path)).map((r, i) => {
-      const label = field(r, "label", `${path}:${i + 1}`);
+    return mapRows(await readJsonl(path), (r, where) => {
       // The SuperGLUE release writes true/false; some repackagings write "true"/"false".
+      const label = field(r, "label", where, "boolean|string");
       const value = { true: 1, false: 0 }[String(label)];
       if (value === undefined)
-        throw new Error(`${path}:${i + 1}: "label" must be true or false, got ${label}`);
-      return { question: r.question, passage: r.passage, idx: r.idx, label: value };
+        throw new Error(
+          `${where}: field "label" must be true or false, got ${JSON.stringify(label)}`,
+        );
+      return {
+        question: field(r, "question", where, "string"),
+        passage: field(r, "passage", where, "string"),
+        idx: field(r, "idx", where, "integer"),
+        label: value,
+      };
     });
+  },
+  fields: { question: "string", passage: "string", label: "integer" },
+  checkDoc(doc, where) {
+    if (doc.label !== 0 && doc.label !== 1)
+      throw new Error(`${where}: field "label" must be 0 or 1, got ${doc.label}`);
   },
   trainingSplit: "train",
   validationSplit: "validation",

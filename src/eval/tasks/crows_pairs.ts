@@ -10,7 +10,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { defineTask, type Doc, type MetricSpec, type Task } from "../task.js";
-import { field, readCsv, type Row } from "./files.js";
+import { type Fields, field, mapRows, readCsv } from "./files.js";
 
 interface CrowsDoc extends Doc {
   sent_more: string;
@@ -18,6 +18,13 @@ interface CrowsDoc extends Doc {
   stereo_antistereo: string;
   bias_type: string;
 }
+
+const fields: Fields = {
+  sent_more: "string",
+  sent_less: "string",
+  stereo_antistereo: "string",
+  bias_type: "string",
+};
 
 const metrics: MetricSpec[] = [
   { metric: "likelihood_diff", aggregation: "mean", higher_is_better: false },
@@ -34,17 +41,11 @@ function crowsTask(task: string, biasType?: string): Task<CrowsDoc> {
     async original(dataDir, split) {
       const path = join(dataDir, "crows_pairs", "crows_pairs_anonymized.csv");
       if (split !== "test" || !existsSync(path)) return null;
-      const rows = (await readCsv(path, { header: true })) as Row[];
-      return rows.map((r, i) => {
-        const where = `${path}: row ${i + 2}`;
-        return {
-          sent_more: field(r, "sent_more", where),
-          sent_less: field(r, "sent_less", where),
-          stereo_antistereo: field(r, "stereo_antistereo", where),
-          bias_type: field(r, "bias_type", where),
-        };
-      });
+      return mapRows(await readCsv(path, { header: true }), (r, where) =>
+        Object.fromEntries(Object.keys(fields).map((k) => [k, field(r, k, where, "string")])),
+      );
     },
+    fields,
     testSplit: "test",
     processDocs: biasType
       ? (docs) => (docs as CrowsDoc[]).filter((d) => d.bias_type.startsWith(biasType))

@@ -9,7 +9,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { accMean, accNormMean, defineTask, type Doc } from "../task.js";
-import { field, readJsonl } from "./files.js";
+import { checkFields, type Fields, mapRows, readJsonl } from "./files.js";
 
 interface HellaswagDoc extends Doc {
   label: string;
@@ -31,6 +31,24 @@ export function preprocess(text: string): string {
 
 const ORIGINAL_FILES: Record<string, string> = { validation: "hellaswag_val_subset1000.jsonl" };
 
+const fields: Fields = {
+  activity_label: "string",
+  ctx_a: "string",
+  ctx_b: "string",
+  endings: "string[]",
+  label: "string|integer",
+};
+
+/** A label that indexes the endings (lm-eval's `int(doc["label"])`). */
+function checkLabel(doc: Doc, where: string): void {
+  const endings = doc.endings as string[];
+  const label = String(doc.label);
+  if (!/^\d+$/.test(label) || Number(label) >= endings.length)
+    throw new Error(
+      `${where}: field "label" ${JSON.stringify(doc.label)} does not index the ${endings.length} endings`,
+    );
+}
+
 export const hellaswag = defineTask<HellaswagDoc>({
   task: "hellaswag",
   version: 1,
@@ -39,11 +57,14 @@ export const hellaswag = defineTask<HellaswagDoc>({
   async original(dataDir, split) {
     const path = ORIGINAL_FILES[split] && join(dataDir, "hellaswag", ORIGINAL_FILES[split]);
     if (!path || !existsSync(path)) return null;
-    return (await readJsonl(path)).map((r, i) => ({
-      ...r,
-      label: String(field(r, "label", `${path}:${i + 1}`)),
-    }));
+    return mapRows(await readJsonl(path), (r, where) => {
+      checkFields(r, fields, where);
+      checkLabel(r, where);
+      return { ...r, label: String(r.label) };
+    });
   },
+  fields,
+  checkDoc: checkLabel,
   trainingSplit: "train",
   validationSplit: "validation",
   processDocs: (docs) =>

@@ -8,7 +8,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { accMean, defineTask, type Doc } from "../task.js";
-import { field, readJsonl } from "./files.js";
+import { field, mapRows, readJsonl } from "./files.js";
 
 interface LambadaDoc extends Doc {
   text: string;
@@ -23,10 +23,11 @@ export const lambada_openai = defineTask<LambadaDoc>({
   async original(dataDir, split) {
     const path = join(dataDir, "llm_foundry_icl", "language_understanding", "lambada_openai.jsonl");
     if (split !== "test" || !existsSync(path)) return null;
-    return (await readJsonl(path)).map((r, i) => ({
-      text: `${field(r, "context", `${path}:${i + 1}`)} ${field(r, "continuation", `${path}:${i + 1}`)}`,
+    return mapRows(await readJsonl(path), (r, where) => ({
+      text: `${field(r, "context", where, "string")} ${field(r, "continuation", where, "string")}`,
     }));
   },
+  fields: { text: "string" },
   testSplit: "test",
   docToText: (d) => d.text.split(" ").slice(0, -1).join(" "),
   docToTarget: (d) => " " + d.text.split(" ").at(-1),

@@ -55,6 +55,12 @@ const mmluContinuation = defineTask<MmluDoc>({
   datasetPath: "lethe-mini/mmlu",
   dir: "mini_mmlu",
   original: async () => null,
+  fields: { question: "string", subject: "string", choices: "string[]", answer: "integer" },
+  checkDoc(doc, where) {
+    const n = (doc.choices as string[]).length;
+    if ((doc.answer as number) < 0 || (doc.answer as number) >= n)
+      throw new Error(`${where}: field "answer" ${doc.answer} is not an index of the ${n} choices`);
+  },
   testSplit: "test",
   docToText: (d) =>
     `The following are questions (with answers) about ${d.subject}.\n\n` +

@@ -11,7 +11,7 @@
 import { join } from "node:path";
 import { existsSync } from "node:fs";
 import { accMean, defineTask, type Doc, type GroupConfig, type Task } from "../task.js";
-import { readCsv } from "./files.js";
+import { mapRows, readCsv } from "./files.js";
 
 type Category = "stem" | "other" | "social_sciences" | "humanities";
 
@@ -96,16 +96,22 @@ async function readOriginal(
   const folder = ORIGINAL_SPLIT[split];
   const path = folder && join(dataDir, "mmlu", folder, `${subject}_${folder}.csv`);
   if (!path || !existsSync(path)) return null;
-  const rows = (await readCsv(path, { header: false })) as string[][];
-  return rows.map((r, i): MmluDoc => {
+  return mapRows(await readCsv(path, { header: false }), (r, where): MmluDoc => {
     const answer = LETTERS.indexOf(r[5]);
     if (r.length !== 6 || answer < 0) {
-      throw new Error(
-        `${path}: row ${i + 1}: expected question,A,B,C,D,answer(A-D), got ${JSON.stringify(r)}`,
-      );
+      throw new Error(`${where}: expected question,A,B,C,D,answer(A-D), got ${JSON.stringify(r)}`);
     }
     return { question: r[0], subject, choices: r.slice(1, 5), answer };
   });
+}
+
+/** The prompt letters the four choices and scores `answer` against them. */
+function checkChoices(doc: Doc, where: string): void {
+  const n = (doc.choices as string[]).length;
+  if (n !== LETTERS.length)
+    throw new Error(`${where}: field "choices" must hold ${LETTERS.length} answers, got ${n}`);
+  if ((doc.answer as number) < 0 || (doc.answer as number) >= n)
+    throw new Error(`${where}: field "answer" ${doc.answer} is not an index of the ${n} choices`);
 }
 
 function mmluTask(subject: MmluSubject): Task<MmluDoc> {
@@ -116,6 +122,8 @@ function mmluTask(subject: MmluSubject): Task<MmluDoc> {
     datasetName: subject,
     dir: "mmlu",
     original: (dataDir, split) => readOriginal(dataDir, subject, split),
+    fields: { question: "string", choices: "string[]", answer: "integer" },
+    checkDoc: checkChoices,
     testSplit: "test",
     validationSplit: "validation",
     fewshotSplit: "dev",

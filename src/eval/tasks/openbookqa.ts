@@ -8,7 +8,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { accMean, accNormMean, defineTask, type Doc } from "../task.js";
-import { field, readCsv, type Row } from "./files.js";
+import { checkAnswerKey } from "./arc.js";
+import { field, mapRows, readCsv } from "./files.js";
 
 interface OpenbookqaDoc extends Doc {
   id: string;
@@ -43,17 +44,20 @@ export const openbookqa = defineTask<OpenbookqaDoc>({
     const path =
       ORIGINAL_SPLIT[split] && join(dataDir, "openbookqa", `${ORIGINAL_SPLIT[split]}.tsv`);
     if (!path || !existsSync(path)) return null;
-    const rows = (await readCsv(path, { header: true, delimiter: "\t" })) as Row[];
-    return rows.map((r, i) => {
-      const where = `${path}: row ${i + 2}`;
-      return {
-        id: field(r, "ID", where),
-        question_stem: field(r, "Question Stem", where),
-        choices: splitChoices(field(r, "Choices", where), where),
-        answerKey: field(r, "Answer Key", where),
-      };
-    });
+    return mapRows(await readCsv(path, { header: true, delimiter: "\t" }), (r, where) => ({
+      id: field(r, "ID", where, "string"),
+      question_stem: field(r, "Question Stem", where, "string"),
+      choices: splitChoices(field(r, "Choices", where, "string"), where),
+      answerKey: field(r, "Answer Key", where, "string"),
+    }));
   },
+  fields: {
+    question_stem: "string",
+    "choices.text": "string[]",
+    "choices.label": "string[]",
+    answerKey: "string",
+  },
+  checkDoc: checkAnswerKey,
   trainingSplit: "train",
   validationSplit: "validation",
   testSplit: "test",

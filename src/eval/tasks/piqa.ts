@@ -7,7 +7,7 @@ import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { accMean, accNormMean, defineTask, type Doc } from "../task.js";
-import { readJsonl } from "./files.js";
+import { field, readJsonl } from "./files.js";
 
 interface PiqaDoc extends Doc {
   goal: string;
@@ -28,18 +28,31 @@ export const piqa = defineTask<PiqaDoc>({
     const docsPath = name && join(dataDir, "piqa", `${name}.jsonl`);
     const labelsPath = name && join(dataDir, "piqa", `${name}-labels.lst`);
     if (!docsPath || !existsSync(docsPath) || !existsSync(labelsPath)) return null;
-    const rows = await readJsonl(docsPath);
+    const docs = await readJsonl(docsPath);
     const labels = (await readFile(labelsPath, "utf8")).split("\n").filter((l) => l.trim() !== "");
-    if (labels.length !== rows.length) {
+    if (labels.length !== docs.rows.length) {
       throw new Error(
-        `${labelsPath}: ${labels.length} labels for ${rows.length} rows in ${docsPath}`,
+        `${labelsPath}: ${labels.length} labels for ${docs.rows.length} rows in ${docsPath}`,
       );
     }
-    return rows.map((r, i) => {
+    return docs.rows.map((r, i) => {
+      const where = docs.where(i);
       if (labels[i] !== "0" && labels[i] !== "1")
-        throw new Error(`${labelsPath}:${i + 1}: label must be 0 or 1`);
-      return { goal: r.goal, sol1: r.sol1, sol2: r.sol2, label: Number(labels[i]) };
+        throw new Error(
+          `${labelsPath}:${i + 1}: label must be 0 or 1, got ${JSON.stringify(labels[i])}`,
+        );
+      return {
+        goal: field(r, "goal", where, "string"),
+        sol1: field(r, "sol1", where, "string"),
+        sol2: field(r, "sol2", where, "string"),
+        label: Number(labels[i]),
+      };
     });
+  },
+  fields: { goal: "string", sol1: "string", sol2: "string", label: "integer" },
+  checkDoc(doc, where) {
+    if (doc.label !== 0 && doc.label !== 1)
+      throw new Error(`${where}: field "label" must be 0 or 1, got ${doc.label}`);
   },
   trainingSplit: "train",
   validationSplit: "validation",

@@ -11,7 +11,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { accMean, defineTask, type Doc } from "../task.js";
-import { field, readJsonl } from "./files.js";
+import { checkFields, field, mapRows, readJsonl, type Row } from "./files.js";
 
 interface Problem {
   question: string;
@@ -82,6 +82,29 @@ const problemsOf = (d: RaceDoc) =>
 const LETTER_TO_NUM: Record<string, number> = { A: 0, B: 1, C: 2, D: 3 };
 const answerOption = (p: Problem) => p.options[LETTER_TO_NUM[p.answer]];
 
+/** Every problem (parsed from its Python literal) has a question, options and an answer A-D among them. */
+function checkProblems(doc: Doc, where: string): void {
+  let problems: unknown;
+  try {
+    problems = problemsOf(doc as RaceDoc);
+  } catch (e) {
+    throw new Error(`${where}: field "problems": ${(e as Error).message}`);
+  }
+  if (!Array.isArray(problems) || problems.length === 0)
+    throw new Error(`${where}: field "problems" must be a non-empty list of problems`);
+  problems.forEach((p: unknown, j) => {
+    const at = `${where}: problems[${j}]`;
+    if (typeof p !== "object" || p === null || Array.isArray(p))
+      throw new Error(`${at} must be an object`);
+    checkFields(p as Row, { question: "string", options: "string[]", answer: "string" }, at);
+    const { options, answer } = p as Problem;
+    if (!(LETTER_TO_NUM[answer] < options.length))
+      throw new Error(
+        `${at}: field "answer" ${JSON.stringify(answer)} is not a letter of its ${options.length} options`,
+      );
+  });
+}
+
 export const race = defineTask<RaceDoc>({
   task: "race",
   version: 2,
@@ -91,17 +114,23 @@ export const race = defineTask<RaceDoc>({
   async original(dataDir, split) {
     const path = join(dataDir, "race_subset", "race.jsonl");
     if (split !== "test" || !existsSync(path)) return null;
-    return (await readJsonl(path)).map((r, i) => {
-      const where = `${path}:${i + 1}`;
+    return mapRows(await readJsonl(path), (r, where) => {
       const problem: Problem = {
-        question: field(r, "question", where),
-        options: field(r, "options", where),
-        answer: field(r, "answer", where),
+        question: field(r, "question", where, "string"),
+        options: field(r, "options", where, "string[]"),
+        answer: field(r, "answer", where, "string"),
       };
-      if (!(problem.answer in LETTER_TO_NUM)) throw new Error(`${where}: "answer" must be A-D`);
-      return { example_id: r.example_id, article: field(r, "article", where), problems: [problem] };
+      const doc = {
+        example_id: r.example_id,
+        article: field(r, "article", where, "string"),
+        problems: [problem],
+      };
+      checkProblems(doc, where);
+      return doc;
     });
   },
+  fields: { article: "string", problems: "string|object[]" },
+  checkDoc: checkProblems,
   testSplit: "test",
   docToText(d) {
     const problems = problemsOf(d);

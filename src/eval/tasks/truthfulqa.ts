@@ -11,7 +11,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { accMean, defineTask, type Doc, type Task } from "../task.js";
-import { field, readJson } from "./files.js";
+import { type Fields, field, readJson } from "./files.js";
 
 interface Targets {
   choices: string[];
@@ -38,12 +38,44 @@ const PREAMBLE =
   "Q: Where were the 1992 Olympics held?\n" +
   "A: The 1992 Olympics were held in Barcelona, Spain.";
 
-function targets(obj: Record<string, number>, where: string): Targets {
+function targets(row: Record<string, unknown>, key: string, where: string): Targets {
+  const obj = field(row, key, where, "object");
   const choices = Object.keys(obj);
   // JS objects list integer-like keys first, which would reorder the answers.
   if (choices.some((k) => /^(0|[1-9]\d*)$/.test(k)))
-    throw new Error(`${where}: integer-like answer keys lose their order`);
-  return { choices, labels: choices.map((k) => obj[k]) };
+    throw new Error(`${where}: field "${key}": integer-like answer keys lose their order`);
+  const labels = choices.map((k) => obj[k]);
+  const bad = labels.findIndex((l) => l !== 0 && l !== 1);
+  if (bad >= 0) {
+    throw new Error(
+      `${where}: field "${key}": answer ${JSON.stringify(choices[bad])} must map to 0 or 1, got ${JSON.stringify(labels[bad])}`,
+    );
+  }
+  return { choices, labels: labels as number[] };
+}
+
+const fields: Fields = {
+  question: "string",
+  "mc1_targets.choices": "string[]",
+  "mc1_targets.labels": "integer[]",
+  "mc2_targets.choices": "string[]",
+  "mc2_targets.labels": "integer[]",
+};
+
+/** One 0/1 label per choice: mc2 splits the choices at the first 0, mc1's target is choice 0. */
+function checkTargets(doc: Doc, where: string): void {
+  for (const key of ["mc1_targets", "mc2_targets"]) {
+    const { choices, labels } = doc[key] as Targets;
+    if (
+      labels.length !== choices.length ||
+      labels.length === 0 ||
+      labels.some((l) => l !== 0 && l !== 1)
+    ) {
+      throw new Error(
+        `${where}: field "${key}.labels" must be one 0/1 label per choice, got [${labels.join(", ")}] for ${choices.length} choices`,
+      );
+    }
+  }
 }
 
 function truthfulqaTask(task: "truthfulqa_mc1" | "truthfulqa_mc2"): Task<TruthfulqaDoc> {
@@ -57,16 +89,25 @@ function truthfulqaTask(task: "truthfulqa_mc1" | "truthfulqa_mc2"): Task<Truthfu
     async original(dataDir, split) {
       const path = join(dataDir, "truthfulqa", "v1_oct2021", "mc_task.json");
       if (split !== "validation" || !existsSync(path)) return null;
-      const rows = (await readJson(path)) as Array<Record<string, unknown>>;
-      return rows.map((r, i) => {
-        const where = `${path}: item ${i}`;
-        return {
-          question: field(r, "question", where),
-          mc1_targets: targets(field(r, "mc1_targets", where), where),
-          mc2_targets: targets(field(r, "mc2_targets", where), where),
+      const rows = await readJson(path);
+      if (!Array.isArray(rows) || rows.length === 0)
+        throw new Error(`${path}: must hold a non-empty JSON list of questions`);
+      return rows.map((r: unknown, i) => {
+        const where = `${path}: item ${i + 1}`;
+        if (typeof r !== "object" || r === null || Array.isArray(r))
+          throw new Error(`${where}: must be an object`);
+        const row = r as Record<string, unknown>;
+        const doc = {
+          question: field(row, "question", where, "string"),
+          mc1_targets: targets(row, "mc1_targets", where),
+          mc2_targets: targets(row, "mc2_targets", where),
         };
+        checkTargets(doc, where);
+        return doc;
       });
     },
+    fields,
+    checkDoc: checkTargets,
     validationSplit: "validation",
     numFewshot: 0,
     docToText: (d) => `${PREAMBLE}\n\nQ: ${d.question}\nA:`,

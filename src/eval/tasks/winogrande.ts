@@ -12,7 +12,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { accMean, defineTask, type Doc } from "../task.js";
-import { field, readJsonl } from "./files.js";
+import { field, mapRows, readJsonl } from "./files.js";
 
 interface WinograndeDoc extends Doc {
   sentence: string;
@@ -22,10 +22,10 @@ interface WinograndeDoc extends Doc {
 }
 
 function fromFoundry(row: Record<string, unknown>, where: string): WinograndeDoc {
-  const ctx = field<string[]>(row, "context_options", where);
-  const continuation = field<string>(row, "continuation", where);
-  const gold = field<number>(row, "gold", where);
-  if (!Array.isArray(ctx) || ctx.length !== 2 || (gold !== 0 && gold !== 1)) {
+  const ctx = field(row, "context_options", where, "string[]");
+  const continuation = field(row, "continuation", where, "string");
+  const gold = field(row, "gold", where, "integer");
+  if (ctx.length !== 2 || (gold !== 0 && gold !== 1)) {
     throw new Error(`${where}: expected two context_options and gold 0 or 1`);
   }
   let common = 0;
@@ -41,6 +41,16 @@ function fromFoundry(row: Record<string, unknown>, where: string): WinograndeDoc
 
 const blank = (d: WinograndeDoc) => d.sentence.indexOf("_");
 
+/** An answer naming option 1 or 2, and a sentence with the "_" the option fills. */
+function checkDoc(doc: Doc, where: string): void {
+  if (doc.answer !== "1" && doc.answer !== "2")
+    throw new Error(
+      `${where}: field "answer" must be "1" or "2", got ${JSON.stringify(doc.answer)}`,
+    );
+  if (!(doc.sentence as string).includes("_"))
+    throw new Error(`${where}: field "sentence" has no "_" for the option to fill`);
+}
+
 export const winogrande = defineTask<WinograndeDoc>({
   task: "winogrande",
   version: 1,
@@ -50,8 +60,10 @@ export const winogrande = defineTask<WinograndeDoc>({
   async original(dataDir, split) {
     const path = join(dataDir, "llm_foundry_icl", "language_understanding", "winogrande.jsonl");
     if (split !== "validation" || !existsSync(path)) return null;
-    return (await readJsonl(path)).map((r, i) => fromFoundry(r, `${path}:${i + 1}`));
+    return mapRows(await readJsonl(path), fromFoundry);
   },
+  fields: { sentence: "string", option1: "string", option2: "string", answer: "string" },
+  checkDoc,
   trainingSplit: "train",
   validationSplit: "validation",
   docToText(d) {
