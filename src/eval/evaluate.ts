@@ -13,9 +13,10 @@
  *  - loglikelihood: (context, target); perplexity item = ll, acc = is_greedy;
  *  - `limit` keeps the first N docs of each task.
  * `evaluate` returns lm-eval's results object (results, groups, group_subtasks, configs, versions,
- * n-shot, higher_is_better, n-samples and, with logSamples, samples).
+ * n-shot, higher_is_better, n-samples and, with logSamples, samples). Unlike lm-eval, a NaN or
+ * infinite log-likelihood is an error naming the model, task, doc and request, not a score.
  */
-import type { LM, LoglikelihoodResult } from "./lm.js";
+import { shown, type LM, type LoglikelihoodResult } from "./lm.js";
 import { PyRandom } from "./pyrandom.js";
 import {
   aggregateGroup,
@@ -228,6 +229,49 @@ export interface PreparedTask {
   fewshotDocs?: Doc[];
 }
 
+/** A log-likelihood that is NaN or infinite: the model, task, doc and request it came from. */
+export class NonFiniteScoreError extends Error {
+  constructor(
+    readonly model: string,
+    readonly task: string,
+    readonly docId: number,
+    readonly request: [string, string],
+    value: number,
+  ) {
+    super(
+      `model ${model}: log-likelihood is ${value} on task "${task}", doc ${docId} ` +
+        `(context ${shown(request[0], "end")}, continuation ${shown(request[1], "start")}); ` +
+        `the model's weights or activations are not finite, so no score is reported`,
+    );
+    this.name = "NonFiniteScoreError";
+  }
+}
+
+/**
+ * Stops on the first non-finite log-likelihood, in request order. Scored on, NaN weights would
+ * pass for a model that answers choice 0 (argmax over NaN) and report a plausible accuracy.
+ */
+function checkFinite(
+  lm: LM,
+  built: { task: Task; requests: DocRequests[] }[],
+  answers: LoglikelihoodResult[],
+): void {
+  let at = 0;
+  for (const { task, requests } of built)
+    for (const r of requests)
+      for (const request of r.arguments) {
+        const { logprob } = answers[at++];
+        if (!Number.isFinite(logprob))
+          throw new NonFiniteScoreError(
+            lm.name ?? "(unnamed LM)",
+            task.task,
+            r.doc_id,
+            request,
+            logprob,
+          );
+      }
+}
+
 /**
  * Scores already-loaded tasks: builds every request, sends them to `lm.loglikelihood` in one
  * batch, and fills the per-task parts of lm-eval's results layout (no groups).
@@ -254,6 +298,7 @@ export async function scoreTasks(
   );
   if (answers.length !== flat.length)
     throw new Error(`LM returned ${answers.length} results for ${flat.length} requests`);
+  checkFinite(lm, built, answers);
 
   const out: EvalResults = {
     ...emptyResults(),

@@ -29,16 +29,24 @@
  * scores every continuation of the group from that cache (batched, right-padded); a one-token
  * continuation needs no further pass (lm-eval's one-token logits cache, extended to any length).
  * The oracle (`fast: false`) scores one request at a time with one whole-sequence forward, as
- * lm-eval does at batch size 1; tests hold the fast path to it. Results are looked up in a
+ * lm-eval does at batch size 1; tests hold the fast path to it. The batch size never changes a
+ * metric; log-likelihoods agree across batch sizes within 1e-7 relative, not bit for bit (CPU
+ * kernels block a matmul differently for another batch shape). Results are looked up in a
  * `ResultCache` by sha256 of (model fingerprint, request kind, max length, addBosToken, request)
  * before any tokenization, and stored after scoring.
  */
 import type { Tokenizer } from "../io/tokenizer.js";
-import { generate } from "../models/generate.js";
+import { generate, modelName, NonFiniteLogitsError } from "../models/generate.js";
 import type { CausalLM, LanguageModel, Seq2SeqLM } from "../models/types.js";
 import { cat, full, noGrad, tensor, tidy, type Tensor } from "../tensor/index.js";
 import { requestKey, type ResultCache } from "./cache.js";
-import type { GenerateRequest, LM, LoglikelihoodRequest, LoglikelihoodResult } from "./lm.js";
+import {
+  shown,
+  type GenerateRequest,
+  type LM,
+  type LoglikelihoodRequest,
+  type LoglikelihoodResult,
+} from "./lm.js";
 
 /** One scoring request in token ids (lm-eval's (context_enc, continuation_enc)). */
 export interface TokenRequest {
@@ -59,6 +67,8 @@ export interface ModelLMOptions {
   maxGenToks?: number;
   /** Where results are looked up and stored, and the fingerprint of the model they belong to. */
   cache?: { store: ResultCache; fingerprint: string } | null;
+  /** What errors call the model (a path, a hub name). @default see `modelName` */
+  name?: string;
 }
 
 /** HFLM `_DEFAULT_MAX_LENGTH`. */
@@ -144,6 +154,7 @@ export class ModelLM implements LM {
   readonly fast: boolean;
   readonly addBosToken: boolean;
   readonly maxGenToks: number;
+  readonly name: string;
   /** Requests answered from the result cache and requests computed, since construction. */
   readonly stats = { cached: 0, computed: 0 };
   readonly #cache: ModelLMOptions["cache"];
@@ -160,6 +171,7 @@ export class ModelLM implements LM {
     this.addBosToken = o.addBosToken ?? false;
     this.maxGenToks = o.maxGenToks ?? DEFAULT_MAX_GEN_TOKS;
     this.#cache = o.cache ?? null;
+    this.name = o.name ?? modelName(model);
     for (const [name, v] of [
       ["maxLength", this.maxLength],
       ["batchSize", this.batchSize],
@@ -514,21 +526,27 @@ export class ModelLM implements LM {
       for (let at = 0; at < order.length; at += size) {
         const batch = order.slice(at, at + size);
         const L = Math.max(...batch.map((x) => x.ids.length));
+        const inputIds = batch.map((x) => (causal ? padLeft(x.ids, L) : padRight(x.ids, L)));
+        const mask = batch.map((x) =>
+          causal ? maskLeft(x.ids.length, L) : maskRight(x.ids.length, L),
+        );
         const rows = this.#run(() =>
-          tidy(() =>
-            generate(this.model, {
-              inputIds: ids2d(
-                batch.map((x) => (causal ? padLeft(x.ids, L) : padRight(x.ids, L))),
-                this.#device,
-              ),
-              attentionMask: ids2d(
-                batch.map((x) => (causal ? maskLeft(x.ids.length, L) : maskRight(x.ids.length, L))),
-                this.#device,
-              ),
-              maxNewTokens: maxNew,
-              eosTokenId: eos,
-            }),
-          ),
+          tidy(() => {
+            try {
+              return generate(this.model, {
+                inputIds: ids2d(inputIds, this.#device),
+                attentionMask: ids2d(mask, this.#device),
+                maxNewTokens: maxNew,
+                eosTokenId: eos,
+                name: this.name,
+              });
+            } catch (e) {
+              if (!(e instanceof NonFiniteLogitsError)) throw e;
+              const { i } = batch[e.row]; // the row's request
+              const where = `generate_until request ${i} (context ${shown(reqs[i].context, "end")})`;
+              throw new NonFiniteLogitsError(e.model, e.step, e.row, e.value, where);
+            }
+          }),
         );
         batch.forEach((x, j) => {
           let text = this.tokenizer.decode(rows[j], { skipSpecialTokens: true });

@@ -9,6 +9,8 @@
  * `decoder_start_token_id`; their cache holds decoder self-attention keys/values plus the
  * cross-attention keys/values computed on the first step.
  * The uncached path re-runs the whole sequence every step: it is the oracle the cache must equal.
+ * Logits that are NaN or infinite in a row still generating are an error naming the model and the
+ * step (transformers would take argmax over NaN, token 0, and decode it to an empty string).
  */
 import {
   cat,
@@ -47,6 +49,33 @@ export interface GenerateOptions {
   seed?: number;
   /** Reuse keys and values of earlier positions. @default true */
   useCache?: boolean;
+  /** What errors call the model. @default `modelName(model)` */
+  name?: string;
+}
+
+/** What errors call a model: config.json's `_name_or_path` when set, else its `model_type`. */
+export function modelName(model: LanguageModel): string {
+  const path = model.config._name_or_path;
+  return typeof path === "string" && path !== "" ? path : `(a ${model.config.model_type} model)`;
+}
+
+/** NaN or infinite logits while generating: the model, the new token's number and the row. */
+export class NonFiniteLogitsError extends Error {
+  constructor(
+    readonly model: string,
+    /** 1-based: the first new token is step 1. */
+    readonly step: number,
+    readonly row: number,
+    readonly value: number,
+    /** What the row was; @default "row <row>" */
+    where = `row ${row}`,
+  ) {
+    super(
+      `model ${model}: logits are ${value} at generation step ${step} (${where}); ` +
+        `the model's weights or activations are not finite`,
+    );
+    this.name = "NonFiniteLogitsError";
+  }
 }
 
 /**
@@ -66,12 +95,24 @@ export function generate(model: LanguageModel, o: GenerateOptions): number[][] {
   const decoder = model.kind === "causal" ? causalDecoder(model, o) : seq2seqDecoder(model, o);
   const rows: number[][] = Array.from({ length: B }, () => []);
   const done: boolean[] = new Array(B).fill(false);
+  let next = null as Tensor | null; // (B, 1) ids chosen last step, fed next
   try {
     noGrad(() => {
-      let next: Tensor | null = null;
       for (let step = 0; step < o.maxNewTokens && !done.every(Boolean); step++) {
         const prev: Tensor | null = next;
-        const ids = tidy(() => choose(decoder.step(prev)).toNumbers()); // (B) chosen ids
+        const ids = tidy(() => {
+          const logits = decoder.step(prev); // (B, V)
+          const bad = logits.isfinite().logicalNot().sum(-1).toNumbers(); // (B) non-finite counts
+          const row = bad.findIndex((n, b) => n > 0 && !done[b]);
+          if (row >= 0) {
+            const value = logits
+              .select(0, row)
+              .toNumbers()
+              .find((x) => !Number.isFinite(x))!;
+            throw new NonFiniteLogitsError(o.name ?? modelName(model), step + 1, row, value);
+          }
+          return choose(logits).toNumbers(); // (B) chosen ids
+        });
         prev?.dispose();
         const fed = ids.map((id, b) => (done[b] ? pad : id));
         fed.forEach((id, b) => {
@@ -84,9 +125,9 @@ export function generate(model: LanguageModel, o: GenerateOptions): number[][] {
           device: o.inputIds.device,
         });
       }
-      next?.dispose();
     });
   } finally {
+    next?.dispose(); // also when a step threw
     decoder.dispose();
     if (wasTraining) model.train();
   }

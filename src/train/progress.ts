@@ -2,6 +2,7 @@
  * The training progress line: stage, step/total, loss, learning rate, tokens/s and ETA, redrawn
  * in place on a terminal and printed as plain lines (at most one per interval) otherwise, like
  * tqdm's `file` not being a TTY. Reference: tqdm's default bar fields (n/total, rate, remaining).
+ * A stage's warnings (a loss stuck at ln(vocab)) follow its last line, one `WARNING:` line each.
  */
 
 export interface ProgressEvent {
@@ -16,6 +17,8 @@ export interface ProgressEvent {
   tokensPerSecond: number;
   /** Seconds left at the current pace; null before the first step of this process. */
   etaSeconds: number | null;
+  /** On a stage's last step only: what went wrong over the whole stage (trainer `StageResult`). */
+  warnings?: string[];
 }
 
 /** "1:02:03", "4:05": hours only when needed. */
@@ -27,14 +30,18 @@ export function formatDuration(seconds: number): string {
   return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${ss}` : `${m}:${ss}`;
 }
 
-/** One line, e.g. `[alpaca] step 12/300 loss 1.9034 lr 2.00e-5 4,210 tok/s ETA 3:21`. */
+/**
+ * One line, e.g. `[alpaca] step 12/300 loss 1.9034 lr 2.00e-5 4,210 tok/s ETA 3:21`, then a
+ * `WARNING: …` line per warning of the event.
+ */
 export function formatProgress(e: ProgressEvent): string {
   const width = String(e.totalSteps).length;
   const tps = Math.round(e.tokensPerSecond).toLocaleString("en-US");
   const eta = e.etaSeconds === null ? "--:--" : formatDuration(e.etaSeconds);
   return (
     `[${e.stage}] step ${String(e.step).padStart(width)}/${e.totalSteps} ` +
-    `loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${tps} tok/s ETA ${eta}`
+    `loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${tps} tok/s ETA ${eta}` +
+    (e.warnings ?? []).map((w) => `\nWARNING: ${w}`).join("")
   );
 }
 

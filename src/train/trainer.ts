@@ -18,6 +18,10 @@
  * (seed, stage, epoch), and the default generator (dropout, LoRA dropout) is reseeded from
  * (seed, stage, step, micro-batch) before each forward, so a resumed run repeats the
  * uninterrupted one bit for bit on CPU.
+ *
+ * Failure is loud: a NaN or infinite loss or gradient norm stops the stage with its step and the
+ * last good checkpoint (`NonFiniteLossError`); a loss that never leaves ln(vocab) for the whole
+ * stage is a warning (`stuckLossWarning`) on the last progress event and in the stage result.
  */
 import { createHash } from "node:crypto";
 import {
@@ -89,6 +93,35 @@ export function parseTrainConfig(raw: unknown, source = "train config"): TrainCo
   throw new Error(`${source}: field "${issue.path.join(".")}": ${issue.message}`);
 }
 
+/**
+ * Relative distance from ln(vocab), the loss of a uniform prediction, within which every step of
+ * a stage counts as stuck. A model saturated by an absurd lr (1e6) sits at ln(vocab) to 1e-5; a
+ * fresh random model starts within 0.5% of it and a working lr leaves 1% within a few steps.
+ */
+export const STUCK_RTOL = 0.01;
+/** Fewer steps cannot tell a fresh random model, whose loss starts near ln(vocab), from a stuck one. */
+export const STUCK_MIN_STEPS = 4;
+
+/**
+ * The warning for a stage whose every loss stayed within STUCK_RTOL of ln(vocab): the model
+ * learned nothing. Null when the loss moved, or the stage has fewer than STUCK_MIN_STEPS steps.
+ */
+export function stuckLossWarning(
+  stage: string,
+  losses: readonly number[],
+  vocab: number,
+  lr: number,
+): string | null {
+  const uniform = Math.log(vocab);
+  if (losses.length < STUCK_MIN_STEPS) return null;
+  if (losses.some((l) => !(Math.abs(l - uniform) <= STUCK_RTOL * uniform))) return null;
+  return (
+    `stage "${stage}": the training loss stayed within ${STUCK_RTOL * 100}% of ln(vocab) = ` +
+    `ln(${vocab}) = ${uniform.toFixed(4)}, a uniform prediction, for all ${losses.length} steps: ` +
+    `the model learned nothing (lr ${lr} too high or too low?)`
+  );
+}
+
 /** A non-finite loss or gradient norm; names the step and the checkpoint to go back to. */
 export class NonFiniteLossError extends Error {
   constructor(
@@ -129,6 +162,8 @@ export interface StageResult {
   checkpoint: string;
   /** The checkpoint this call resumed from, if any. */
   resumedFrom: string | null;
+  /** Warnings about the stage as a whole (`stuckLossWarning`); also on the last progress event. */
+  warnings: string[];
 }
 
 const STATE_FORMAT = "lethe-trainer-state";
@@ -309,6 +344,10 @@ export function trainStage(o: TrainStageOptions): StageResult {
   const device = trainable[0][1].device;
   const padId = tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0;
   const decoderStartId = model.kind === "seq2seq" ? model.config.decoder_start_token_id : undefined;
+  const stageWarnings = (losses: readonly number[]): string[] => {
+    const w = stuckLossWarning(stage, losses, model.config.vocab_size, cfg.lr);
+    return w === null ? [] : [w];
+  };
 
   mkdirSync(o.dir, { recursive: true });
   const resumeFrom = latestCheckpoint(o.dir);
@@ -326,6 +365,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
       losses: resumed.losses,
       checkpoint: resumeFrom!,
       resumedFrom: resumeFrom,
+      warnings: stageWarnings(resumed.losses),
     };
   }
 
@@ -441,20 +481,30 @@ export function trainStage(o: TrainStageOptions): StageResult {
 
       stepsRun++;
       const elapsed = (performance.now() - started) / 1000;
-      o.onProgress?.({
-        stage,
-        step,
-        totalSteps: total,
-        loss: stepLoss,
-        lr: optimizer.lr,
-        tokensPerSecond: tokensSeen / Math.max(elapsed, 1e-9),
-        etaSeconds: (elapsed / stepsRun) * (total - step),
-      });
+      const warnings = step === total ? stageWarnings(losses) : [];
+      if (o.onProgress)
+        o.onProgress({
+          stage,
+          step,
+          totalSteps: total,
+          loss: stepLoss,
+          lr: optimizer.lr,
+          tokensPerSecond: tokensSeen / Math.max(elapsed, 1e-9),
+          etaSeconds: (elapsed / stepsRun) * (total - step),
+          ...(warnings.length > 0 ? { warnings } : {}),
+        });
+      else for (const w of warnings) process.stderr.write(`WARNING: ${w}\n`);
     }
     ctx.step = total;
     for (const p of plugins) p.stageEnd?.(ctx);
     const checkpoint = save(total);
-    return { steps: total, losses, checkpoint, resumedFrom: resumeFrom };
+    return {
+      steps: total,
+      losses,
+      checkpoint,
+      resumedFrom: resumeFrom,
+      warnings: stageWarnings(losses),
+    };
   } finally {
     model.eval();
     releaseFlat(flats, trainable);

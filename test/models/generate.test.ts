@@ -2,12 +2,18 @@
  * Tests for src/models/generate.ts over every registered architecture: cached decoding equals
  * the uncached oracle (greedy, and sampled with one seed), a left-padded batch equals each row
  * generated alone, stop tokens end a row, the same seed gives the same samples; the top-k/top-p
- * filters against hand-computed cases (transformers' TopKLogitsWarper / TopPLogitsWarper).
+ * filters against hand-computed cases (transformers' TopKLogitsWarper / TopPLogitsWarper);
+ * NaN weights are an error naming the model and the step, not an empty generation.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { generate, topKFilter, topPFilter } from "../../src/models/generate.js";
-import { liveTensors, tensor, tidy, type Tensor } from "../../src/tensor/index.js";
+import {
+  generate,
+  NonFiniteLogitsError,
+  topKFilter,
+  topPFilter,
+} from "../../src/models/generate.js";
+import { liveTensors, noGrad, tensor, tidy, type Tensor } from "../../src/tensor/index.js";
 import { tinyFamilies, tinyModel } from "./tiny.js";
 
 const ids = (rows: number[][]): Tensor => tensor(rows, { dtype: "int64" });
@@ -80,6 +86,29 @@ for (const { modelType } of tinyFamilies()) {
       assert.deepEqual(stopped[b], at < 0 ? row : row.slice(0, at + 1), `row ${b}`);
     });
     assert.ok(stopped[0].length <= 3);
+    model.dispose();
+  });
+
+  test(`${modelType}: NaN weights are an error naming the model and the step`, () => {
+    const model = tinyModel(modelType);
+    noGrad(() => model.parameters().forEach((p) => p.fill_(Number.NaN)));
+    const batch = leftPad(PROMPTS);
+    const before = liveTensors();
+    for (const o of [{}, { useCache: false }, { doSample: true, seed: 1 }])
+      assert.throws(
+        () => generate(model, { ...batch, maxNewTokens: 4, name: "ckpt/diverged", ...o }),
+        (e: Error) =>
+          e instanceof NonFiniteLogitsError &&
+          e.step === 1 &&
+          e.message.startsWith("model ckpt/diverged: logits are NaN at generation step 1 (row 0)"),
+      );
+    assert.equal(liveTensors(), before, "a failed generation frees what it made");
+    assert.throws(
+      () => generate(model, { inputIds: ids([[1, 2]]), maxNewTokens: 1 }),
+      new RegExp(
+        `^NonFiniteLogitsError: model \\(a ${modelType} model\\): logits are NaN at generation step 1`,
+      ),
+    );
     model.dispose();
   });
 }

@@ -1,7 +1,7 @@
 /**
  * Flat parameter buffers (src/nn/flat.ts): parameters and their gradients become views into one
  * buffer per group, and training over the flat buffers gives the same run as training over the
- * separate parameters (AdamW, 5 steps, losses equal to 1e-6).
+ * separate parameters (AdamW, 5 steps, losses and weights equal to 1e-6 relative).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -16,6 +16,13 @@ import {
   tidy,
 } from "../../src/tensor/index.js";
 import { AdamW, type ParamGroupInput } from "../../src/optim/index.js";
+import { assertNear } from "../helpers/close.js";
+
+/**
+ * The same ops over one buffer instead of several: vectorized loops split at other offsets, so
+ * a value may round differently in its last bits, relative to its size.
+ */
+const FLAT_VS_SEPARATE = { rtol: 1e-6 };
 
 class MLP extends Module {
   fc1: Linear;
@@ -73,14 +80,13 @@ test("training over flat buffers equals training over separate parameters", () =
   const b = train(true);
   console.log(`# losses ${a.losses.map((l) => l.toFixed(6)).join(", ")}`);
   assert.ok(a.losses[4] < a.losses[0], "the model learns");
-  for (let i = 0; i < 5; i++)
-    assert.ok(
-      Math.abs(a.losses[i] - b.losses[i]) < 1e-6,
-      `step ${i}: ${a.losses[i]} vs ${b.losses[i]}`,
-    );
+  for (let i = 0; i < 5; i++) assertNear(a.losses[i], b.losses[i], FLAT_VS_SEPARATE, `step ${i}`);
   const maxDiff = Math.max(...a.weights.map((w, i) => Math.abs(w - b.weights[i])));
-  console.log(`# flat vs separate weights: max diff ${maxDiff.toExponential(2)}`);
-  assert.ok(maxDiff < 1e-6);
+  const scale = Math.max(...a.weights.map(Math.abs));
+  console.log(
+    `# flat vs separate weights: max diff ${maxDiff.toExponential(2)} (max |w| ${scale.toFixed(3)})`,
+  );
+  assert.ok(maxDiff <= FLAT_VS_SEPARATE.rtol * scale, `max diff ${maxDiff}`);
 });
 
 test("parameters and gradients are views into the flat buffers", () => {

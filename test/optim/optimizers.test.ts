@@ -63,6 +63,18 @@ function maxDiff(a: number[][], b: number[][]): number {
   return Math.max(...a.flatMap((xs, i) => xs.map((x, j) => Math.abs(x - b[i][j]))));
 }
 
+/**
+ * libtorch's optimizer kernels vs the JS float32 reference: the same float32 ops, but kernels may
+ * fuse a multiply-add (AVX2 vs AVX-512) and round once less. Max diff within 1e-6 of the
+ * parameters' magnitude (8 ulps).
+ */
+function assertMatchesReference(got: number[][], ref: number[][], what: string): void {
+  const d = maxDiff(got, ref);
+  const scale = Math.max(...ref.flat().map(Math.abs));
+  console.log(`# ${what}: max diff ${d.toExponential(2)} (max |p| ${scale.toFixed(3)})`);
+  assert.ok(d <= 1e-6 * scale, `${what}: max diff ${d}, max |p| ${scale}`);
+}
+
 test("AdamW matches a float32 JS reference over 5 steps (weight decay, bias correction, two groups)", () => {
   const c = makeCase(5);
   const lr = 0.01;
@@ -100,9 +112,7 @@ test("AdamW matches a float32 JS reference over 5 steps (weight decay, bias corr
         { lr, betas: [b1, b2], eps },
       ),
   );
-  const d = maxDiff(got, ref);
-  console.log(`# AdamW vs JS reference: max diff ${d.toExponential(2)}`);
-  assert.ok(d < 1e-6, `max diff ${d}`);
+  assertMatchesReference(got, ref, "AdamW vs JS reference");
   assert.ok(maxDiff(got, c.params) > 1e-3, "parameters moved");
 });
 
@@ -137,9 +147,7 @@ test("SGD with momentum, dampening, Nesterov and weight decay matches a float32 
         for (let i = 0; i < p.length; i++) p[i] = f(p[i] - f(f(o.lr) * d[i]));
       });
     const got = runEngine(c, (ps) => new SGD([{ params: ps }], o));
-    const d = maxDiff(got, ref);
-    console.log(`# SGD ${JSON.stringify(o)} vs JS reference: max diff ${d.toExponential(2)}`);
-    assert.ok(d < 1e-6, `max diff ${d}`);
+    assertMatchesReference(got, ref, `SGD ${JSON.stringify(o)} vs JS reference`);
   }
 });
 

@@ -1,38 +1,7 @@
 /**
  * Shared helpers for the engine tests: independent JS float64 oracles (erf, row-major index
- * maps) and comparison with a printed max diff (STYLE.md #19: "tests print the max diff").
+ * maps, seeded random numbers). Float comparison is test/helpers/close.ts (relative tolerances).
  */
-import assert from "node:assert/strict";
-
-/** Asserts |actual − expected| ≤ tol elementwise (NaN only matches NaN, ±Inf must be equal). */
-export function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  tol: number,
-  what = "",
-): void {
-  assert.equal(
-    actual.length,
-    expected.length,
-    `${what}: length ${actual.length} vs ${expected.length}`,
-  );
-  let maxDiff = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const a = actual[i];
-    const e = expected[i];
-    if (Number.isNaN(e) || !Number.isFinite(e)) {
-      assert.ok(
-        Object.is(a, e) || (Number.isNaN(a) && Number.isNaN(e)),
-        `${what}[${i}]: ${a} vs ${e}`,
-      );
-      continue;
-    }
-    const d = Math.abs(a - e);
-    if (!(d <= tol)) assert.fail(`${what}[${i}]: got ${a}, expected ${e} (diff ${d} > ${tol})`);
-    maxDiff = Math.max(maxDiff, d);
-  }
-  if (what) console.log(`# ${what}: max diff ${maxDiff.toExponential(2)}`);
-}
 
 /** Row-major values of `shape` where element [i, j, ...] is `f([i, j, ...])`. */
 export function fill(shape: number[], f: (idx: number[]) => number): number[] {

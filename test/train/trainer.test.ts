@@ -2,8 +2,10 @@
  * Tests for src/train/trainer.ts on tiny random models driven by llama2.c's real tok512
  * tokenizer: the loss falls, 2×4 accumulation equals one batch of 8, a run killed (SIGKILL)
  * right after a checkpoint or mid-step resumes to byte-identical weights, a NaN loss names its
- * step and the last checkpoint, checkpoints are never left half-written, a finished stage
- * reloads instead of retraining, and every plugin hook is reached in order.
+ * step and the last checkpoint, a loss stuck at ln(vocab) for a whole stage warns, checkpoints
+ * are never left half-written, a finished stage reloads instead of retraining, and every plugin
+ * hook is reached in order. Float comparisons of two computations are relative
+ * (test/helpers/close.ts); a resumed run is held to bit equality (same kernels, same process).
  */
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
@@ -18,7 +20,17 @@ import { t5Family } from "../../src/models/t5.js";
 import type { LanguageModel } from "../../src/models/types.js";
 import { tidy } from "../../src/tensor/index.js";
 import type { TrainPlugin } from "../../src/train/plugin.js";
-import { NonFiniteLossError, parseTrainConfig, trainStage } from "../../src/train/trainer.js";
+import { llamaFamily } from "../../src/models/llama.js";
+import { formatProgress, type ProgressEvent } from "../../src/train/progress.js";
+import {
+  NonFiniteLossError,
+  parseTrainConfig,
+  STUCK_MIN_STEPS,
+  STUCK_RTOL,
+  stuckLossWarning,
+  trainStage,
+} from "../../src/train/trainer.js";
+import { assertNear, type Tol } from "../helpers/close.js";
 import { dataPath, repoRoot, skipReason } from "../helpers/data.js";
 import { BASE_CONFIG, examples, tinyGpt2, tinyLlama, TOK512, tok512Path } from "./helpers.js";
 
@@ -47,6 +59,19 @@ function maxDiff(a: Map<string, number[]>, b: Map<string, number[]>): number {
   for (const [n, x] of a) x.forEach((v, i) => (d = Math.max(d, Math.abs(v - b.get(n)![i]))));
   return d;
 }
+
+/** Largest |weight|: what a difference between two trainings of the weights is relative to. */
+function maxAbs(a: Map<string, number[]>): number {
+  let m = 0;
+  for (const x of a.values()) for (const v of x) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
+/**
+ * 2×4 vs 8 rows per step: the same sums in other kernel shapes, so float32 rounding differs
+ * (a few ulps per op, AdamW's 4 steps carry it into the weights).
+ */
+const ACCUM: Tol = { rtol: 1e-5, atol: 1e-7 };
 
 test("the loss falls on a tiny task; checkpoints are complete folders, no .tmp left", async (t) => {
   const tokenizer = await tok512(t);
@@ -81,9 +106,10 @@ test("the loss falls on a tiny task; checkpoints are complete folders, no .tmp l
   assert.equal(state.optimizerStep, 36);
   assert.deepEqual(state.losses, r.losses);
   assert.equal(model.training, false);
+  assert.deepEqual(r.warnings, [], "a loss that falls is not stuck");
 });
 
-test("gradient accumulation 2×4 equals one batch of 8 (to 1e-5)", async (t) => {
+test("gradient accumulation 2×4 equals one batch of 8 (to 1e-5 relative)", async (t) => {
   const tokenizer = await tok512(t);
   if (!tokenizer) return;
   const run = (batchSize: number, gradAccum: number) => {
@@ -103,15 +129,15 @@ test("gradient accumulation 2×4 equals one batch of 8 (to 1e-5)", async (t) => 
   const a = run(4, 2);
   const b = run(8, 1);
   const d = maxDiff(a.w, b.w);
+  const scale = maxAbs(b.w);
   console.log(
-    `# 2×4 vs 8: max weight diff ${d.toExponential(2)}, moved ${maxDiff(a.w, init).toExponential(2)}`,
+    `# 2×4 vs 8: max weight diff ${d.toExponential(2)} (max |w| ${scale.toExponential(2)}), ` +
+      `moved ${maxDiff(a.w, init).toExponential(2)}`,
   );
-  assert.ok(d < 1e-5, `max diff ${d}`);
+  assert.ok(d <= ACCUM.atol! + ACCUM.rtol * scale, `max diff ${d}, max |w| ${scale}`);
   assert.ok(maxDiff(a.w, init) > 1e-3, "training moved the weights");
   assert.equal(a.losses.length, 4);
-  a.losses.forEach((l, i) =>
-    assert.ok(Math.abs(l - b.losses[i]) < 1e-5, `step ${i + 1}: ${l} vs ${b.losses[i]}`),
-  );
+  a.losses.forEach((l, i) => assertNear(l, b.losses[i], ACCUM, `step ${i + 1} loss`));
 });
 
 test("killed (SIGKILL) after a checkpoint or mid-step, a resumed run ends byte-identical", async (t) => {
@@ -184,6 +210,85 @@ test("a NaN loss stops with an error naming the step and the last good checkpoin
     () => trainStage({ ...opts, dir: tmp(), model: tinyLlama(), config, plugins: [poison(2)] }),
     /loss is NaN \(micro-batch 0\) at step 2; last good checkpoint: none/,
   );
+});
+
+test("stuckLossWarning: every step within STUCK_RTOL of ln(vocab), at least STUCK_MIN_STEPS", () => {
+  const u = Math.log(512);
+  const near = (k: number) =>
+    Array.from({ length: k }, (_, i) => u * (1 + (i % 2 ? 0.5 : -0.5) * STUCK_RTOL));
+  const w = stuckLossWarning("s", near(STUCK_MIN_STEPS), 512, 1e6);
+  assert.equal(
+    w,
+    `stage "s": the training loss stayed within 1% of ln(vocab) = ln(512) = 6.2383, ` +
+      `a uniform prediction, for all 4 steps: the model learned nothing (lr 1000000 too high or too low?)`,
+  );
+  assert.equal(
+    stuckLossWarning("s", near(STUCK_MIN_STEPS - 1), 512, 1e6),
+    null,
+    "too short to tell",
+  );
+  const moved = [...near(5), u * (1 - 2 * STUCK_RTOL)];
+  assert.equal(stuckLossWarning("s", moved, 512, 1e6), null, "one step left the band");
+  assert.equal(stuckLossWarning("s", [...near(5), Number.NaN], 512, 1e6), null);
+});
+
+/**
+ * examples/tiny-study.yaml's model. At lr 1e6 its activations overflow within two steps, the
+ * final RMSNorm's mean square is then inf, its output zero, and every logit exactly 0: the loss
+ * is ln(512) to 1e-5 from step 3 on (float overflow, not rounding: the same on every CPU).
+ */
+function tinyStudyLlama(): LanguageModel {
+  return llamaFamily.create(
+    llamaFamily.parseConfig({
+      model_type: "llama",
+      vocab_size: 512,
+      hidden_size: 64,
+      intermediate_size: 128,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      max_position_embeddings: 256,
+    }),
+    { seed: 0 },
+  );
+}
+
+test("a loss stuck at ln(vocab) for a whole stage (lr 1e6) warns on the last progress line and in the result", async (t) => {
+  const tokenizer = await tok512(t);
+  if (!tokenizer) return;
+  const events: ProgressEvent[] = [];
+  const dir = tmp();
+  const opts = {
+    stage: "absurd-lr",
+    kind: "full" as const,
+    examples: examples(48),
+    tokenizer,
+    config: { ...BASE_CONFIG, lr: 1e6, batchSize: 4, weightDecay: 0 },
+    dir,
+  };
+  const model = tinyStudyLlama();
+  const r = trainStage({ ...opts, model, onProgress: (e) => void events.push(e) });
+  console.log(`# losses at lr 1e6: ${r.losses.map((l) => l.toFixed(5)).join(" ")}`);
+  assert.equal(r.steps, 6);
+  assert.equal(r.warnings.length, 1);
+  assert.match(
+    r.warnings[0],
+    /^stage "absurd-lr": the training loss stayed within 1% of ln\(vocab\) = ln\(512\) = 6\.2383, a uniform prediction, for all 6 steps/,
+  );
+  assert.deepEqual(events.at(-1)!.warnings, r.warnings, "on the last progress event");
+  assert.ok(events.slice(0, -1).every((e) => e.warnings === undefined));
+  assert.ok(formatProgress(events.at(-1)!).endsWith(`\nWARNING: ${r.warnings[0]}`));
+  // A finished stage reloaded reports it again; without a progress callback it goes to stderr.
+  assert.deepEqual(trainStage({ ...opts, model }).warnings, r.warnings);
+  const written: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((s: string) => (written.push(s), true)) as typeof write;
+  try {
+    trainStage({ ...opts, dir: tmp(), model: tinyStudyLlama() });
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.deepEqual(written, [`WARNING: ${r.warnings[0]}\n`]);
 });
 
 test("a half-written checkpoint is ignored and removed; a finished stage reloads, not retrains", async (t) => {
