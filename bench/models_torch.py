@@ -1,5 +1,5 @@
-"""Python PyTorch side of bench/models.ts: an idiomatic LLaMA-style model for torch 1.13 (RMSNorm,
-rotate_half RoPE, SwiGLU, manual causal attention), loading the weights lethe wrote (HF names),
+"""Python PyTorch side of bench/models.ts: an idiomatic LLaMA-style model for torch 2.x (RMSNorm,
+rotate_half RoPE, SwiGLU, F.scaled_dot_product_attention), loading the weights lethe wrote (HF names),
 timing forward and train steps on the same token batch. Prints one JSON line."""
 import json, math, sys, time
 import numpy as np
@@ -38,9 +38,8 @@ class Attn(nn.Module):
         b, t, _ = x.shape
         q, k, v = [p(x).view(b, t, H, hd).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj)]
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(hd)
-        att = F.softmax(att.masked_fill(mask, float("-inf")), dim=-1)
-        return self.o_proj((att @ v).transpose(1, 2).reshape(b, t, C))
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.o_proj(y.transpose(1, 2).reshape(b, t, C))
 
 
 class MLP(nn.Module):

@@ -1,7 +1,8 @@
 /**
  * AdamW (Loshchilov & Hutter 2019, decoupled weight decay), step for step the same arithmetic as
- * torch.optim.AdamW's single-tensor path in PyTorch 1.13 (torch/optim/adamw.py `_single_tensor_adamw`):
- *   p ← p·(1 − lr·wd);  m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²
+ * torch.optim.AdamW's single-tensor path (the CPU default) in PyTorch 2.x (torch/optim/adam.py
+ * `_single_tensor_adam`, decoupled weight decay):
+ *   p ← p·(1 − lr·wd);  m ← lerp(m, g, 1−β₁);  v ← β₂v + (1−β₂)g²
  *   p ← p − lr/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + ε)
  * The same ATen kernels run in the same order, so results match PyTorch bitwise on CPU.
  * Over flat parameter buffers (nn/flat.ts) a step is seven ops in all.
@@ -43,7 +44,7 @@ export class AdamW extends Optimizer {
     noGrad(() =>
       tidy(() => {
         param.mul_(1 - lr * wd);
-        m.mul_(b1).add_(grad, 1 - b1);
+        m.lerp_(grad, 1 - b1);
         v.mul_(b2).addcmul_(grad, grad, 1 - b2);
         const bc1 = 1 - b1 ** step;
         const bc2 = 1 - b2 ** step;

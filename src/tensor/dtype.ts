@@ -1,6 +1,6 @@
 /**
  * Tensor element types: lethe's names (torch's, without the `torch.` prefix), libtorch's
- * c10::ScalarType codes (stable across 1.13 and 2.x, c10/core/ScalarType.h) and the typed array
+ * c10::ScalarType codes (stable across PyTorch versions, c10/core/ScalarType.h) and the typed array
  * each reads back into. 16-bit floats read back as raw Uint16Array bits.
  * On CPU, float32 is the compute dtype; float16/bfloat16 are storage and GPU dtypes.
  */

@@ -3,7 +3,7 @@
  *
  * Every op is one line that names an ATen operator schema ("aten::add.Tensor"); the native
  * bridge converts arguments by reading that schema and calls libtorch's dispatcher, so autograd,
- * devices and dtypes behave exactly as in PyTorch (reference: PyTorch 1.13/2.x
+ * devices and dtypes behave exactly as in PyTorch (reference: PyTorch 2.x
  * `native_functions.yaml`).
  *
  * Memory has one owner: a tensor is freed by `dispose()`, by the `tidy()` scope it was made in,

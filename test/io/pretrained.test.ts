@@ -158,7 +158,13 @@ test("float16 and bfloat16 checkpoints load into float32, or into the asked comp
       const asIs = await loadPretrained(dir, { dtype });
       for (const [k, t] of asIs.model.stateDict()) assert.equal(t.dtype, dtype, k);
       // libtorch's CPU kernels (layer_norm) have no float16 version: run bfloat16 only.
-      if (dtype === "bfloat16") assert.ok(maxDiff(logits(asIs.model), logits(model)) < 0.05);
+      // Relative to the logits' size: bf16 kernels (AVX-512 BF16, AMX) round differently by CPU.
+      if (dtype === "bfloat16") {
+        const ref = logits(model);
+        const scale = Math.max(...ref.map(Math.abs));
+        const rel = maxDiff(logits(asIs.model), ref) / scale;
+        assert.ok(rel < 0.05, `bfloat16 vs float32 logits: ${rel} of max |logit| ${scale}`);
+      }
       asIs.model.dispose();
     } finally {
       rmSync(dir, { recursive: true, force: true });

@@ -106,8 +106,8 @@ test("config: BloomConfig defaults, attribute_map aliases, errors name file and 
 });
 
 // Expected values computed by hand from the ALiBi formula: n = largest power of two ≤ heads,
-// slopes 2^(-8k/n) for k = 1..n, then 2^(-4(2k-1)/n) for the remaining heads. Checked once with
-// /usr/bin/python3 (torch 1.13) running transformers' build_alibi_tensor lines: identical floats.
+// slopes 2^(-8k/n) for k = 1..n, then 2^(-4(2k-1)/n) for the remaining heads. transformers'
+// build_alibi_tensor under the venv's torch is compared in python_refs.test.ts.
 test("ALiBi slopes for 8 and 12 heads (non-power of 2)", () => {
   const slopes = (heads: number) =>
     tidy(() =>

@@ -245,26 +245,7 @@ test("relative position buckets match the formula worked by hand", () => {
   //   unidirectional, 8, 20: max_exact = 4. rp = -9 → 4 + trunc(log 2.25 / log 5 · 4 = 2.02) = 6;
   //   rp = -8 → 4 + trunc(1.72) = 5; rp = -16 → 4 + trunc(3.45) = 7.
   //   bidirectional, 8, 20: n = 4, max_exact = 2. rp = 7 → 4 + min(2 + trunc(1.09), 3) = 7; rp = 1 → 5.
-  // Cross-checked with Debian's torch 1.13 (/usr/bin/python3) running HF's function verbatim:
-  //   def _relative_position_bucket(relative_position, bidirectional=True, num_buckets=32, max_distance=128):
-  //       relative_buckets = 0
-  //       if bidirectional:
-  //           num_buckets //= 2
-  //           relative_buckets += (relative_position > 0).to(torch.long) * num_buckets
-  //           relative_position = torch.abs(relative_position)
-  //       else:
-  //           relative_position = -torch.min(relative_position, torch.zeros_like(relative_position))
-  //       max_exact = num_buckets // 2
-  //       is_small = relative_position < max_exact
-  //       relative_position_if_large = max_exact + (
-  //           torch.log(relative_position.float() / max_exact)
-  //           / math.log(max_distance / max_exact) * (num_buckets - max_exact)).to(torch.long)
-  //       relative_position_if_large = torch.min(relative_position_if_large,
-  //           torch.full_like(relative_position_if_large, num_buckets - 1))
-  //       relative_buckets += torch.where(is_small, relative_position, relative_position_if_large)
-  //       return relative_buckets
-  //   rp = torch.tensor([-200, -128, -127, -64, -20, -16, -9, -8, -7, -1, 0, 1, 7, 8, 9, 16, 20, 64, 127, 128, 200])
-  //   printed the four rows below.
+  // The same function under the venv's torch, verbatim, is checked in python_refs.test.ts.
   const rp = [
     -200, -128, -127, -64, -20, -16, -9, -8, -7, -1, 0, 1, 7, 8, 9, 16, 20, 64, 127, 128, 200,
   ];

@@ -1,7 +1,7 @@
 /**
  * AdamW and SGD against references written here in plain JS, with Math.fround after every
  * operation to follow float32 arithmetic, from the update rules of torch/optim/adamw.py and
- * sgd.py (`_single_tensor_*`, PyTorch 1.13); and optimizer state save/load through a
+ * sgd.py (`_single_tensor_*`); and optimizer state save/load through a
  * safetensors file: resuming from saved state continues the run bit for bit.
  */
 import { test, after } from "node:test";

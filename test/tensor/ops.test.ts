@@ -2,7 +2,7 @@
  * Values of the engine's ops (src/tensor/tensor.ts, ops.ts) against results computed here in JS
  * float64, never by the engine: creation and read-back in every dtype, shape ops, broadcasting,
  * reductions, matrix products, the torch.nn.functional ops, indexing, sampling and casting.
- * Reference semantics: PyTorch 1.13 (torch.*, torch.nn.functional.*).
+ * Reference semantics: PyTorch 2.x (torch.*, torch.nn.functional.*).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
