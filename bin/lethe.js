@@ -1,18 +1,13 @@
 #!/usr/bin/env node
-// The `lethe` command. Re-executes itself once with the environment libtorch needs
-// (OMP_WAIT_POLICY=PASSIVE before libgomp loads, tcmalloc preloaded; see src/tensor/native.ts),
-// then runs the TypeScript CLI through tsx.
-import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
-
-const tcmalloc = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4";
-const needsTc = existsSync(tcmalloc) && !(process.env.LD_PRELOAD ?? "").includes("tcmalloc");
-if (process.env.OMP_WAIT_POLICY === undefined || needsTc) {
-  const env = { ...process.env, OMP_WAIT_POLICY: process.env.OMP_WAIT_POLICY ?? "PASSIVE" };
-  if (needsTc) env.LD_PRELOAD = [tcmalloc, process.env.LD_PRELOAD].filter(Boolean).join(":");
-  const r = spawnSync(process.execPath, [...process.execArgv, ...process.argv.slice(1)], { stdio: "inherit", env });
-  process.exit(r.status ?? (r.signal ? 128 + 15 : 1));
-}
+// The `lethe` command. It runs in the process it was started as (no worker, no re-exec), so a
+// signal to this PID (kill -9, `timeout`'s SIGTERM, Ctrl-C's SIGINT) stops the work itself and the
+// shell sees 128 + the signal's number.
+//
+// OpenMP threads must sleep instead of spin-waiting (OMP_WAIT_POLICY=PASSIVE) on few cores, and
+// libgomp reads the variable once, when it is loaded with the native addon. Assigning to
+// process.env calls setenv(3), so setting it here, before anything is imported (the CLI and with it
+// src/tensor/native.ts, which loads the addon, come below), is enough. A policy the user set wins.
+process.env.OMP_WAIT_POLICY ??= "PASSIVE";
 const { register } = await import("tsx/esm/api");
 register();
 const { main } = await import("../src/cli/main.ts");

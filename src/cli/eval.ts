@@ -12,13 +12,14 @@
  * Results are cached by request under --cache-dir (default $LETHE_CACHE/eval, else
  * ~/.cache/lethe/eval), keyed by the model's fingerprint: sha256 over every file of the model
  * directory and of the adapter directory (names and contents), the dtype and the device, so a
- * rerun on unchanged files scores nothing again. OUT is written to a temp file and renamed.
+ * rerun on unchanged files scores nothing again. OUT's folder is checked before anything loads
+ * (it must exist and be writable); OUT is written to a temp file and renamed.
  */
 import { readdirSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { filesFingerprint, ResultCache } from "../eval/cache.js";
-import { writeAtomic } from "../util/fs.js";
+import { checkWritable, writeAtomic } from "../util/fs.js";
 import { evaluate, formatResults } from "../eval/evaluate.js";
 import { ModelLM, type ModelLMOptions } from "../eval/model_lm.js";
 import { loadLoraAdapter } from "../io/peft.js";
@@ -79,6 +80,7 @@ export async function evalCommand(argv: string[]): Promise<number> {
     .filter((s) => s !== "");
   const dataDir = resolve(required(v["data-dir"], "data-dir"));
   const output = resolve(required(v.output, "output"));
+  checkWritable(output, "--output"); // now, not after the whole evaluation
   const shots = positiveInt(v.shots, "shots", 0)!;
   const limit = positiveInt(v.limit, "limit");
   const batchSize = positiveInt(v["batch-size"], "batch-size")!;

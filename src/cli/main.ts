@@ -26,8 +26,9 @@ usage:
              [--shots K] [--limit N] [--batch-size B] [--device D] --output OUT.json [--log-samples]
                                          lm-eval-compatible log-likelihood evaluation
   lethe run CONFIG.yaml [--out DIR]      run a continual fine-tuning study (every grid cell)
-  lethe resume DIR                       finish the incomplete runs of a study or run directory
-  lethe status [DIR]                     each run's stage, last FG and lock
+  lethe resume DIR                       finish a study's whole grid (runs never started too),
+                                         or one run directory; exit 1 while a run is incomplete
+  lethe status [DIR]                     every run's stage (or "not started"), last FG and lock
   lethe report RUN_DIR [--out DIR] [--method NAME]
                                          self-contained HTML report + Markdown/CSV/LaTeX tables
   lethe compare DIR... [--out DIR]       several runs side by side

@@ -10,15 +10,20 @@
  *                  [--sample --temperature T --top-p P --seed S] [--out OUT.json]
  *     IN: input_ids (left-padded for decoder-only models, the encoder input otherwise) and
  *     attention_mask. OUT: {"sequences": [[new token ids…], …]}, as transformers'
- *     `generate(...)[:, prompt_length:]` with padding after EOS removed.
+ *     `generate(...)[:, prompt_length:]` with padding after EOS removed. N is at most the model's
+ *     context length (config.json's n_positions, max_position_embeddings or n_ctx, as lm-eval's
+ *     max_length).
+ * OUT's folder is checked (exists, writable) before the model loads.
  * Sampling settings not given come from generation_config.json, then transformers' defaults
  * (temperature 1, top_k 50, top_p 1); stop tokens are its eos_token_id.
  */
 import { writeFileSync } from "node:fs";
+import { maxLengthOf } from "../eval/model_lm.js";
 import { loadTensors, saveTensors } from "../io/checkpoint.js";
 import { loadPretrained, type Pretrained } from "../io/pretrained.js";
 import { generate } from "../models/generate.js";
 import { noGrad, tensor, tidy, type Tensor } from "../tensor/index.js";
+import { checkWritable } from "../util/fs.js";
 import { parseFlags } from "./flags.js";
 
 function required(values: Record<string, unknown>, name: string, usage: string): string {
@@ -99,6 +104,7 @@ export async function logitsCommand(argv: string[]): Promise<number> {
     required(values, k, LOGITS_USAGE),
   );
   const device = values.device as string;
+  checkWritable(outFile, "--out");
   const m = await loadPretrained(modelDir, { device });
   try {
     const seq2seq = m.model.kind === "seq2seq";
@@ -164,9 +170,21 @@ export async function generateCommand(argv: string[]): Promise<number> {
   for (const k of ["temperature", "top-p", "seed"])
     if (values[k as keyof typeof values] !== undefined && !sample)
       throw new Error(`--${k} needs --sample`);
+  if (maxNewTokens < 0) throw new Error(`--max-new-tokens must be >= 0, got ${maxNewTokens}`);
+  if (values.out !== undefined) checkWritable(values.out as string, "--out");
   const device = values.device as string;
   const m = await loadPretrained(modelDir, { device });
   try {
+    const context = maxLengthOf(m.config as Record<string, unknown>);
+    if (maxNewTokens > context) {
+      const field = ["n_positions", "max_position_embeddings", "n_ctx"].find(
+        (k) => (m.config as Record<string, unknown>)[k] === context,
+      );
+      throw new Error(
+        `--max-new-tokens ${maxNewTokens} exceeds the model's context length ${context} ` +
+          (field ? `(${m.dir}/config.json "${field}")` : "(lm-eval's default max_length)"),
+      );
+    }
     const gen = m.generationConfig;
     const tokenizer = m.tokenizer;
     let inputIds: Tensor;

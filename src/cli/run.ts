@@ -3,16 +3,19 @@
  *
  *   lethe run CONFIG.yaml [--out DIR]   runs every cell of the study's grid into DIR
  *                                       (default runs/<study name>); continues a DIR it started
- *   lethe resume DIR                    finishes every incomplete run of a study DIR, or one run DIR
- *   lethe status [DIR]                  per run: stage/total, last FG per category, locked or not
+ *   lethe resume DIR                    finishes the whole grid of a study DIR (its study.yaml,
+ *                                       cells never started included), or one run DIR
+ *   lethe status [DIR]                  per run of the grid: stage/total or "not started", last FG
+ *                                       per category, locked or not
  *
- * A second process on a run folder that is in use refuses with the holder's pid and host.
+ * A run folder that another live process holds is skipped with the holder's pid and host (a run
+ * DIR given alone is refused). run and resume exit 1 when any run of the grid is still incomplete.
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { loadStudy } from "../continual/config.js";
 import { isLocked } from "../continual/lock.js";
-import { resumeRuns, runDirs, runProgress, runStudy } from "../continual/run.js";
+import { resumeRuns, runStudy, studyProgress } from "../continual/run.js";
 import { writeReport } from "../report/index.js";
 import { parseFlags } from "./flags.js";
 
@@ -35,6 +38,20 @@ async function report(dir: string): Promise<void> {
   log(`report: ${html}`);
 }
 
+/** 0 when every run of the study (or the run) in `dir` is complete; else names the rest, 1. */
+function exitStatus(dir: string): number {
+  const left = studyProgress(dir).filter((r) => !r.complete);
+  for (const r of left) {
+    const holder = r.started ? isLocked(r.dir) : null;
+    process.stderr.write(
+      `lethe: ${r.dir}: incomplete (${r.started ? `stage ${r.stagesDone}/${r.totalStages}` : "not started"})` +
+        (holder ? `, in use by process ${holder.pid} on ${holder.host}` : "") +
+        "\n",
+    );
+  }
+  return left.length === 0 ? 0 : 1;
+}
+
 export async function runCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseFlags(argv, { out: { type: "string" } }, USAGE, true);
   const file = one(positionals, "config file")!;
@@ -43,7 +60,7 @@ export async function runCommand(argv: string[]): Promise<number> {
   const dirs = await runStudy(study, out, { log });
   log(`${dirs.length} run(s) complete in ${out}`);
   await report(out);
-  return 0;
+  return exitStatus(out);
 }
 
 export async function resumeCommand(argv: string[]): Promise<number> {
@@ -53,15 +70,15 @@ export async function resumeCommand(argv: string[]): Promise<number> {
   const dirs = await resumeRuns(dir, { log });
   log(`${dirs.length} run(s) complete in ${dir}`);
   await report(dir);
-  return 0;
+  return exitStatus(dir);
 }
 
 export async function statusCommand(argv: string[]): Promise<number> {
   const { positionals } = parseFlags(argv, {}, USAGE, true);
   const dir = resolve(one(positionals, "directory", true) ?? ".");
-  for (const d of runDirs(dir)) {
-    const p = runProgress(d);
-    const holder = isLocked(d);
+  for (const p of studyProgress(dir)) {
+    const d = p.dir;
+    const holder = p.started ? isLocked(d) : null;
     const fg =
       p.fg && Object.keys(p.fg).length > 0
         ? Object.entries(p.fg)
@@ -69,7 +86,7 @@ export async function statusCommand(argv: string[]): Promise<number> {
             .join(", ")
         : "-";
     log(
-      `${d}  stage ${p.stagesDone}/${p.totalStages}${p.complete ? " complete" : ""}  FG: ${fg}  ` +
+      `${d}  stage ${p.stagesDone}/${p.totalStages}${p.complete ? " complete" : p.started ? "" : " not started"}  FG: ${fg}  ` +
         (holder ? `locked by pid ${holder.pid} on ${holder.host}` : "not locked"),
     );
   }

@@ -1,15 +1,40 @@
 /**
- * One process per run directory: a lock file `lock` holding `{pid, host, since}`, created with
- * O_EXCL. A lock left by a dead process on this host (kill -9, power loss) is taken over with a
- * note; a live one, or one from another host (whose pid cannot be checked), is a clear refusal.
+ * One process per run directory. The lock is a folder `lock/` holding one file
+ * `<pid>-<nonce>.json` = `{pid, host, since}`. A lock left by a dead process on this host
+ * (kill -9, power loss) is taken over with a note; a live one, or one from another host (whose pid
+ * cannot be checked), is a clear refusal.
+ *
+ * Why a folder: it is made whole beside the run (`lock.tmp-<pid>-<n>/`, content written) and then
+ * renamed to `lock`, and rename(2) of a folder succeeds only when the target is absent or an empty
+ * folder. So a lock never exists without its content, and of any number of processes renaming at
+ * once exactly one gets it (O_EXCL semantics, like link(2) of a file). A stale lock is taken over
+ * by deleting its holder's file, whose name is unique to that holder: a process that saw the lock
+ * stale and acts late deletes nothing (the file is gone), never a newer holder's lock, and the
+ * emptied folder again admits exactly one rename. A single lock file cannot do this: removing it
+ * "if it is still the stale one" is not an atomic operation.
+ *
  * Reference: the pid-file convention of daemons (e.g. PostgreSQL's `postmaster.pid`: a stale
- * file whose pid is gone is overwritten, a live one refuses start-up).
+ * file whose pid is gone is overwritten, a live one refuses start-up), with rename(2)'s rule for
+ * folders as the compare-and-swap.
  */
-import { openSync, closeSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import {
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { pidAlive } from "../util/fs.js";
 
 export const LOCK_FILE = "lock";
+
+/** Rounds of "remove a stale holder, try again" before giving up (each round makes progress). */
+const MAX_ATTEMPTS = 50;
 
 export interface LockInfo {
   pid: number;
@@ -30,31 +55,46 @@ export class RunLockedError extends Error {
   }
 }
 
-/** The lock's holder, or null when there is no lock (or it is unreadable, i.e. half-written). */
-export function readLock(dir: string): LockInfo | null {
+interface Holder {
+  /** The holder's file inside `lock/` (for an older lethe's plain-file lock: `lock` itself). */
+  file: string;
+  info: LockInfo | null;
+}
+
+/** Who holds `dir`'s lock: null when there is no lock (or an empty `lock/`, i.e. a free one). */
+function holderOf(dir: string): Holder | null {
+  const path = join(dir, LOCK_FILE);
+  let names: string[];
   try {
-    const v = JSON.parse(readFileSync(join(dir, LOCK_FILE), "utf8")) as LockInfo;
-    return typeof v.pid === "number" && typeof v.host === "string" ? v : null;
-  } catch {
-    return null;
+    names = readdirSync(path).filter((n) => n.endsWith(".json"));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return null;
+    if (code !== "ENOTDIR") throw e;
+    names = [""]; // an older lethe's lock: a plain file
+  }
+  if (names.length === 0) return null;
+  const file = join(path, names[0]);
+  try {
+    const v = JSON.parse(readFileSync(file, "utf8")) as LockInfo;
+    const ok = typeof v.pid === "number" && typeof v.host === "string";
+    return { file, info: ok ? v : null };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ENOENT") return holderOf(dir); // just released
+    return { file, info: null }; // unreadable: only a crash of the machine mid-write leaves this
   }
 }
 
-/** Whether `pid` is a live process on this host (signal 0 checks without sending). */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
+/** The lock's holder, or null when there is no lock (or its content is unreadable). */
+export function readLock(dir: string): LockInfo | null {
+  return holderOf(dir)?.info ?? null;
 }
 
 /** Whether the lock of `dir` is held by a live process (or by another host). */
 export function isLocked(dir: string): LockInfo | null {
   const info = readLock(dir);
   if (info === null) return null;
-  return info.host !== hostname() || alive(info.pid) ? info : null;
+  return info.host !== hostname() || pidAlive(info.pid) ? info : null;
 }
 
 export interface RunLock {
@@ -63,42 +103,52 @@ export interface RunLock {
   release(): void;
 }
 
+let tmpCount = 0;
+
 /** Takes the lock of `dir` (which must exist); throws RunLockedError when another holds it. */
 export function acquireLock(dir: string): RunLock {
-  const file = join(dir, LOCK_FILE);
+  const path = join(dir, LOCK_FILE);
   const me: LockInfo = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+  const name = `${me.pid}-${randomBytes(6).toString("hex")}.json`;
+  const tmp = `${path}.tmp-${me.pid}-${tmpCount++}`;
+  mkdirSync(tmp);
   let tookOver: LockInfo | null = null;
-  for (let attempt = 0; attempt < 3; attempt++) {
-    let fd: number;
-    try {
-      fd = openSync(file, "wx");
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      const holder = readLock(dir);
-      if (holder !== null && (holder.host !== me.host || alive(holder.pid)))
-        throw new RunLockedError(dir, holder);
-      // Stale (or unreadable): move it aside atomically; whoever renames first takes over.
+  try {
+    writeFileSync(join(tmp, name), JSON.stringify(me));
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       try {
-        renameSync(file, `${file}.stale.${process.pid}`);
-        rmSync(`${file}.stale.${process.pid}`, { force: true });
-      } catch {
-        // another process took it over first; try again
+        renameSync(tmp, path);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code !== "ENOTEMPTY" && code !== "EEXIST" && code !== "ENOTDIR") throw e;
+        const holder = holderOf(dir);
+        if (holder === null) continue; // released meanwhile: rename again
+        const { info } = holder;
+        if (info !== null && (info.host !== me.host || pidAlive(info.pid)))
+          throw new RunLockedError(dir, info);
+        // Stale (or unreadable): delete the holder's own file; only that lock is affected.
+        rmSync(holder.file, { force: true });
+        tookOver = info ?? { pid: -1, host: "?", since: "?" };
+        continue;
       }
-      tookOver = holder ?? { pid: -1, host: "?", since: "?" };
-      continue;
+      const mine = join(path, name);
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        process.off("exit", release);
+        rmSync(mine, { force: true });
+        try {
+          rmdirSync(path); // not empty: another process took the free lock meanwhile
+        } catch {
+          // ENOENT, ENOTEMPTY: nothing of ours is left
+        }
+      };
+      process.on("exit", release);
+      return { tookOver, release };
     }
-    writeSync(fd, JSON.stringify(me));
-    closeSync(fd);
-    let released = false;
-    const release = () => {
-      if (released) return;
-      released = true;
-      const now = readLock(dir);
-      if (now?.pid === me.pid && now.host === me.host) rmSync(file, { force: true });
-      process.off("exit", release);
-    };
-    process.on("exit", release);
-    return { tookOver, release };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
   }
   const holder = readLock(dir);
   throw new RunLockedError(dir, holder ?? { pid: -1, host: "unknown", since: "unknown" });

@@ -1,9 +1,11 @@
 /**
- * The layout of a run's `results.json` (format "lethe-results", version 1): what the study runner
+ * The layout of a run's `results.json` (format "lethe-results", version 2): what the study runner
  * writes after every stage and what the report, `lethe compare` and users' scripts read.
- * Stage 0 is the starting model; stages 1..N follow the task sequence.
+ * Stage 0 is the starting model; stages 1..N follow the task sequence. It is a function of the
+ * run's stage files only, so a run interrupted and resumed writes the same bytes as one that was
+ * not; wall-clock timings live beside it in `timings.json`. Version 1 also had `stages[].seconds`.
  */
-export const RESULTS_FORMAT = { name: "lethe-results", version: 1 } as const;
+export const RESULTS_FORMAT = { name: "lethe-results", version: 2 } as const;
 
 /** Scores of one benchmark or task at one stage: metric name → value (lm-eval metric names). */
 export type MetricScores = Record<string, number>;
@@ -17,8 +19,6 @@ export interface StageResult {
   general: Record<string, MetricScores>;
   /** Continual tasks (seen and still to come): their generation metric or log-likelihood score. */
   tasks: Record<string, MetricScores>;
-  /** Wall seconds spent: training, evaluating (timings.json has the same plus bookkeeping). */
-  seconds: { train: number; eval: number };
 }
 
 export interface RunResults {

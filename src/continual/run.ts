@@ -4,20 +4,24 @@
  *
  *     runs/<model>__<method>__<order>__seed<s>/
  *       config.yaml      the run's own config (one model, method, order, seed; absolute paths)
- *       run-card.json    runcard.ts
- *       lock             lock.ts: one process per run
+ *       run-card.json    runcard.ts: written once the run's data has loaded, again on every resume
+ *       lock/            lock.ts: one process per run
  *       checkpoints/<m>-<task>/ckpt-<step>/   the trainer's (src/train/trainer.ts)
  *       stages/<m>/general.json   lm-eval results layout of the general suite
  *       stages/<m>/tasks.json     every continual task's generation metric
  *       stages/<m>/items/<name>.jsonl   per item: {doc_id, correct, text | prediction, …}
  *       results.json     results.ts, rewritten after every stage (no timings: byte-comparable)
- *       timings.json     seconds per stage: train, eval, bookkeeping; training tokens/s
+ *       timings.json     wall seconds per stage: train, eval, bookkeeping; training tokens/s
  *
  * A run evaluates the base model (stage 0); then for each task of its order it trains, evaluates
  * the general benchmarks and every task of the order (seen and still to come, for forward
  * transfer), writes the stage's files, and moves on. A stage counts as done when its tasks.json
  * exists (written last, atomically); results.json is always rebuilt from the stage files on disk,
  * so a run killed at any point and resumed writes the same bytes as one never interrupted.
+ * Resuming also removes the temporary files a kill left (`*.tmp-<pid>` of dead processes).
+ *
+ * `study.yaml` is the grid: resuming a study runs every cell of it, including cells whose folder a
+ * kill prevented from being made, and status lists those as not started.
  *
  * Evaluation results are cached by model fingerprint: stage 0 hashes the base model, stage m
  * chains stage m−1's fingerprint with the sha256 of stage m's final checkpoint files.
@@ -26,7 +30,7 @@
  * stage, FG per category); Lopez-Paz & Ranzato 2017 (the accuracy matrix, BWT, FWT).
  */
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import { stringify as toYaml } from "yaml";
 import { keep, type Tensor } from "../tensor/index.js";
@@ -52,7 +56,7 @@ import {
   type Study,
 } from "./config.js";
 import { renderPrompt, resolveTemplate, type InstructionTask } from "./instruction.js";
-import { acquireLock } from "./lock.js";
+import { acquireLock, RunLockedError } from "./lock.js";
 import { createMethod } from "./methods/index.js";
 import {
   avgAcc,
@@ -70,7 +74,7 @@ import { RESULTS_FORMAT, type MetricScores, type RunResults } from "./results.js
 import { dataFiles, FileHashes, makeRunCard } from "./runcard.js";
 import { loadTask } from "./tasks/index.js";
 import { formatProgress } from "../train/progress.js";
-import { writeAtomic } from "../util/fs.js";
+import { makeDir, removeStaleTemps, writeAtomic } from "../util/fs.js";
 
 export interface RunnerOptions {
   /** Progress lines (one per event). @default none */
@@ -105,13 +109,13 @@ const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
 // ---------------------------------------------------------------------------------------------
 // Studies
 
-/** Runs (or continues) every cell of a study in `outDir`; returns the run folders. */
+/** Runs (or continues) every cell of a study in `outDir`; returns the run folders it completed. */
 export async function runStudy(
   study: Study,
   outDir: string,
   o: RunnerOptions = {},
 ): Promise<string[]> {
-  mkdirSync(join(outDir, "runs"), { recursive: true });
+  makeDir(join(outDir, "runs"));
   const studyFile = join(outDir, STUDY_FILE);
   const text = toYaml(study.config);
   if (existsSync(studyFile) && readFileSync(studyFile, "utf8") !== text)
@@ -119,46 +123,91 @@ export async function runStudy(
       `${studyFile}: ${outDir} holds a study with another config; use another --out or \`lethe resume ${outDir}\``,
     );
   if (!existsSync(studyFile)) writeAtomic(studyFile, text);
+  return runGrid(study, outDir, o);
+}
+
+/**
+ * Every cell of the study's grid in `outDir`, in order: its folder and config.yaml are made when
+ * missing, then it runs from wherever it stopped. A cell that another live process holds is
+ * skipped with a note (studyProgress then shows it incomplete). Returns the folders completed.
+ */
+async function runGrid(study: Study, outDir: string, o: RunnerOptions): Promise<string[]> {
+  removeStaleTemps(outDir, { recursive: false }); // the report's files; runs/ and cache/ by run
   const dirs: string[] = [];
   const grid = expandGrid(study);
   for (const [i, spec] of grid.entries()) {
     o.log?.(`run ${i + 1}/${grid.length}: ${spec.name}`);
     const dir = join(outDir, "runs", spec.name);
-    mkdirSync(dir, { recursive: true });
+    makeDir(dir);
     const file = join(dir, RUN_FILE);
     const runText = toYaml(runConfig(study, spec));
     if (!existsSync(file)) writeAtomic(file, runText);
     else if (readFileSync(file, "utf8") !== runText)
       throw new Error(`${file}: differs from the study's config for this run`);
-    await executeRun(dir, study.config.cacheDir ?? join(outDir, "cache"), o);
+    try {
+      await executeRun(dir, study.config.cacheDir ?? join(outDir, "cache"), o);
+    } catch (e) {
+      if (!(e instanceof RunLockedError)) throw e;
+      o.log?.(`[${spec.name}] skipped: ${e.message}`);
+      continue;
+    }
     dirs.push(dir);
   }
   return dirs;
 }
 
-/** Run folders under a study folder, or the folder itself when it is a run. */
-export function runDirs(dir: string): string[] {
-  if (existsSync(join(dir, RUN_FILE))) return [dir];
-  const runs = join(dir, "runs");
-  if (!existsSync(join(dir, STUDY_FILE)) || !existsSync(runs))
-    throw new Error(
-      `${dir}: neither a run (no ${RUN_FILE}) nor a study (no ${STUDY_FILE} and runs/)`,
-    );
-  return readdirSync(runs)
-    .sort()
-    .map((n) => join(runs, n))
-    .filter((d) => existsSync(join(d, RUN_FILE)));
+/**
+ * Finishes a study folder: every cell of the grid in its study.yaml, those never started
+ * included; or one run folder. Returns the run folders completed.
+ */
+export async function resumeRuns(dir: string, o: RunnerOptions = {}): Promise<string[]> {
+  if (existsSync(join(dir, RUN_FILE))) {
+    const study = loadStudy(join(dir, RUN_FILE));
+    await executeRun(dir, study.config.cacheDir ?? join(dir, "..", "..", "cache"), o);
+    return [dir];
+  }
+  return runGrid(loadStudy(studyFileOf(dir)), dir, o);
 }
 
-/** Finishes every incomplete run of a study folder, or one run folder. */
-export async function resumeRuns(dir: string, o: RunnerOptions = {}): Promise<string[]> {
-  const dirs = runDirs(dir);
-  for (const d of dirs) {
-    if (runProgress(d).complete) continue;
-    const study = loadStudy(join(d, RUN_FILE));
-    await executeRun(d, study.config.cacheDir ?? join(d, "..", "..", "cache"), o);
-  }
-  return dirs;
+function studyFileOf(dir: string): string {
+  const file = join(dir, STUDY_FILE);
+  if (!existsSync(file))
+    throw new Error(`${dir}: neither a run (no ${RUN_FILE}) nor a study (no ${STUDY_FILE})`);
+  return file;
+}
+
+export interface RunStatus {
+  dir: string;
+  /** Whether the run's folder and config.yaml exist. */
+  started: boolean;
+  stagesDone: number;
+  totalStages: number;
+  complete: boolean;
+  fg: Record<string, number> | null;
+}
+
+/**
+ * Every run of a study folder, started or not: the grid of its study.yaml in order, then any
+ * other run folder under runs/. For a run folder, that run.
+ */
+export function studyProgress(dir: string): RunStatus[] {
+  if (existsSync(join(dir, RUN_FILE))) return [{ dir, started: true, ...runProgress(dir) }];
+  const study = loadStudy(studyFileOf(dir));
+  const status = (d: string, totalStages: number): RunStatus =>
+    existsSync(join(d, RUN_FILE))
+      ? { dir: d, started: true, ...runProgress(d) }
+      : { dir: d, started: false, stagesDone: 0, totalStages, complete: false, fg: null };
+  const out = expandGrid(study).map((spec) =>
+    status(join(dir, "runs", spec.name), spec.order.tasks.length + 1),
+  );
+  const runs = join(dir, "runs");
+  const known = new Set(out.map((r) => r.dir));
+  if (existsSync(runs))
+    for (const name of readdirSync(runs).sort()) {
+      const d = join(runs, name);
+      if (!known.has(d) && existsSync(join(d, RUN_FILE))) out.push(status(d, 0));
+    }
+  return out;
 }
 
 /** How far a run is: stages done (of 1 + tasks) and the last FG per category. */
@@ -265,6 +314,8 @@ export async function executeRun(
     );
   const disposers: (() => void)[] = [];
   try {
+    removeStaleTemps(dir);
+    removeStaleTemps(cacheDir);
     const study = loadStudy(join(dir, RUN_FILE));
     const c = study.config;
     const spec: RunSpec = { ...expandGrid(study)[0], name: basename(dir) };
@@ -283,17 +334,35 @@ export async function executeRun(
       : { stages: [] };
     timings.stages = timings.stages.filter((s) => s.stage < done);
 
+    const template = resolveTemplate(c.tasks.template);
+    const taskOptions = {
+      seed: c.tasks.seed,
+      maxTrain: c.budget.maxTrain ?? undefined,
+      maxTest: c.budget.maxTest ?? undefined,
+      template,
+    };
+    const tasks: InstructionTask[] = [];
+    for (const t of order) tasks.push(await loadTask(t, c.dataDir, taskOptions));
+    const stages = tasks.map((t) => ({ name: t.name, examples: toSft(t) }));
+    const general = c.general
+      ? toSft(
+          await loadTask(c.general.task, c.dataDir, {
+            ...taskOptions,
+            maxTrain: c.general.maxTrain ?? undefined,
+          }),
+        )
+      : null;
+
     const base = await loadBase(spec.model);
     disposers.push(() => base.model.dispose());
     const { model, tokenizer } = base;
-    mkdirSync(cacheDir, { recursive: true });
+    // The data is known now (it loaded): the card hashes it; a resume writes it again.
+    makeDir(cacheDir);
     const hashes = new FileHashes(cacheDir);
-    const cardFile = join(dir, "run-card.json");
-    if (!existsSync(cardFile))
-      writeAtomic(
-        cardFile,
-        json(makeRunCard(study, spec, c, model, dataFiles(study, spec, base.dir), hashes)),
-      );
+    writeAtomic(
+      join(dir, "run-card.json"),
+      json(makeRunCard(study, spec, c, model, dataFiles(study, spec, base.dir), hashes)),
+    );
     let fingerprint = sha256(
       [
         base.dir === null
@@ -316,24 +385,6 @@ export async function executeRun(
         seed: spec.seed,
       });
 
-    const template = resolveTemplate(c.tasks.template);
-    const taskOptions = {
-      seed: c.tasks.seed,
-      maxTrain: c.budget.maxTrain ?? undefined,
-      maxTest: c.budget.maxTest ?? undefined,
-      template,
-    };
-    const tasks: InstructionTask[] = [];
-    for (const t of order) tasks.push(await loadTask(t, c.dataDir, taskOptions));
-    const stages = tasks.map((t) => ({ name: t.name, examples: toSft(t) }));
-    const general = c.general
-      ? toSft(
-          await loadTask(c.general.task, c.dataDir, {
-            ...taskOptions,
-            maxTrain: c.general.maxTrain ?? undefined,
-          }),
-        )
-      : null;
     // θ₀ (L2-SP, WiSE-FT, LwF "start") is a second copy of the base model, so no checkpoint
     // loaded into `model` can touch it: rebuilt on first use for built models; loaded up front
     // for pretrained ones in full fine-tuning (loading is asynchronous).
@@ -409,7 +460,7 @@ export async function executeRun(
       const evalSeconds = (performance.now() - t1) / 1000;
 
       const stageDir = join(dir, "stages", String(m));
-      mkdirSync(join(stageDir, "items"), { recursive: true });
+      makeDir(join(stageDir, "items"));
       for (const [name, items] of [...generalOut.items, ...taskOut.items])
         writeAtomic(
           join(stageDir, "items", `${name}.jsonl`),
@@ -532,8 +583,6 @@ export function buildResults(dir: string, study: Study, spec: RunSpec): RunResul
   const order = spec.order.tasks;
   const total = order.length + 1;
   const done = stagesDone(dir, total);
-  const timingsFile = join(dir, "timings.json");
-  const timings = existsSync(timingsFile) ? readJson<Timings>(timingsFile).stages : [];
   const stages: RunResults["stages"] = [];
   const items = new Map<string, ItemRecord[][]>(); // benchmark → per stage
   for (let m = 0; m < done; m++) {
@@ -552,14 +601,7 @@ export function buildResults(dir: string, study: Study, spec: RunSpec): RunResul
       const recs = lines.filter((l) => l !== "").map((l) => JSON.parse(l) as ItemRecord);
       items.set(b.name, [...(items.get(b.name) ?? []), recs]);
     }
-    const t = timings.find((x) => x.stage === m);
-    stages.push({
-      stage: m,
-      task: m === 0 ? null : order[m - 1],
-      general: scores,
-      tasks,
-      seconds: { train: t?.train ?? 0, eval: t?.eval ?? 0 },
-    });
+    stages.push({ stage: m, task: m === 0 ? null : order[m - 1], general: scores, tasks });
   }
 
   const curves: Record<string, number[]> = {};

@@ -1,6 +1,6 @@
 /**
- * Reads what a run leaves on disk for the report: `results.json` (format "lethe-results" v1, the
- * layout of src/continual/results.ts), `run-card.json` (a free-form object) and, when present,
+ * Reads what a run leaves on disk for the report: `results.json` (format "lethe-results" v2 or
+ * v1, the layout of src/continual/results.ts), `run-card.json` (a free-form object) and, when present,
  * `stages/<stage>/items/<benchmark>.jsonl` with one `{doc_id, correct, text?}` record per evaluated item.
  * A study directory holds one run per model × method × seed under `runs/<name>/`.
  *
@@ -56,7 +56,8 @@ const scores = z.record(z.string(), metric);
 const resultsSchema = z.object({
   format: z.object({
     name: z.literal(RESULTS_FORMAT.name),
-    version: z.literal(RESULTS_FORMAT.version),
+    // v1 is v2 plus `stages[].seconds`, which the report never read
+    version: z.literal([1, RESULTS_FORMAT.version]).transform(() => RESULTS_FORMAT.version),
   }),
   run: z.object({
     name: z.string(),
@@ -74,7 +75,6 @@ const resultsSchema = z.object({
       task: z.string().nullable(),
       general: z.record(z.string(), scores),
       tasks: z.record(z.string(), scores),
-      seconds: z.object({ train: z.number(), eval: z.number() }),
     }),
   ),
   fg: z.object({

@@ -111,3 +111,17 @@ test("lethe eval: a misspelled flag is an error suggesting the right one", async
   await assert.rejects(evalCommand(["--batchsize", "4"]), /Did you mean "--batch-size"\?/);
   await assert.rejects(evalCommand(["--tasks", "piqa"]), /--model is required/);
 });
+
+test("a bad --output fails at once, before the model loads or any request is scored", async () => {
+  const tmp = mkdtempSync(join(tmpdir(), "lethe-cli-eval-out-"));
+  try {
+    const argv = ["--model", join(tmp, "no-model"), "--tasks", "piqa", "--data-dir", tmp];
+    await assert.rejects(
+      run([...argv, "--output", join(tmp, "missing", "out.json")]),
+      /^Error: --output .*\/missing\/out\.json: folder .*\/missing does not exist$/,
+    );
+    await assert.rejects(run([...argv, "--output", tmp]), /^Error: --output .*: is a folder$/);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});

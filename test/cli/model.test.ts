@@ -241,6 +241,54 @@ test(
 );
 
 test(
+  "generate refuses --max-new-tokens beyond the model's context and an --out folder that is not there",
+  withDir(async (dir) => {
+    const inputs = join(dir, "in.safetensors");
+    saveTensors(inputs, new Map([["input_ids", ids(INPUT_IDS)]]));
+    const argv = (model: string, n: string) => [
+      ...["--model", join(dir, model), "--inputs", inputs, "--max-new-tokens", n],
+    ];
+    for (const type of ["llama", "gpt2"]) {
+      const model = tinyModel(type);
+      await savePretrained(model, join(dir, type));
+      model.dispose();
+    }
+    await assert.rejects(
+      run(generateCommand, argv("llama", "1e9")),
+      /--max-new-tokens 1000000000 exceeds the model's context length 2048 \(.*\/llama\/config\.json "max_position_embeddings"\)/,
+    );
+    await assert.rejects(
+      run(generateCommand, argv("gpt2", "65")),
+      /--max-new-tokens 65 exceeds the model's context length 64 \(.*\/gpt2\/config\.json "n_positions"\)/,
+    );
+    await assert.rejects(
+      run(generateCommand, [
+        "--model",
+        join(dir, "gpt2"),
+        "--inputs",
+        inputs,
+        "--max-new-tokens=-1",
+      ]),
+      /--max-new-tokens must be >= 0/,
+    );
+    const { code } = await run(generateCommand, [
+      ...argv("gpt2", "2"),
+      "--out",
+      join(dir, "o.json"),
+    ]);
+    assert.equal(code, 0);
+    await assert.rejects(
+      run(generateCommand, [...argv("gpt2", "2"), "--out", join(dir, "no", "o.json")]),
+      /--out .*\/no\/o\.json: folder .*\/no does not exist/,
+    );
+    await assert.rejects(
+      run(logitsCommand, [...argv("gpt2", "2").slice(0, 4), "--out", join(dir, "no", "o.st")]),
+      /--out .*\/no\/o\.st: folder .*\/no does not exist/,
+    );
+  }),
+);
+
+test(
   "flag errors name the flag and suggest the right one",
   withDir(async (dir) => {
     await assert.rejects(

@@ -2,18 +2,29 @@
  * The study runner (src/continual/run.ts, config.ts, lock.ts, runcard.ts, src/cli/run.ts):
  * examples/tiny-study.yaml end to end (every file of the run layout), config errors that name
  * the field and suggest the key, kill -9 at several points followed by resume giving the same
- * results.json bytes (timings aside) as the uninterrupted run, the lock refusing a second
- * process, and every registered method running a stage through the runner.
+ * results.json bytes as the uninterrupted run (timings are in timings.json only), the lock
+ * refusing a second process, the run card written once the data has loaded and again on resume,
+ * and every registered method running a stage through the runner.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { loadStudy, parseStudy } from "../../src/continual/config.js";
+import { expandGrid, loadStudy, parseStudy } from "../../src/continual/config.js";
 import { resumeRuns, runProgress, runStudy } from "../../src/continual/run.js";
+import { dataFiles } from "../../src/continual/runcard.js";
 import { methods } from "../../src/continual/methods/index.js";
 import { dataPath, repoRoot, sharedDataRoot, skipReason } from "../helpers/data.js";
 
@@ -22,9 +33,15 @@ const NEEDS = ["models", "stories260K", "tok512.bin"] as const;
 const SEQ_RUN = "tiny-llama__sequential__order0__seed0";
 const env = { ...process.env, LETHE_DATA: sharedDataRoot };
 
-/** results.json without the wall-clock fields, which differ between any two runs. */
-const timeless = (file: string) =>
-  readFileSync(file, "utf8").replace(/"seconds": \{[^}]*\}/g, '"seconds": {}');
+/** A study of one stage: one task, a few items, one benchmark (seconds, not a minute). */
+const reduce = (raw: Record<string, unknown>) => {
+  raw.orders = [["haiku"]];
+  raw.budget = { maxTrain: 16, maxTest: 2 };
+  raw.tasks = { ...(raw.tasks as object), maxGenToks: 8 };
+  raw.train = { ...(raw.train as object), gradAccum: 1, checkpointEvery: 0 };
+  raw.general = { task: "alpaca", maxTrain: 16 };
+  raw.eval = { benchmarks: [{ name: "piqa", limit: 4 }], maxLength: 256, bootstrapIters: 10 };
+};
 
 /** The tiny study with a few fields replaced, written as a config in `dir`. */
 function variant(dir: string, change: (raw: Record<string, unknown>) => void): string {
@@ -40,6 +57,7 @@ let reference: string | null = null; // the uninterrupted sequential run's folde
 test("tiny-study end to end: every file of the run layout", async (t) => {
   if (!dataPath(...NEEDS)) return t.skip(skipReason(...NEEDS));
   const out = mkdtempSync(join(tmpdir(), "lethe-study-"));
+  process.on("exit", () => rmSync(out, { recursive: true, force: true })); // after the kill test
   const study = loadStudy(TINY, env);
   const dirs = await runStudy(study, out);
   assert.deepEqual(
@@ -50,6 +68,11 @@ test("tiny-study end to end: every file of the run layout", async (t) => {
   for (const dir of dirs) {
     for (const f of ["config.yaml", "run-card.json", "results.json", "timings.json"])
       assert.ok(existsSync(join(dir, f)), `${dir}/${f}`);
+    const timings = JSON.parse(readFileSync(join(dir, "timings.json"), "utf8"));
+    assert.deepEqual(
+      timings.stages.map((s: { stage: number }) => s.stage),
+      [0, 1, 2, 3],
+    );
     assert.ok(!existsSync(join(dir, "lock")), "the lock is released");
     for (let m = 0; m <= 3; m++) {
       const s = join(dir, "stages", String(m));
@@ -79,6 +102,9 @@ test("tiny-study end to end: every file of the run layout", async (t) => {
     }
     const r = JSON.parse(readFileSync(join(dir, "results.json"), "utf8"));
     assert.deepEqual(r.progress, { stagesDone: 4, totalStages: 4 });
+    assert.deepEqual(r.format, { name: "lethe-results", version: 2 });
+    for (const s of r.stages)
+      assert.deepEqual(Object.keys(s), ["stage", "task", "general", "tasks"], "no wall clock");
     assert.equal(r.matrix.length, 4);
     for (const row of r.matrix) assert.equal(row.length, 3);
     assert.deepEqual(Object.keys(r.fg.perCategory).sort(), [
@@ -231,7 +257,10 @@ test("kill -9 at several points, then resume: the same results.json; a second pr
   assert.ok((await runChild(["resume", run], /stage 2\/3: evaluating/)).killed);
   assert.equal(runProgress(run).stagesDone, 2);
   await resumeRuns(out);
-  assert.equal(timeless(join(run, "results.json")), timeless(join(reference, "results.json")));
+  assert.equal(
+    readFileSync(join(run, "results.json"), "utf8"),
+    readFileSync(join(reference, "results.json"), "utf8"),
+  );
   for (let m = 0; m <= 3; m++)
     for (const f of ["general.json", "tasks.json"])
       assert.equal(
@@ -242,17 +271,43 @@ test("kill -9 at several points, then resume: the same results.json; a second pr
   rmSync(tmp, { recursive: true, force: true });
 });
 
+test("run-card.json: written once the data has loaded, again on resume; every data file hashed", async (t) => {
+  const needs = ["instructions", "benchmarks"];
+  if (!dataPath(...NEEDS) || !dataPath(needs[0]) || !dataPath(needs[1]))
+    return t.skip(skipReason(...NEEDS, "|", ...needs));
+  const tmp = mkdtempSync(join(tmpdir(), "lethe-card-"));
+  const data = join(tmp, "data"); // filled in step by step, as a user would fix a wrong data dir
+  mkdirSync(data);
+  const file = variant(tmp, (raw) => {
+    reduce(raw);
+    raw.methods = ["sequential"];
+    raw.dataDir = data;
+  });
+  const out = join(tmp, "out");
+  const study = loadStudy(file, env);
+  const card = join(out, "runs", expandGrid(study)[0].name, "run-card.json");
+  const hashed = () => Object.keys(JSON.parse(readFileSync(card, "utf8")).data as object);
+  // 1: no task data: the run fails before it knows its data, so there is no card yet.
+  await assert.rejects(runStudy(study, out));
+  assert.ok(!existsSync(card), "no card before the data has loaded");
+  // 2: the tasks load, the benchmarks are missing: a card without them, then the failure.
+  symlinkSync(join(sharedDataRoot, "instructions"), join(data, "instructions"));
+  await assert.rejects(runStudy(study, out));
+  assert.ok(!hashed().some((f) => f.includes("/piqa/")));
+  // 3: resumed with everything there: the card is written again and hashes every file.
+  symlinkSync(join(sharedDataRoot, "benchmarks"), join(data, "benchmarks"));
+  await resumeRuns(out);
+  assert.ok(runProgress(join(card, "..")).complete);
+  const want = dataFiles(study, expandGrid(study)[0], null);
+  assert.ok(want.length > 100, `${want.length} data files`);
+  assert.deepEqual(hashed(), want);
+  assert.ok(want.some((f) => f.includes("/piqa/")) && want.some((f) => f.includes("/haiku")));
+  rmSync(tmp, { recursive: true, force: true });
+});
+
 test("every registered method runs a stage through the runner", async (t) => {
   if (!dataPath(...NEEDS)) return t.skip(skipReason(...NEEDS));
   const tmp = mkdtempSync(join(tmpdir(), "lethe-methods-run-"));
-  const reduce = (raw: Record<string, unknown>) => {
-    raw.orders = [["haiku"]];
-    raw.budget = { maxTrain: 16, maxTest: 2 };
-    raw.tasks = { ...(raw.tasks as object), maxGenToks: 8 };
-    raw.train = { ...(raw.train as object), gradAccum: 1, checkpointEvery: 0 };
-    raw.general = { task: "alpaca", maxTrain: 16 };
-    raw.eval = { benchmarks: [{ name: "piqa", limit: 4 }], maxLength: 256, bootstrapIters: 10 };
-  };
   const names = Object.keys(methods);
   const lora = names.filter((n) => !methods[n as keyof typeof methods].supports.includes("full"));
   const full = names.filter((n) => !lora.includes(n));

@@ -114,10 +114,10 @@ test("bad input names the file, line and field", () => {
       e.message.includes('field "fg.perCategory.reasoning"'),
   );
   results.fg.perCategory.reasoning = 1;
-  results.format.version = 2;
+  results.format.version = 99;
   writeFileSync(join(dir, "results.json"), JSON.stringify(results));
   assert.throws(() => loadRun(dir), /field "format.version"/);
-  results.format.version = 1;
+  results.format.version = 2;
   writeFileSync(join(dir, "results.json"), JSON.stringify(results));
   writeFileSync(
     join(dir, "stages", "2", "items", "piqa.jsonl"),

@@ -1,0 +1,88 @@
+/**
+ * `lethe run`, `lethe resume`, `lethe status` (src/cli/run.ts) on a study of two runs of one
+ * stage each (examples/tiny-study.yaml reduced): resume finishes every cell of study.yaml's grid,
+ * also one whose folder was never made (a kill before it started); status lists such a cell as
+ * not started; resume exits 1 and names the run while one is still incomplete (here: held by a
+ * live process), then 0 once all are done, with the same results.json bytes as the first run.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { resumeCommand, runCommand, statusCommand } from "../../src/cli/run.js";
+import { loadStudy } from "../../src/continual/config.js";
+import { acquireLock } from "../../src/continual/lock.js";
+import { makeDir } from "../../src/util/fs.js";
+import { dataPath, repoRoot, sharedDataRoot, skipReason } from "../helpers/data.js";
+
+const NEEDS = ["models", "stories260K", "tok512.bin"] as const;
+const SEQ = "tiny-llama__sequential__order0__seed0";
+const REPLAY = "tiny-llama__replay__order0__seed0";
+
+/** Runs a command function; returns its exit code and what it wrote to stdout and stderr. */
+async function capture(
+  fn: () => Promise<number>,
+): Promise<{ code: number; out: string; err: string }> {
+  const [stdout, stderr] = [process.stdout.write, process.stderr.write];
+  let out = "";
+  let err = "";
+  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  try {
+    return { code: await fn(), out, err };
+  } finally {
+    [process.stdout.write, process.stderr.write] = [stdout, stderr];
+  }
+}
+
+test("resume finishes the whole grid of study.yaml; status lists runs not started", async (t) => {
+  if (!dataPath(...NEEDS)) return t.skip(skipReason(...NEEDS));
+  const tmp = mkdtempSync(join(tmpdir(), "lethe-cli-run-"));
+  const raw = loadStudy(join(repoRoot, "examples", "tiny-study.yaml"), {
+    ...process.env,
+    LETHE_DATA: sharedDataRoot,
+  }).config as unknown as Record<string, unknown>;
+  raw.orders = [["haiku"]];
+  raw.budget = { maxTrain: 16, maxTest: 2 };
+  raw.tasks = { ...(raw.tasks as object), maxGenToks: 8 };
+  raw.train = { ...(raw.train as object), gradAccum: 1, checkpointEvery: 0 };
+  raw.eval = { benchmarks: [{ name: "piqa", limit: 4 }], maxLength: 256, bootstrapIters: 10 };
+  const config = join(tmp, "study.json");
+  writeFileSync(config, JSON.stringify(raw));
+  const out = join(tmp, "out");
+
+  const first = await capture(() => runCommand([config, "--out", out]));
+  assert.equal(first.code, 0, first.err);
+  assert.match(first.out, /2 run\(s\) complete/);
+  const replay = join(out, "runs", REPLAY);
+  const bytes = readFileSync(join(replay, "results.json"), "utf8");
+
+  rmSync(replay, { recursive: true }); // the cell a kill kept from starting
+  const status = await capture(() => statusCommand([out]));
+  assert.equal(status.code, 0, status.err);
+  assert.match(status.out, new RegExp(`${SEQ}  stage 2/2 complete  FG: `));
+  assert.match(status.out, new RegExp(`${REPLAY}  stage 0/2 not started  FG: -  not locked`));
+
+  makeDir(replay);
+  const lock = acquireLock(replay); // a live process holds it: resume cannot finish the study
+  const held = await capture(() => resumeCommand([out]));
+  lock.release();
+  assert.equal(held.code, 1);
+  assert.match(
+    held.out,
+    new RegExp(`\\[${REPLAY}\\] skipped: .* is in use by process ${process.pid}`),
+  );
+  assert.match(
+    held.err,
+    new RegExp(`${REPLAY}: incomplete \\(stage 0/2\\), in use by process ${process.pid} on `),
+  );
+
+  const resumed = await capture(() => resumeCommand([out]));
+  assert.equal(resumed.code, 0, resumed.err);
+  assert.match(resumed.out, /2 run\(s\) complete/);
+  assert.equal(readFileSync(join(replay, "results.json"), "utf8"), bytes);
+  const after = await capture(() => statusCommand([out]));
+  assert.equal(after.out.match(/stage 2\/2 complete/g)?.length, 2, after.out);
+  rmSync(tmp, { recursive: true, force: true });
+});
