@@ -4,7 +4,7 @@
  * errors and outside requests are collected, and each chart's SVG is measured.
  *
  * Also a command that screenshots a report (how docs/report.png is made):
- *   scripts/lethe-env node --import tsx test/helpers/browser.ts REPORT.html OUT.png [HEIGHT]
+ *   node --import tsx test/helpers/browser.ts REPORT.html OUT.png [HEIGHT]
  */
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
