@@ -41,14 +41,44 @@ namespace {
 // ---- handle tables -------------------------------------------------------------------------
 // JS holds integer ids; the tensors live here. Freed slots are reused.
 std::vector<at::Tensor> tensors;
-std::vector<int64_t> tensorBytes;  // bytes reported to V8 for each slot
+std::vector<const void*> slotStorage;  // the storage each slot's tensor had when it was put
 std::vector<uint32_t> freeSlots;
 int64_t liveTensors = 0;
+
+// Native memory is reported to V8 once per storage, not per handle: views, `.grad` handles and
+// in-place results share their storage, and counting it again would bring on needless major GCs.
+struct Reported {
+  int32_t handles;
+  int64_t bytes;
+};
+std::unordered_map<const void*, Reported> storages;
+
+const void* storageOf(const at::Tensor& t) {
+  return t.defined() && t.has_storage() ? t.storage().unsafeGetStorageImpl() : nullptr;
+}
+
+void holdStorage(Napi::Env env, const void* key, const at::Tensor& t) {
+  if (!key) return;
+  Reported& r = storages[key];
+  if (r.handles++ == 0) {
+    r.bytes = static_cast<int64_t>(t.storage().nbytes());
+    if (r.bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, r.bytes);
+  }
+}
+
+void releaseStorage(Napi::Env env, const void* key) {
+  if (!key) return;
+  auto it = storages.find(key);
+  if (it == storages.end() || --it->second.handles > 0) return;
+  if (it->second.bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, -it->second.bytes);
+  storages.erase(it);
+}
 
 std::vector<c10::OperatorHandle> ops;
 std::unordered_map<std::string, int32_t> opIndex;
 
-std::vector<at::Generator> generators;
+std::vector<at::Generator> generators;  // freed slots hold an undefined Generator and are reused
+std::vector<uint32_t> freeGenerators;
 
 Napi::FunctionReference torchErrorCtor;
 
@@ -61,20 +91,20 @@ Napi::FunctionReference torchErrorCtor;
 }
 
 uint32_t putTensor(Napi::Env env, at::Tensor t) {
-  int64_t bytes = t.defined() ? static_cast<int64_t>(t.numel() * t.element_size()) : 0;
+  const void* key = storageOf(t);
+  holdStorage(env, key, t);
   uint32_t id;
   if (!freeSlots.empty()) {
     id = freeSlots.back();
     freeSlots.pop_back();
     tensors[id] = std::move(t);
-    tensorBytes[id] = bytes;
+    slotStorage[id] = key;
   } else {
     id = static_cast<uint32_t>(tensors.size());
     tensors.push_back(std::move(t));
-    tensorBytes.push_back(bytes);
+    slotStorage.push_back(key);
   }
   liveTensors++;
-  if (bytes > 0) Napi::MemoryManagement::AdjustExternalMemory(env, bytes);
   return id;
 }
 
@@ -131,7 +161,8 @@ c10::IValue toIValue(Napi::Env env, const Napi::Value& v, const c10::TypePtr& ty
       return c10::IValue(c10::Device(v.As<Napi::String>().Utf8Value()));
     case c10::TypeKind::GeneratorType: {
       uint32_t id = v.As<Napi::Number>().Uint32Value();
-      if (id >= generators.size()) throwTorch(env, "lethe: invalid generator handle for argument " + argName);
+      if (id >= generators.size() || !generators[id].defined())
+        throwTorch(env, "lethe: invalid or freed generator handle for argument " + argName);
       return c10::IValue(generators[id]);
     }
     case c10::TypeKind::ListType: {
@@ -343,8 +374,8 @@ Napi::Value Free(const Napi::CallbackInfo& info) {
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
   if (id < tensors.size() && tensors[id].defined()) {
     tensors[id] = at::Tensor();
-    if (tensorBytes[id] > 0) Napi::MemoryManagement::AdjustExternalMemory(info.Env(), -tensorBytes[id]);
-    tensorBytes[id] = 0;
+    releaseStorage(info.Env(), slotStorage[id]);
+    slotStorage[id] = nullptr;
     freeSlots.push_back(id);
     liveTensors--;
   }
@@ -461,9 +492,27 @@ Napi::Value Generator(const Napi::CallbackInfo& info) {
   c10::Device dev(info[1].As<Napi::String>().Utf8Value());
   at::Generator g = at::globalContext().defaultGenerator(dev).clone();
   g.set_current_seed(seed);
-  generators.push_back(g);
-  return Napi::Number::New(info.Env(), static_cast<double>(generators.size() - 1));
+  uint32_t id;
+  if (!freeGenerators.empty()) {
+    id = freeGenerators.back();
+    freeGenerators.pop_back();
+    generators[id] = std::move(g);
+  } else {
+    id = static_cast<uint32_t>(generators.size());
+    generators.push_back(std::move(g));
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(id));
   GUARD_END
+  return info.Env().Undefined();
+}
+
+// freeGenerator(id): releases a generator; its slot is reused.
+Napi::Value FreeGenerator(const Napi::CallbackInfo& info) {
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  if (id < generators.size() && generators[id].defined()) {
+    generators[id] = at::Generator();
+    freeGenerators.push_back(id);
+  }
   return info.Env().Undefined();
 }
 
@@ -485,6 +534,8 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("liveTensors", static_cast<double>(liveTensors));
   o.Set("slots", static_cast<double>(tensors.size()));
+  o.Set("storages", static_cast<double>(storages.size()));
+  o.Set("generators", static_cast<double>(generators.size() - freeGenerators.size()));
   return o;
 }
 
@@ -504,6 +555,7 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("setGradEnabled", Napi::Function::New(env, SetGradEnabled));
   exports.Set("autocast", Napi::Function::New(env, Autocast));
   exports.Set("generator", Napi::Function::New(env, Generator));
+  exports.Set("freeGenerator", Napi::Function::New(env, FreeGenerator));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("stats", Napi::Function::New(env, Stats));

@@ -67,9 +67,10 @@ export interface NativeAddon {
   setGradEnabled(enabled: boolean): boolean;
   autocast(device: string, enabled: boolean, scalarType: number): boolean;
   generator(seed: number, device: string): number;
+  freeGenerator(id: number): void;
   manualSeed(seed: number): void;
   setNumThreads(n: number): number;
-  stats(): { liveTensors: number; slots: number };
+  stats(): { liveTensors: number; slots: number; storages: number; generators: number };
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");

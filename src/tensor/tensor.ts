@@ -123,9 +123,9 @@ export function tidy<T>(fn: () => T): T {
   if (result instanceof Promise) throw new Error("tidy: fn must be synchronous");
   const escaping = new Set<Tensor>();
   collect(result, escaping, 0);
-  const parent = scopes[scopes.length - 1];
+  const parent = scopes[scopes.length - 1] ?? null;
   for (const t of scope) {
-    if (escaping.has(t)) parent?.add(t);
+    if (escaping.has(t)) t._moveTo(parent);
     else t.dispose();
   }
   return result;
@@ -146,7 +146,7 @@ function collect(v: unknown, out: Set<Tensor>, depth: number): void {
 
 /** Takes tensors out of every enclosing `tidy` scope: they live until `dispose()`. */
 export function keep<T extends Tensor | Tensor[]>(t: T): T {
-  for (const x of Array.isArray(t) ? t : [t]) for (const s of scopes) s.delete(x);
+  for (const x of Array.isArray(t) ? t : [t]) x._moveTo(null);
   return t;
 }
 
@@ -211,15 +211,31 @@ function binaryInplace(
 
 export class Tensor {
   #handle: number;
+  /** The `tidy` scope that will dispose it; null: none, and the finalizer watches it instead. */
+  #scope: Set<Tensor> | null;
   #shape: Shape | undefined;
   #dtype: DType | undefined;
   #device: string | undefined;
 
-  /** Wraps a native handle; registers it with the innermost `tidy` scope. */
+  /**
+   * Wraps a native handle; registers it with the innermost `tidy` scope, or, outside any scope,
+   * with the finalizer (a scope frees its tensors itself, so most tensors never cost one).
+   */
   constructor(handle: number) {
     this.#handle = handle;
-    scopes[scopes.length - 1]?.add(this);
-    finalizer.register(this, handle, this);
+    this.#scope = scopes[scopes.length - 1] ?? null;
+    if (this.#scope) this.#scope.add(this);
+    else finalizer.register(this, handle, this);
+  }
+
+  /** @internal Moves the tensor to scope `s` (null: no scope; the finalizer then watches it). */
+  _moveTo(s: Set<Tensor> | null): void {
+    if (this.#handle < 0 || this.#scope === s) return;
+    if (this.#scope) this.#scope.delete(this);
+    else finalizer.unregister(this);
+    if (s) s.add(this);
+    else finalizer.register(this, this.#handle, this);
+    this.#scope = s;
   }
 
   /** The native handle; throws if the tensor was disposed. */
@@ -235,10 +251,11 @@ export class Tensor {
   /** Frees the native tensor now. Safe to call twice. */
   dispose(): void {
     if (this.#handle < 0) return;
-    finalizer.unregister(this);
+    if (this.#scope) this.#scope.delete(this);
+    else finalizer.unregister(this);
     native.free(this.#handle);
     this.#handle = -1;
-    for (const s of scopes) s.delete(this);
+    this.#scope = null;
   }
 
   [Symbol.dispose](): void {
@@ -674,6 +691,8 @@ export class Tensor {
 }
 
 /** A seeded random-number generator for one device (torch.Generator). */
+const generatorFinalizer = new FinalizationRegistry<number>((h) => native.freeGenerator(h));
+
 export class Generator {
   readonly handle: number;
   constructor(
@@ -681,5 +700,11 @@ export class Generator {
     readonly device = "cpu",
   ) {
     this.handle = native.generator(seed, device);
+    generatorFinalizer.register(this, this.handle, this);
+  }
+
+  /** Frees the native generator now (else the garbage collector does). Safe to call twice. */
+  dispose(): void {
+    if (generatorFinalizer.unregister(this)) native.freeGenerator(this.handle);
   }
 }

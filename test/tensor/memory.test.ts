@@ -16,11 +16,13 @@ import {
   liveTensors,
   ones,
   randint,
+  randn,
   Generator,
   type Tensor,
   tensor,
   tidy,
 } from "../../src/tensor/index.js";
+import { native } from "../../src/tensor/native.js";
 import { GPT2LMHeadModel, gpt2Config } from "../../src/models/gpt2.js";
 import { AdamW } from "../../src/optim/index.js";
 
@@ -141,4 +143,30 @@ test("leak: 2,000 training steps keep live tensors constant and RSS flat", () =>
     opt.dispose();
     model.dispose();
   }
+});
+
+test("V8 hears of each storage once: views and .grad handles add nothing; generators are freed", () => {
+  const base = native.stats();
+  const x = randn([256, 256]);
+  const views = tidy(() => keep([x.view(-1), x.narrow(0, 0, 8), x.t(), x.select(0, 3)]));
+  assert.equal(native.stats().storages, base.storages + 1, "four views of one storage");
+  const y = x.add(1);
+  assert.equal(native.stats().storages, base.storages + 2, "a new result is a new storage");
+  for (const t of [x, ...views]) t.dispose();
+  assert.equal(native.stats().storages, base.storages + 1, "the last handle released it");
+  y.dispose();
+  assert.equal(native.stats().storages, base.storages);
+
+  const gens = Array.from({ length: 50 }, (_, i) => new Generator(i));
+  assert.equal(native.stats().generators, base.generators + 50);
+  for (const g of gens) g.dispose();
+  gens[0].dispose(); // twice is safe
+  assert.equal(native.stats().generators, base.generators);
+  const again = new Generator(7); // a freed slot is reused, and works
+  assert.equal(native.stats().generators, base.generators + 1);
+  assert.deepEqual(
+    tidy(() => randint(0, 100, [5], { generator: again }).toNumbers()),
+    tidy(() => randint(0, 100, [5], { generator: new Generator(7) }).toNumbers()),
+  );
+  again.dispose();
 });
