@@ -388,6 +388,7 @@ export class ModelLM implements LM {
           ),
           attentionMask: mask,
           useCache: true,
+          logitsToKeep: 1, // only the prefix's last position scores anything
         });
         const last = first.logits.select(1, -1); // (G, V): each group's first continuation token
         const members = batch.flatMap((g, gi) => g.members.map((m) => ({ ...m, gi })));

@@ -23,7 +23,7 @@ import {
   type DType,
   type Tensor,
 } from "../tensor/index.js";
-import { attentionMask4d, pastLength } from "./masks.js";
+import { attentionMask4d, keepLast, pastLength } from "./masks.js";
 import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
 import { parseWith } from "../util/schema.js";
 
@@ -271,7 +271,7 @@ export class BloomForCausalLM extends Module implements CausalLM {
       x = h;
       kvs.push(kv);
     });
-    const logits = this.lm_head.forward(tr.ln_f.forward(x)).float(); // (B, T, vocab)
+    const logits = this.lm_head.forward(tr.ln_f.forward(keepLast(x, inputs.logitsToKeep))).float(); // (B, T, vocab)
     return inputs.useCache ? { logits, cache: kvs } : { logits };
   }
 }

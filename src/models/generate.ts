@@ -250,6 +250,7 @@ function causalDecoder(model: CausalLM, o: GenerateOptions): Decoder {
         attentionMask: mask,
         cache,
         useCache: true,
+        logitsToKeep: 1, // the prompt's prefill needs only its last position
       });
       cache = out.cache ?? null;
       if (!cache)

@@ -21,7 +21,7 @@ import {
   zeros,
   type Tensor,
 } from "../tensor/index.js";
-import { attentionMask4d, pastLength, positionIds, type AttentionMask } from "./masks.js";
+import { attentionMask4d, keepLast, pastLength, positionIds, type AttentionMask } from "./masks.js";
 import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
 import { parseWith } from "../util/schema.js";
 
@@ -248,7 +248,7 @@ export class GPT2LMHeadModel extends Module implements CausalLM {
     const positions = inputs.positionIds ?? positionIds(attentionMask, T, past, inputIds.device);
     const mask = attentionMask4d({ attentionMask, queryLength: T, past, device: inputIds.device });
     const { hidden, cache: next } = this.transformer.forward(inputIds, positions, mask, cache);
-    const logits = linear(hidden, this.transformer.wte.weight); // tied head: (B, T, vocab)
+    const logits = linear(keepLast(hidden, inputs.logitsToKeep), this.transformer.wte.weight); // tied head: (B, T, vocab)
     const out = logits.dtype === "float32" ? logits : logits.float();
     return inputs.useCache ? { logits: out, cache: next } : { logits: out };
   }

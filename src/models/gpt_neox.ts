@@ -22,7 +22,7 @@ import {
   type DType,
   type Tensor,
 } from "../tensor/index.js";
-import { attentionMask4d, pastLength, positionIds } from "./masks.js";
+import { attentionMask4d, keepLast, pastLength, positionIds } from "./masks.js";
 import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
 import { parseWith } from "../util/schema.js";
 
@@ -295,7 +295,8 @@ export class GPTNeoXForCausalLM extends Module implements CausalLM {
       x = h;
       kvs.push(kv);
     });
-    const logits = this.embed_out.forward(m.final_layer_norm.forward(x)).float(); // (B, T, vocab)
+    const kept = keepLast(x, inputs.logitsToKeep);
+    const logits = this.embed_out.forward(m.final_layer_norm.forward(kept)).float(); // (B, T, vocab)
     return inputs.useCache ? { logits, cache: kvs } : { logits };
   }
 }

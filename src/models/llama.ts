@@ -25,7 +25,7 @@ import {
   where,
   type Tensor,
 } from "../tensor/index.js";
-import { attentionMask4d, pastLength, positionIds, type AttentionMask } from "./masks.js";
+import { attentionMask4d, keepLast, pastLength, positionIds, type AttentionMask } from "./masks.js";
 import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
 import { parseWith } from "../util/schema.js";
 
@@ -404,7 +404,7 @@ export class LlamaForCausalLM extends Module implements CausalLM {
     });
     const { hidden, cache: next } = this.model.forward(inputIds, positions, mask, cache);
     const head = this.lm_head?.weight ?? this.model.embed_tokens.weight;
-    const logits = linear(hidden, head); // (B, T, vocab)
+    const logits = linear(keepLast(hidden, inputs.logitsToKeep), head); // (B, T, vocab)
     const out = logits.dtype === "float32" ? logits : logits.float();
     return inputs.useCache ? { logits: out, cache: next } : { logits: out };
   }

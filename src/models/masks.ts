@@ -18,6 +18,14 @@ export interface AttentionMask {
   isCausal: boolean;
 }
 
+/** The last `logitsToKeep` positions of (B, T, C) hidden states (all when 0 or absent). */
+export function keepLast(hidden: Tensor, logitsToKeep: number | undefined): Tensor {
+  const T = hidden.size(1);
+  return logitsToKeep && logitsToKeep < T
+    ? hidden.narrow(1, T - logitsToKeep, logitsToKeep)
+    : hidden;
+}
+
 /** Number of positions already in the cache (0 without one). */
 export function pastLength(cache: LayerCache[] | null | undefined): number {
   return cache && cache.length > 0 ? cache[0].k.size(2) : 0;

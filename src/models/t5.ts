@@ -33,6 +33,7 @@ import type {
   Seq2SeqLM,
   Seq2SeqLMOutput,
 } from "./types.js";
+import { keepLast } from "./masks.js";
 
 /** config.json fields of `model_type: "t5"` / `"mt5"`; defaults are T5Config's (t5-small). */
 export type T5Config = {
@@ -590,9 +591,10 @@ export class T5ForConditionalGeneration extends Module implements Seq2SeqLM {
       past: inputs.cache ?? null,
       cross: { kv: crossCache, bias: crossBias },
     });
+    const hidden = keepLast(out.hidden, inputs.logitsToKeep);
     let logits: Tensor;
-    if (this.lm_head) logits = this.lm_head.forward(out.hidden);
-    else logits = linear(out.hidden.mul(this.config.d_model ** -0.5), this.shared.weight); // tied: rescale
+    if (this.lm_head) logits = this.lm_head.forward(hidden);
+    else logits = linear(hidden.mul(this.config.d_model ** -0.5), this.shared.weight); // tied: rescale
     if (logits.dtype !== "float32") logits = logits.float();
     return inputs.useCache
       ? { logits, encoderHidden, cache: out.cache, crossCache }

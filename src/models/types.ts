@@ -31,6 +31,11 @@ export interface CausalLMInputs {
   cache?: LayerCache[] | null;
   /** Return the updated cache. */
   useCache?: boolean;
+  /**
+   * transformers' `logits_to_keep`: logits only for the last N positions (the head's matmul and
+   * its output shrink to N rows); 0 or absent: every position.
+   */
+  logitsToKeep?: number;
 }
 
 export interface CausalLM extends Module {
@@ -52,6 +57,11 @@ export interface Seq2SeqInputs {
   cache?: LayerCache[] | null;
   crossCache?: LayerCache[] | null;
   useCache?: boolean;
+  /**
+   * transformers' `logits_to_keep`: logits only for the last N decoder positions (the head's matmul and
+   * its output shrink to N rows); 0 or absent: every position.
+   */
+  logitsToKeep?: number;
 }
 
 export interface Seq2SeqLMOutput {
