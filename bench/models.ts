@@ -1,10 +1,13 @@
 /**
  * bench/models: forward and train-step tokens/s of a ~100M-parameter LLaMA-style model in lethe
  * next to the same model in Python PyTorch (bench/models_torch.py, the venv's torch 2.x, same
- * libtorch), and generation tokens/s with and without the KV cache (128 new tokens).
+ * libtorch), alternating one repetition of each side at a time (A B A B; medians, and the
+ * per-pair ratio's min–max), and generation tokens/s with and without the KV cache (128 new
+ * tokens).
  * Last line: one JSON object. Run: `npm run bench:models`.
  */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -30,7 +33,7 @@ const cfg = {
 };
 const batch = 4;
 const seq = 128;
-const reps = Number(process.env.BENCH_REPS ?? 3);
+const reps = Number(process.env.BENCH_REPS ?? 5);
 const threads = availableParallelism();
 
 const model = createModel(parseModelConfig(cfg), { seed: 7 }) as CausalLM;
@@ -53,18 +56,19 @@ writeFileSync(join(dir, "config.json"), JSON.stringify({ ...cfg, batch, reps, th
 const x = ids.slice(1, 0, seq);
 const y = ids.slice(1, 1).reshape(-1);
 
-// Python first (it runs alone; the lethe model stays idle in memory meanwhile).
-const py = spawnSync(python, [new URL("./models_torch.py", import.meta.url).pathname, dir], {
-  encoding: "utf8",
-  env: process.env,
+// The Python side stays up and takes one timed repetition per command, so the two alternate
+// A B A B (machine drift hits both alike); each figure is the median of `reps` repetitions.
+const py = spawn(python, [new URL("./models_torch.py", import.meta.url).pathname, dir], {
+  stdio: ["pipe", "pipe", "inherit"],
 });
-if (py.status !== 0)
-  throw new Error(`bench: python failed (run scripts/setup.sh bench)\n${py.stderr}`);
-const torch = JSON.parse(py.stdout.trim().split("\n").at(-1)!) as {
-  forward_s: number;
-  train_s: number;
-  logits_sample: number[];
-};
+const lines = createInterface({ input: py.stdout })[Symbol.asyncIterator]();
+async function ask<T>(cmd: string | null): Promise<T> {
+  if (cmd) py.stdin.write(cmd + "\n");
+  const { value, done } = await lines.next();
+  if (done) throw new Error(`bench: python exited (run scripts/setup.sh bench; ${python})`);
+  return JSON.parse(value) as T;
+}
+const torchSample = (await ask<{ logits_sample: number[] }>(null)).logits_sample;
 
 const model_ = model;
 model_.eval();
@@ -79,25 +83,44 @@ const sample = noGrad(() =>
       .toNumbers(),
   ),
 );
-const maxLogitDiff = Math.max(...sample.map((v, i) => Math.abs(v - torch.logits_sample[i])));
-noGrad(() => tidy(() => void model_.forward({ inputIds: x })));
-let t0 = performance.now();
-for (let i = 0; i < reps; i++) noGrad(() => tidy(() => void model_.forward({ inputIds: x })));
-const forwardS = (performance.now() - t0) / 1000 / reps;
+const maxLogitDiff = Math.max(...sample.map((v, i) => Math.abs(v - torchSample[i])));
 
-model_.train();
 const opt = new AdamW([{ params: model_.parameters() }], { lr: 1e-4 });
-for (let i = 0; i <= reps; i++) {
-  if (i === 1) t0 = performance.now();
-  tidy(() => {
-    const loss = crossEntropy(model_.forward({ inputIds: x }).logits.view(-1, cfg.vocab_size), y);
-    opt.zeroGrad();
-    loss.backward();
-    opt.step();
-  });
+const letheOnce = (what: "forward" | "train"): number => {
+  const t0 = performance.now();
+  if (what === "forward") {
+    model_.eval();
+    noGrad(() => tidy(() => void model_.forward({ inputIds: x })));
+  } else {
+    model_.train();
+    tidy(() => {
+      const loss = crossEntropy(model_.forward({ inputIds: x }).logits.view(-1, cfg.vocab_size), y);
+      opt.zeroGrad();
+      loss.backward();
+      opt.step();
+    });
+  }
+  return (performance.now() - t0) / 1000;
+};
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const timings: Record<string, { lethe: number[]; torch: number[] }> = {};
+for (const what of ["forward", "train"] as const) {
+  letheOnce(what); // warm-up, both sides
+  await ask(what);
+  const t = { lethe: [] as number[], torch: [] as number[] };
+  for (let i = 0; i < reps; i++) {
+    t.lethe.push(letheOnce(what));
+    t.torch.push((await ask<{ seconds: number }>(what)).seconds);
+  }
+  timings[what] = t;
 }
-const trainS = (performance.now() - t0) / 1000 / reps;
+py.stdin.write("quit\n");
 opt.dispose();
+const forwardS = median(timings.forward.lethe);
+const trainS = median(timings.train.lethe);
+const torch = { forward_s: median(timings.forward.torch), train_s: median(timings.train.torch) };
+const ratios = (w: string) =>
+  timings[w].lethe.map((l, i) => timings[w].torch[i] / l).sort((a, b) => a - b);
 
 // Generation: 128 new tokens from a 16-token prompt, batch 1, greedy.
 model_.eval();
@@ -129,9 +152,11 @@ console.log(
     lethe_forward_tokens_per_s: Math.round(tokens / forwardS),
     torch_forward_tokens_per_s: Math.round(tokens / torch.forward_s),
     forward_ratio: r(torch.forward_s / forwardS),
+    forward_ratio_min_max: [r(ratios("forward")[0]), r(ratios("forward").at(-1)!)],
     lethe_train_tokens_per_s: Math.round(tokens / trainS),
     torch_train_tokens_per_s: Math.round(tokens / torch.train_s),
     train_ratio: r(torch.train_s / trainS),
+    train_ratio_min_max: [r(ratios("train")[0]), r(ratios("train").at(-1)!)],
     generate_cached_tokens_per_s: r(cached),
     generate_uncached_tokens_per_s: r(uncached),
     cache_speedup: r(cached / uncached),

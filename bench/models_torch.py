@@ -1,6 +1,6 @@
 """Python PyTorch side of bench/models.ts: an idiomatic LLaMA-style model for torch 2.x (RMSNorm,
 rotate_half RoPE, SwiGLU, F.scaled_dot_product_attention), loading the weights lethe wrote (HF names),
-timing forward and train steps on the same token batch. Prints one JSON line."""
+timing forward and train steps on the same token batch when told (stdin), one JSON line each."""
 import json, math, sys, time
 import numpy as np
 import torch
@@ -98,21 +98,25 @@ with torch.no_grad():
 ids = torch.from_numpy(np.fromfile(f"{d}/tokens.bin", dtype=np.int64).reshape(cfg["batch"], -1))
 x, y = ids[:, :-1], ids[:, 1:]
 opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-reps = cfg["reps"]
-out = {}
+model.eval()
 with torch.no_grad():
-    logits = model(x)
-    out["logits_sample"] = logits[0, :4, :4].flatten().tolist()
+    sample = model(x)[0, :4, :4].flatten().tolist()
+print(json.dumps({"logits_sample": sample}), flush=True)
+# Driven over stdin, one timed repetition per command, so bench/models.ts can alternate A B A B:
+# "forward" times one no-grad forward; "train" one training step; each prints {"seconds": s}.
+for line in sys.stdin:
+    cmd = line.strip()
+    if cmd == "quit":
+        break
     t0 = time.perf_counter()
-    for _ in range(reps):
-        model(x)
-    out["forward_s"] = (time.perf_counter() - t0) / reps
-for i in range(reps + 1):
-    if i == 1:
-        t0 = time.perf_counter()
-    loss = F.cross_entropy(model(x).view(-1, V), y.reshape(-1))
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-out["train_s"] = (time.perf_counter() - t0) / reps
-print(json.dumps(out), flush=True)
+    if cmd == "forward":
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    elif cmd == "train":
+        model.train()
+        loss = F.cross_entropy(model(x).view(-1, V), y.reshape(-1))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
