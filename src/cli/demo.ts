@@ -17,6 +17,16 @@ import {
   tidy,
   build,
 } from "../tensor/index.js";
+import { command } from "./commands.js";
+import { intValue, numberValue, UsageError } from "./flags.js";
+
+/** `lethe demo [--seconds S] [--seed N]`. */
+export const demoCommand = command("demo", async ({ values }) => {
+  const seconds = numberValue(values.seconds, "seconds")!;
+  if (seconds <= 0) throw new UsageError(`--seconds must be > 0, got "${values.seconds}"`);
+  demo({ seconds, seed: intValue(values.seed, "seed", 0)!, log: (l) => console.log(l) });
+  return 0;
+});
 
 export interface DemoOptions {
   seconds: number;

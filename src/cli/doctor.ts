@@ -1,15 +1,26 @@
 /**
  * `lethe --version` and `lethe doctor`: what a bug report needs. --version: lethe's version, the
  * libtorch it was built against and the one it loaded, CUDA compiled in / available. doctor (or
- * `--version --verbose`) adds what libtorch reports of itself: BLAS and oneDNN, threads and the
- * CPU instruction set its kernels dispatch to.
+ * `--version --verbose`) adds what libtorch reports of itself: BLAS and oneDNN, NCCL and Gloo
+ * (from its build settings), threads and the CPU instruction set its kernels dispatch to; and
+ * the addon's file and the compiler command it was built with (the `.flags` file
+ * scripts/build-native.mjs writes beside it).
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { cpus } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { command } from "./commands.js";
 
-const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as {
-  version: string;
-};
+const root = fileURLToPath(new URL("../../", import.meta.url));
+const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string };
+
+/** A `USE_X=` build setting of libtorch's show_config: ON, OFF, or null when it is not stated. */
+function buildSetting(settings: string, name: string): string | null {
+  const v = new RegExp(`\\b${name}=([^,\\s]+)`).exec(settings)?.[1];
+  if (v === undefined) return null;
+  return ["ON", "1", "TRUE", "YES"].includes(v.toUpperCase()) ? "ON" : "OFF";
+}
 
 export async function versionText(verbose: boolean): Promise<string> {
   // The addon loads here, not at import, so `lethe --help` works without a build.
@@ -27,11 +38,24 @@ export async function versionText(verbose: boolean): Promise<string> {
     const c = native.config();
     const settings = /Build settings: (.*)/.exec(c.showConfig)?.[1] ?? "";
     const blas = /BLAS_INFO=([^,]+)/.exec(settings)?.[1] ?? "unknown";
+    const backend = (name: string, key: string) => {
+      const v = buildSetting(settings, key);
+      return `${name} ${v === null ? "unknown" : v === "ON" ? "compiled in" : "not compiled in"} (libtorch ${key}=${v ?? "?"})`;
+    };
+    // src/tensor/native.ts loads the same file: LETHE_ADDON, else build/lethe.node.
+    const addon = resolve(process.env.LETHE_ADDON ?? join(root, "build", "lethe.node"));
+    const flags = existsSync(`${addon}.flags`)
+      ? readFileSync(`${addon}.flags`, "utf8").trim()
+      : `unknown (no ${addon}.flags)`;
     lines.push(
+      backend("NCCL", "USE_NCCL"),
+      backend("Gloo", "USE_GLOO"),
       `BLAS ${blas}${c.mkl ? ` (${c.mkl})` : ""}`,
       `oneDNN ${c.mkldnn || "not available"}`,
       `CPU ${cpus()[0]?.model ?? "unknown"}, ${cpus().length} core(s); libtorch kernels: ${c.cpuCapability}`,
       `threads ${build.threads} intra-op (LETHE_THREADS), OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? "unset"}`,
+      `addon ${addon}`,
+      `addon build flags: ${flags}`,
       "",
       c.parallelInfo.trimEnd(),
       "",
@@ -41,8 +65,7 @@ export async function versionText(verbose: boolean): Promise<string> {
   return lines.join("\n") + "\n";
 }
 
-export async function doctorCommand(argv: string[]): Promise<number> {
-  if (argv.length) throw new Error(`doctor takes no arguments (got ${argv.join(" ")})`);
+export const doctorCommand = command("doctor", async () => {
   process.stdout.write(await versionText(true));
   return 0;
-}
+});

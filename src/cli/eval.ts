@@ -24,44 +24,8 @@ import { evaluate, formatResults } from "../eval/evaluate.js";
 import { ModelLM, type ModelLMOptions } from "../eval/model_lm.js";
 import { loadLoraAdapter } from "../io/peft.js";
 import { type ComputeDtype, loadPretrained } from "../io/pretrained.js";
-import { parseFlags } from "./flags.js";
-
-const USAGE = `lethe eval --model DIR|hf:org/name[@rev] [--adapter DIR] --tasks T1,T2,… --data-dir DIR
-           --output OUT.json [--shots K] [--limit N] [--batch-size B] [--device D]
-           [--dtype float32|float16|bfloat16] [--max-length L] [--log-samples]
-           [--cache-dir DIR | --no-cache]`;
-
-const OPTIONS = {
-  model: { type: "string" },
-  adapter: { type: "string" },
-  tasks: { type: "string" },
-  "data-dir": { type: "string" },
-  output: { type: "string" },
-  shots: { type: "string", default: "0" },
-  limit: { type: "string" },
-  "batch-size": { type: "string", default: "32" },
-  device: { type: "string", default: "cpu" },
-  dtype: { type: "string", default: "float32" },
-  "max-length": { type: "string" },
-  "log-samples": { type: "boolean", default: false },
-  "cache-dir": { type: "string" },
-  "no-cache": { type: "boolean", default: false },
-} as const;
-
-const DTYPES: readonly ComputeDtype[] = ["float32", "float16", "bfloat16"];
-
-function required(v: string | undefined, name: string): string {
-  if (v === undefined || v === "") throw new Error(`--${name} is required\nusage: ${USAGE}`);
-  return v;
-}
-
-function positiveInt(v: string | undefined, name: string, min = 1): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v === "" || !Number.isInteger(n) || n < min)
-    throw new Error(`--${name} must be an integer >= ${min}, got "${v}"`);
-  return n;
-}
+import { command } from "./commands.js";
+import { intValue, UsageError } from "./flags.js";
 
 /** Regular files directly in `dir`, sorted (hub snapshots hold symlinks to blobs: followed). */
 function filesIn(dir: string): string[] {
@@ -71,25 +35,23 @@ function filesIn(dir: string): string[] {
     .filter((p) => statSync(p).isFile());
 }
 
-export async function evalCommand(argv: string[]): Promise<number> {
-  const v = parseFlags(argv, OPTIONS, USAGE).values;
-  const modelRef = required(v.model, "model");
-  const taskNames = required(v.tasks, "tasks")
+export const evalCommand = command("eval", async ({ values: v }) => {
+  const modelRef = v.model;
+  const taskNames = v.tasks
     .split(",")
     .map((s) => s.trim())
     .filter((s) => s !== "");
-  const dataDir = resolve(required(v["data-dir"], "data-dir"));
-  const output = resolve(required(v.output, "output"));
-  checkWritable(output, "--output"); // now, not after the whole evaluation
-  const shots = positiveInt(v.shots, "shots", 0)!;
-  const limit = positiveInt(v.limit, "limit");
-  const batchSize = positiveInt(v["batch-size"], "batch-size")!;
-  const maxLength = positiveInt(v["max-length"], "max-length");
+  if (taskNames.length === 0) throw new UsageError(`--tasks names no task: "${v.tasks}"`);
+  const dataDir = resolve(v["data-dir"]);
+  const output = resolve(v.output);
+  const shots = intValue(v.shots, "shots", 0)!;
+  const limit = intValue(v.limit, "limit", 1);
+  const batchSize = intValue(v["batch-size"], "batch-size", 1)!;
+  const maxLength = intValue(v["max-length"], "max-length", 1);
   const dtype = v.dtype as ComputeDtype;
-  if (!DTYPES.includes(dtype))
-    throw new Error(`--dtype must be one of ${DTYPES.join(", ")}, got "${v.dtype}"`);
   if (v["no-cache"] && v["cache-dir"] !== undefined)
-    throw new Error("--no-cache and --cache-dir exclude each other");
+    throw new UsageError("--no-cache and --cache-dir exclude each other");
+  checkWritable(output, "--output"); // now, not after the whole evaluation
 
   const loaded = await loadPretrained(modelRef, { dtype, device: v.device });
   const { model } = loaded;
@@ -107,7 +69,12 @@ export async function evalCommand(argv: string[]): Promise<number> {
       const base = process.env.LETHE_CACHE ?? join(homedir(), ".cache", "lethe");
       cache = { store: ResultCache.open(v["cache-dir"] ?? join(base, "eval")), fingerprint };
     }
-    const lm = new ModelLM(model, loaded.tokenizer, { batchSize, maxLength, cache });
+    const lm = new ModelLM(model, loaded.tokenizer, {
+      batchSize,
+      maxLength,
+      cache,
+      name: modelRef,
+    });
     const t0 = performance.now();
     const res = await evaluate(lm, taskNames, {
       dataDir,
@@ -138,4 +105,4 @@ export async function evalCommand(argv: string[]): Promise<number> {
   } finally {
     model.dispose();
   }
-}
+});

@@ -1,96 +1,92 @@
 /**
- * The `lethe` command line. Each command parses its own flags; unknown flags are errors that
- * suggest the right one.
+ * The `lethe` command line: `lethe COMMAND [ARGS] [options]`, `lethe --help`, `lethe --version`.
+ * Commands are declared in commands.ts; the command line is parsed and checked against that
+ * declaration before a command's code is loaded, so `--help` and usage errors are fast and work
+ * without the native addon.
+ *
+ * Exit status: 0 success, 1 the work failed, 2 a usage error (UsageError), and 128 + n when
+ * signal n stops the process: no signal handler is installed, so SIGINT and SIGTERM end lethe as
+ * they end any process (bin/lethe.js runs in the process it was started as).
  */
-import { parseArgs } from "node:util";
-import { demo } from "./demo.js";
-import { doctorCommand, versionText } from "./doctor.js";
-import { evalCommand } from "./eval.js";
-import { generateCommand, logitsCommand } from "./model.js";
-import { compareCommand, reportCommand } from "./report.js";
-import { resumeCommand, runCommand, statusCommand } from "./run.js";
-import { studyCommand } from "./study.js";
+import {
+  COMMANDS,
+  commandSpec,
+  helpCommand,
+  LETHE,
+  overview,
+  type CommandName,
+} from "./commands.js";
+import { versionText } from "./doctor.js";
+import { helpText, parseFlags, usageLine, UsageError } from "./flags.js";
 
-const USAGE = `lethe — measure and mitigate catastrophic forgetting in continually fine-tuned LLMs
+type Run = (argv: string[]) => Promise<number>;
 
-usage:
-  lethe study [--preset default|quick|full] [--out DIR] [--zoo-dir DIR]
-                                         the built-in miniature study, end to end, to a report
-  lethe demo [--seconds 60] [--seed 0]   train a small GPT-2 on built-in text (engine check)
-  lethe logits --model DIR --inputs IN.safetensors --out OUT.safetensors
-                                         logits of a model for the input ids in IN
-  lethe generate --model DIR (--prompt TEXT | --inputs IN.safetensors) --max-new-tokens N
-                 [--sample --temperature T --top-p P --seed S] [--out OUT.json]
-                                         greedy or sampled continuation
-  lethe eval --model DIR|hf:ORG/NAME [--adapter DIR] --tasks mmlu,piqa,... --data-dir DIR
-             [--shots K] [--limit N] [--batch-size B] [--device D] --output OUT.json [--log-samples]
-                                         lm-eval-compatible log-likelihood evaluation
-  lethe run CONFIG.yaml [--out DIR]      run a continual fine-tuning study (every grid cell)
-  lethe resume DIR                       finish a study's whole grid (runs never started too),
-                                         or one run directory; exit 1 while a run is incomplete
-  lethe status [DIR]                     every run's stage (or "not started"), last FG and lock
-  lethe report RUN_DIR [--out DIR] [--method NAME]
-                                         self-contained HTML report + Markdown/CSV/LaTeX tables
-  lethe compare DIR... [--out DIR]       several runs side by side
-  lethe doctor                           versions, libtorch backends and CPU, for bug reports
-  lethe --version [--verbose]            lethe, libtorch (built against and loaded), CUDA
-  lethe help                             this text
-`;
+/** Each command's code, imported when it runs. */
+const IMPLEMENTATIONS = {
+  study: async () => (await import("./study.js")).studyCommand,
+  demo: async () => (await import("./demo.js")).demoCommand,
+  logits: async () => (await import("./model.js")).logitsCommand,
+  generate: async () => (await import("./model.js")).generateCommand,
+  eval: async () => (await import("./eval.js")).evalCommand,
+  run: async () => (await import("./run.js")).runCommand,
+  resume: async () => (await import("./run.js")).resumeCommand,
+  status: async () => (await import("./run.js")).statusCommand,
+  report: async () => (await import("./report.js")).reportCommand,
+  compare: async () => (await import("./report.js")).compareCommand,
+  doctor: async () => (await import("./doctor.js")).doctorCommand,
+  help: async () => helpCommand,
+} satisfies Record<CommandName, () => Promise<Run>>;
 
-type Command = (argv: string[]) => Promise<number>;
-
-const commands: Record<string, Command> = {
-  async demo(argv) {
-    const { values } = parseArgs({
-      args: argv,
-      options: {
-        seconds: { type: "string", default: "60" },
-        seed: { type: "string", default: "0" },
-      },
-    });
-    demo({
-      seconds: Number(values.seconds),
-      seed: Number(values.seed),
-      log: (l) => console.log(l),
-    });
-    return 0;
-  },
-  study: studyCommand,
-  logits: logitsCommand,
-  generate: generateCommand,
-  eval: evalCommand,
-  run: runCommand,
-  resume: resumeCommand,
-  status: statusCommand,
-  report: reportCommand,
-  compare: compareCommand,
-  doctor: doctorCommand,
-  async help() {
-    process.stdout.write(USAGE);
-    return 0;
-  },
-};
+let pipeHandled = false;
 
 export async function main(argv: string[]): Promise<number> {
-  // `lethe status | head`: a closed pipe ends the command quietly, as for any Unix tool.
-  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
-    if (e.code === "EPIPE") process.exit(0);
-    throw e;
-  });
-  const [name = "help", ...rest] = argv;
-  if (name === "--version" || name === "-V") {
-    process.stdout.write(await versionText(rest.includes("--verbose") || rest.includes("-v")));
-    return 0;
+  if (!pipeHandled) {
+    pipeHandled = true;
+    // `lethe status | head`: a closed pipe ends the command quietly, as for any Unix tool.
+    process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+      if (e.code === "EPIPE") process.exit(0);
+      throw e;
+    });
   }
-  const cmd = commands[name];
-  if (!cmd) {
-    process.stderr.write(`lethe: unknown command "${name}"\n\n${USAGE}`);
+  const [first, ...rest] = argv;
+  const name = first === undefined || first.startsWith("-") ? null : first;
+  try {
+    if (name === null) return await lethe(argv);
+    const spec = commandSpec(name);
+    const parsed = parseFlags(rest, spec); // usage errors before the command's code loads
+    if (parsed.help) {
+      process.stdout.write(helpText(name, spec));
+      return 0;
+    }
+    return await (
+      await IMPLEMENTATIONS[name as CommandName]()
+    )(rest);
+  } catch (e) {
+    const who = name !== null && Object.hasOwn(COMMANDS, name) ? `lethe ${name}` : "lethe";
+    process.stderr.write(`${who}: ${(e as Error).message}\n`);
+    if (!(e instanceof UsageError)) return 1;
+    if (who !== "lethe")
+      process.stderr.write(
+        `usage: ${usageLine(name!, COMMANDS[name as CommandName])}\n` +
+          `\`${who} --help\` lists every option\n`,
+      );
+    else process.stderr.write("`lethe --help` lists the commands\n");
     return 2;
   }
-  try {
-    return await cmd(rest);
-  } catch (e) {
-    process.stderr.write(`lethe ${name}: ${(e as Error).message}\n`);
-    return 1;
+}
+
+/** `lethe`, `lethe --help [COMMAND]`, `lethe --version [--verbose]`. */
+async function lethe(argv: string[]): Promise<number> {
+  const { values, positionals, help } = parseFlags(argv, LETHE);
+  if (values.verbose && !values.version) throw new UsageError("--verbose goes with --version");
+  if (values.version) {
+    if (help) throw new UsageError("give --help or --version, not both");
+    if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+    process.stdout.write(await versionText(values.verbose));
+    return 0;
   }
+  process.stdout.write(
+    positionals.length ? helpText(positionals[0], commandSpec(positionals[0])) : overview(),
+  );
+  return 0;
 }

@@ -24,26 +24,8 @@ import { loadPretrained, type Pretrained } from "../io/pretrained.js";
 import { generate } from "../models/generate.js";
 import { noGrad, tensor, tidy, type Tensor } from "../tensor/index.js";
 import { checkWritable } from "../util/fs.js";
-import { parseFlags } from "./flags.js";
-
-function required(values: Record<string, unknown>, name: string, usage: string): string {
-  const v = values[name];
-  if (typeof v !== "string") throw new Error(`--${name} is required\nusage: ${usage}`);
-  return v;
-}
-
-function number(
-  values: Record<string, unknown>,
-  name: string,
-  o: { integer?: boolean } = {},
-): number | undefined {
-  const v = values[name];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (v === "" || !Number.isFinite(n) || (o.integer && !Number.isInteger(n)))
-    throw new Error(`--${name} must be ${o.integer ? "an integer" : "a number"}, got "${v}"`);
-  return n;
-}
+import { command } from "./commands.js";
+import { intValue, numberValue, UsageError } from "./flags.js";
 
 /** input_ids, attention_mask and (encoder-decoder) decoder_input_ids of an inputs file, checked. */
 function readInputs(
@@ -85,25 +67,9 @@ function readInputs(
   return out;
 }
 
-const LOGITS_USAGE =
-  "lethe logits --model DIR --inputs IN.safetensors --out OUT.safetensors [--device cpu]";
-
 /** `lethe logits`: float32 logits of the inputs file, written to a safetensors file. */
-export async function logitsCommand(argv: string[]): Promise<number> {
-  const values = parseFlags(
-    argv,
-    {
-      model: { type: "string" },
-      inputs: { type: "string" },
-      out: { type: "string" },
-      device: { type: "string", default: "cpu" },
-    },
-    LOGITS_USAGE,
-  ).values;
-  const [modelDir, inputsFile, outFile] = ["model", "inputs", "out"].map((k) =>
-    required(values, k, LOGITS_USAGE),
-  );
-  const device = values.device as string;
+export const logitsCommand = command("logits", async ({ values }) => {
+  const { model: modelDir, inputs: inputsFile, out: outFile, device } = values;
   checkWritable(outFile, "--out");
   const m = await loadPretrained(modelDir, { device });
   try {
@@ -136,43 +102,22 @@ export async function logitsCommand(argv: string[]): Promise<number> {
   } finally {
     m.model.dispose();
   }
-}
-
-const GENERATE_USAGE =
-  "lethe generate --model DIR (--prompt TEXT | --inputs IN.safetensors) --max-new-tokens N " +
-  "[--sample --temperature T --top-p P --seed S] [--out OUT.json] [--device cpu]";
+});
 
 /** `lethe generate`: greedy or sampled continuation of a prompt or of an inputs file's rows. */
-export async function generateCommand(argv: string[]): Promise<number> {
-  const values = parseFlags(
-    argv,
-    {
-      model: { type: "string" },
-      prompt: { type: "string" },
-      inputs: { type: "string" },
-      "max-new-tokens": { type: "string" },
-      sample: { type: "boolean", default: false },
-      temperature: { type: "string" },
-      "top-p": { type: "string" },
-      seed: { type: "string" },
-      out: { type: "string" },
-      device: { type: "string", default: "cpu" },
-    },
-    GENERATE_USAGE,
-  ).values;
-  const modelDir = required(values, "model", GENERATE_USAGE);
-  const maxNewTokens = number(values, "max-new-tokens", { integer: true });
-  if (maxNewTokens === undefined)
-    throw new Error(`--max-new-tokens is required\nusage: ${GENERATE_USAGE}`);
+export const generateCommand = command("generate", async ({ values }) => {
+  const { model: modelDir, device } = values;
+  const maxNewTokens = intValue(values["max-new-tokens"], "max-new-tokens")!;
   if ((values.prompt === undefined) === (values.inputs === undefined))
-    throw new Error(`give exactly one of --prompt and --inputs\nusage: ${GENERATE_USAGE}`);
-  const sample = values.sample === true;
-  for (const k of ["temperature", "top-p", "seed"])
-    if (values[k as keyof typeof values] !== undefined && !sample)
-      throw new Error(`--${k} needs --sample`);
-  if (maxNewTokens < 0) throw new Error(`--max-new-tokens must be >= 0, got ${maxNewTokens}`);
-  if (values.out !== undefined) checkWritable(values.out as string, "--out");
-  const device = values.device as string;
+    throw new UsageError("give exactly one of --prompt and --inputs");
+  const sample = values.sample;
+  for (const k of ["temperature", "top-p", "seed"] as const)
+    if (values[k] !== undefined && !sample) throw new UsageError(`--${k} needs --sample`);
+  if (maxNewTokens < 0) throw new UsageError(`--max-new-tokens must be >= 0, got ${maxNewTokens}`);
+  const temperature = numberValue(values.temperature, "temperature");
+  const topP = numberValue(values["top-p"], "top-p");
+  const seed = intValue(values.seed, "seed");
+  if (values.out !== undefined) checkWritable(values.out, "--out");
   const m = await loadPretrained(modelDir, { device });
   try {
     const context = maxLengthOf(m.config as Record<string, unknown>);
@@ -194,14 +139,9 @@ export async function generateCommand(argv: string[]): Promise<number> {
         throw new Error(
           `${m.dir}: no tokenizer files, so --prompt cannot be encoded; use --inputs`,
         );
-      inputIds = tensor([tokenizer.encode(values.prompt as string)], { dtype: "int64", device });
+      inputIds = tensor([tokenizer.encode(values.prompt)], { dtype: "int64", device });
     } else {
-      const inputs = readInputs(
-        values.inputs as string,
-        m,
-        ["input_ids", "attention_mask"],
-        device,
-      );
+      const inputs = readInputs(values.inputs!, m, ["input_ids", "attention_mask"], device);
       inputIds = inputs.get("input_ids")!;
       attentionMask = inputs.get("attention_mask") ?? null;
     }
@@ -212,19 +152,19 @@ export async function generateCommand(argv: string[]): Promise<number> {
     const fromGen = (k: string): number | undefined =>
       typeof gen[k] === "number" ? (gen[k] as number) : undefined;
     const sequences = generate(m.model, {
+      name: modelDir,
       inputIds,
       attentionMask,
       maxNewTokens,
       eosTokenId,
       padTokenId: typeof pad === "number" ? pad : null,
       doSample: sample,
-      temperature: number(values, "temperature") ?? fromGen("temperature"),
+      temperature: temperature ?? fromGen("temperature"),
       topK: fromGen("top_k"),
-      topP: number(values, "top-p") ?? fromGen("top_p"),
-      seed: number(values, "seed", { integer: true }),
+      topP: topP ?? fromGen("top_p"),
+      seed,
     });
-    if (values.out !== undefined)
-      writeFileSync(values.out as string, JSON.stringify({ sequences }) + "\n");
+    if (values.out !== undefined) writeFileSync(values.out, JSON.stringify({ sequences }) + "\n");
     for (const row of sequences)
       console.log(
         tokenizer
@@ -235,4 +175,4 @@ export async function generateCommand(argv: string[]): Promise<number> {
   } finally {
     m.model.dispose();
   }
-}
+});

@@ -10,29 +10,19 @@
  *     Prints the runs side by side (Markdown); with --out, also writes one report over all of them.
  */
 import { compareRuns, writeReport } from "../report/index.js";
-import { parseFlags } from "./flags.js";
+import { command } from "./commands.js";
 
-const REPORT_USAGE = "lethe report RUN_DIR [--out DIR] [--method NAME]";
-const COMPARE_USAGE = "lethe compare DIR... [--out DIR] [--method NAME]";
-
-const OPTIONS = { out: { type: "string" }, method: { type: "string" } } as const;
-
-export async function reportCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, OPTIONS, REPORT_USAGE, true);
-  if (positionals.length !== 1)
-    throw new Error(`expected one RUN_DIR, got ${positionals.length}\nusage: ${REPORT_USAGE}`);
+export const reportCommand = command("report", async ({ values, positionals }) => {
   const files = await writeReport(positionals, values.out, { method: values.method });
   for (const f of Object.values(files)) console.log(f);
   return 0;
-}
+});
 
-export async function compareCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, OPTIONS, COMPARE_USAGE, true);
-  if (positionals.length === 0) throw new Error(`no directory given\nusage: ${COMPARE_USAGE}`);
+export const compareCommand = command("compare", async ({ values, positionals }) => {
   process.stdout.write(compareRuns(positionals));
   if (values.out !== undefined) {
     const files = await writeReport(positionals, values.out, { method: values.method });
     for (const f of Object.values(files)) console.log(f);
   }
   return 0;
-}
+});

@@ -1,34 +1,27 @@
 /**
  * `lethe run`, `lethe resume`, `lethe status`: the study runner's commands (src/continual/run.ts).
+ * Their options are declared in commands.ts.
  *
  *   lethe run CONFIG.yaml [--out DIR]   runs every cell of the study's grid into DIR
  *                                       (default runs/<study name>); continues a DIR it started
  *   lethe resume DIR                    finishes the whole grid of a study DIR (its study.yaml,
  *                                       cells never started included), or one run DIR
- *   lethe status [DIR]                  per run of the grid: stage/total or "not started", last FG
- *                                       per category, locked or not
+ *   lethe status [DIR] [--json]         a summary line, then one row per run of the grid: state,
+ *                                       last stage done, last FG per category, holding process
+ *
+ * Stages count as the runner's progress lines count them: stage 0 is the base model's
+ * evaluation, stages 1..N the tasks, so a complete run of 5 tasks is at stage 5/5.
  *
  * A run folder that another live process holds is skipped with the holder's pid and host (a run
  * DIR given alone is refused). run and resume exit 1 when any run of the grid is still incomplete.
  */
 import { existsSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { basename, isAbsolute, join, relative, resolve } from "node:path";
 import { loadStudy } from "../continual/config.js";
-import { isLocked } from "../continual/lock.js";
-import { resumeRuns, runStudy, studyProgress } from "../continual/run.js";
+import { isLocked, type LockInfo } from "../continual/lock.js";
+import { resumeRuns, runStudy, studyProgress, type RunStatus } from "../continual/run.js";
 import { writeReport } from "../report/index.js";
-import { parseFlags } from "./flags.js";
-
-const USAGE = `lethe run CONFIG.yaml [--out DIR]
-lethe resume DIR
-lethe status [DIR]`;
-
-function one(positionals: string[], what: string, optional = false): string | undefined {
-  if (positionals.length > 1)
-    throw new Error(`expected one ${what}, got ${positionals.length}\nusage:\n${USAGE}`);
-  if (positionals.length === 0 && !optional) throw new Error(`missing ${what}\nusage:\n${USAGE}`);
-  return positionals[0];
-}
+import { command } from "./commands.js";
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -38,57 +31,137 @@ async function report(dir: string): Promise<void> {
   log(`report: ${html}`);
 }
 
+export const STATES = ["complete", "running", "stopped", "not started"] as const;
+
+/**
+ * complete; running: a live process (or one on another host) holds its lock; stopped: started,
+ * incomplete and held by no live process (it failed or was interrupted); not started.
+ */
+export type RunState = (typeof STATES)[number];
+
+export interface RunRow {
+  /** The run's folder name (under the study's runs/). */
+  name: string;
+  dir: string;
+  state: RunState;
+  /** The last stage done: 0 the base model's evaluation, m the model after task m; null: none. */
+  stage: number | null;
+  /** The run's number of tasks: its last stage. */
+  stages: number;
+  /** The last FG per category (percent), once a stage after the base one is done. */
+  fg: Record<string, number> | null;
+  /** The process holding the run, while it runs. */
+  process: LockInfo | null;
+}
+
+function rowOf(p: RunStatus, name: string): RunRow {
+  const holder = p.started && !p.complete ? isLocked(p.dir) : null;
+  return {
+    name,
+    dir: p.dir,
+    state: p.complete ? "complete" : holder ? "running" : p.started ? "stopped" : "not started",
+    stage: p.stagesDone > 0 ? p.stagesDone - 1 : null,
+    stages: p.totalStages - 1,
+    fg: p.fg && Object.keys(p.fg).length > 0 ? p.fg : null,
+    process: holder,
+  };
+}
+
+/** The rows of a study folder's runs (its grid, then other run folders), or of one run folder. */
+export function statusRows(dir: string): RunRow[] {
+  return studyProgress(dir).map((p) =>
+    rowOf(p, p.dir === dir ? basename(dir) : relative(join(dir, "runs"), p.dir)),
+  );
+}
+
+const stageText = (r: RunRow) => `${r.stage ?? "-"}/${r.stages}`;
+
+/** `4 runs: 1 complete, 1 running, 1 stopped, 1 not started`. */
+function summaryOf(rows: RunRow[]): Record<"runs" | RunState, number> {
+  const counts = Object.fromEntries(STATES.map((s) => [s, 0])) as Record<RunState, number>;
+  for (const r of rows) counts[r.state]++;
+  return { runs: rows.length, ...counts };
+}
+
+/** Columns padded to their widest cell; `right` columns aligned right (numbers). */
+function table(rows: string[][], right: boolean[]): string {
+  const width = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => (right[i] ? c.padStart(width[i]) : c.padEnd(width[i])))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
+}
+
+/** A path as the user would type it: relative to the working folder when inside it. */
+function shown(dir: string): string {
+  const rel = relative(process.cwd(), dir);
+  return rel === "" ? "." : rel.startsWith("..") || isAbsolute(rel) ? dir : rel;
+}
+
+/** The text of `lethe status`: a summary line, then the table. */
+export function formatStatus(dir: string, rows: RunRow[]): string {
+  const s = summaryOf(rows);
+  const head =
+    `${shown(dir)}: ${s.runs} run${s.runs === 1 ? "" : "s"}: ` +
+    STATES.map((state) => `${s[state]} ${state}`).join(", ");
+  if (rows.length === 0) return head + "\n";
+  const categories = [...new Set(rows.flatMap((r) => Object.keys(r.fg ?? {})))];
+  const cells = [
+    ["run", "state", "stage", ...categories.map((c) => `FG ${c}`), "process"],
+    ...rows.map((r) => [
+      r.name,
+      r.state,
+      stageText(r),
+      ...categories.map((c) => (r.fg?.[c] === undefined ? "-" : r.fg[c].toFixed(2))),
+      r.process ? `pid ${r.process.pid} on ${r.process.host}` : "",
+    ]),
+  ];
+  const right = cells[0].map((_, i) => i === 2 || (i > 2 && i < cells[0].length - 1));
+  return `${head}\n${table(cells, right)}\n`;
+}
+
 /** 0 when every run of the study (or the run) in `dir` is complete; else names the rest, 1. */
 function exitStatus(dir: string): number {
-  const left = studyProgress(dir).filter((r) => !r.complete);
-  for (const r of left) {
-    const holder = r.started ? isLocked(r.dir) : null;
+  const left = statusRows(dir).filter((r) => r.state !== "complete");
+  for (const r of left)
     process.stderr.write(
-      `lethe: ${r.dir}: incomplete (${r.started ? `stage ${r.stagesDone}/${r.totalStages}` : "not started"})` +
-        (holder ? `, in use by process ${holder.pid} on ${holder.host}` : "") +
+      `lethe: ${r.dir}: incomplete (${r.state}, stage ${stageText(r)})` +
+        (r.process ? `, in use by process ${r.process.pid} on ${r.process.host}` : "") +
         "\n",
     );
-  }
   return left.length === 0 ? 0 : 1;
 }
 
-export async function runCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { out: { type: "string" } }, USAGE, true);
-  const file = one(positionals, "config file")!;
+export const runCommand = command("run", async ({ values, positionals: [file] }) => {
   const study = loadStudy(file);
   const out = resolve(values.out ?? join("runs", study.config.name));
   const dirs = await runStudy(study, out, { log });
   log(`${dirs.length} run(s) complete in ${out}`);
   await report(out);
   return exitStatus(out);
-}
+});
 
-export async function resumeCommand(argv: string[]): Promise<number> {
-  const { positionals } = parseFlags(argv, {}, USAGE, true);
-  const dir = resolve(one(positionals, "run or study directory")!);
+export const resumeCommand = command("resume", async ({ positionals: [arg] }) => {
+  const dir = resolve(arg);
   if (!existsSync(dir)) throw new Error(`${dir}: no such directory`);
   const dirs = await resumeRuns(dir, { log });
   log(`${dirs.length} run(s) complete in ${dir}`);
   await report(dir);
   return exitStatus(dir);
-}
+});
 
-export async function statusCommand(argv: string[]): Promise<number> {
-  const { positionals } = parseFlags(argv, {}, USAGE, true);
-  const dir = resolve(one(positionals, "directory", true) ?? ".");
-  for (const p of studyProgress(dir)) {
-    const d = p.dir;
-    const holder = p.started ? isLocked(d) : null;
-    const fg =
-      p.fg && Object.keys(p.fg).length > 0
-        ? Object.entries(p.fg)
-            .map(([k, v]) => `${k} ${v.toFixed(2)}`)
-            .join(", ")
-        : "-";
-    log(
-      `${d}  stage ${p.stagesDone}/${p.totalStages}${p.complete ? " complete" : p.started ? "" : " not started"}  FG: ${fg}  ` +
-        (holder ? `locked by pid ${holder.pid} on ${holder.host}` : "not locked"),
+export const statusCommand = command("status", async ({ values, positionals }) => {
+  const dir = resolve(positionals[0] ?? ".");
+  if (!existsSync(dir)) throw new Error(`${dir}: no such directory`);
+  const rows = statusRows(dir);
+  if (values.json)
+    process.stdout.write(
+      JSON.stringify({ dir, summary: summaryOf(rows), runs: rows }, null, 2) + "\n",
     );
-  }
+  else process.stdout.write(formatStatus(dir, rows));
   return 0;
-}
+});

@@ -10,30 +10,15 @@
  */
 import { readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { PRESETS, runMiniStudy } from "../mini/study.js";
+import { runMiniStudy } from "../mini/study.js";
 import { writeReport } from "../report/index.js";
 import { progressPrinter } from "../train/progress.js";
-import { parseFlags } from "./flags.js";
+import { command } from "./commands.js";
 import { writeAtomic } from "../util/fs.js";
-
-const USAGE =
-  `lethe study [--preset ${Object.keys(PRESETS).join("|")}] [--out DIR] [--zoo-dir DIR]\npresets:\n` +
-  Object.entries(PRESETS)
-    .map(([name, p]) => `  ${name.padEnd(8)} ${p.description}`)
-    .join("\n");
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
-export async function studyCommand(argv: string[]): Promise<number> {
-  const { values } = parseFlags(
-    argv,
-    {
-      preset: { type: "string", default: "default" },
-      out: { type: "string" },
-      "zoo-dir": { type: "string" },
-    },
-    USAGE,
-  );
+export const studyCommand = command("study", async ({ values }) => {
   const preset = values.preset;
   const out = resolve(values.out ?? join("runs", `mini-${preset}`));
   const started = performance.now();
@@ -53,4 +38,4 @@ export async function studyCommand(argv: string[]): Promise<number> {
   log(`study: ${out} (${seconds.total.toFixed(0)} s)`);
   log(`report: ${files.html}`);
   return 0;
-}
+});

@@ -4,6 +4,7 @@
  * also one whose folder was never made (a kill before it started); status lists such a cell as
  * not started; resume exits 1 and names the run while one is still incomplete (here: held by a
  * live process), then 0 once all are done, with the same results.json bytes as the first run.
+ * Stages count as the progress lines do: one task, so a complete run is at stage 1/1.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -61,8 +62,9 @@ test("resume finishes the whole grid of study.yaml; status lists runs not starte
   rmSync(replay, { recursive: true }); // the cell a kill kept from starting
   const status = await capture(() => statusCommand([out]));
   assert.equal(status.code, 0, status.err);
-  assert.match(status.out, new RegExp(`${SEQ}  stage 2/2 complete  FG: `));
-  assert.match(status.out, new RegExp(`${REPLAY}  stage 0/2 not started  FG: -  not locked`));
+  assert.match(status.out, /: 2 runs: 1 complete, 0 running, 0 stopped, 1 not started\n/);
+  assert.match(status.out, new RegExp(`^${SEQ} +complete +1/1 `, "m"));
+  assert.match(status.out, new RegExp(`^${REPLAY} +not started +-/1( +-)+$`, "m"));
 
   makeDir(replay);
   const lock = acquireLock(replay); // a live process holds it: resume cannot finish the study
@@ -75,7 +77,9 @@ test("resume finishes the whole grid of study.yaml; status lists runs not starte
   );
   assert.match(
     held.err,
-    new RegExp(`${REPLAY}: incomplete \\(stage 0/2\\), in use by process ${process.pid} on `),
+    new RegExp(
+      `${REPLAY}: incomplete \\(running, stage -/1\\), in use by process ${process.pid} on `,
+    ),
   );
 
   const resumed = await capture(() => resumeCommand([out]));
@@ -83,6 +87,7 @@ test("resume finishes the whole grid of study.yaml; status lists runs not starte
   assert.match(resumed.out, /2 run\(s\) complete/);
   assert.equal(readFileSync(join(replay, "results.json"), "utf8"), bytes);
   const after = await capture(() => statusCommand([out]));
-  assert.equal(after.out.match(/stage 2\/2 complete/g)?.length, 2, after.out);
+  assert.match(after.out, /: 2 runs: 2 complete, 0 running, 0 stopped, 0 not started\n/);
+  assert.equal(after.out.match(/^\S+ +complete +1\/1 /gm)?.length, 2, after.out);
   rmSync(tmp, { recursive: true, force: true });
 });
