@@ -39,6 +39,8 @@ const ModelSchema = z
         tokenizer: z.string(), // a tokenizer file or directory
       })
       .optional(),
+    // The dtype the weights load in. Without train.precision it is also the policy (bfloat16 =
+    // bf16-true); a stated precision casts to its own (mixed modes: float32 master weights).
     dtype: z.enum(["float32", "float16", "bfloat16"]).default("float32"),
     device: z.string().default("cpu"),
     base: name.optional(), // the model it was instruction-tuned from: the report pairs their runs

@@ -6,12 +6,14 @@
  *       config.yaml      the run's own config (one model, method, order, seed; absolute paths)
  *       run-card.json    runcard.ts: written once the run's data has loaded, again on every resume
  *       lock/            lock.ts: one process per run
- *       checkpoints/<m>-<task>/ckpt-<step>/   the trainer's (src/train/trainer.ts)
+ *       checkpoints/<m>-<task>/ckpt-<step>/   the trainer's (src/train/trainer.ts), as `keep` says
  *       stages/<m>/general.json   lm-eval results layout of the general suite
  *       stages/<m>/tasks.json     every continual task's generation metric
  *       stages/<m>/items/<name>.jsonl   per item: {doc_id, correct, text | prediction, …}
+ *       stages/<m>/model.sha256   the evaluated model's fingerprint (the evaluation cache key)
  *       results.json     results.ts, rewritten after every stage (no timings: byte-comparable)
- *       timings.json     wall seconds per stage: train, eval, bookkeeping; training tokens/s
+ *       timings.json     wall seconds per stage: train, eval, bookkeeping; training tokens/s;
+ *                        16-mixed: optimizer steps skipped for inf/NaN gradients
  *
  * A run evaluates the base model (stage 0); then for each task of its order it trains, evaluates
  * the general benchmarks and every task of the order (seen and still to come, for forward
@@ -23,8 +25,19 @@
  * `study.yaml` is the grid: resuming a study runs every cell of it, including cells whose folder a
  * kill prevented from being made, and status lists those as not started.
  *
- * Evaluation results are cached by model fingerprint: stage 0 hashes the base model, stage m
- * chains stage m−1's fingerprint with the sha256 of stage m's final checkpoint files.
+ * Evaluation results are cached by model fingerprint: stage 0 hashes the base model (and the
+ * precision, when the config states one), stage m chains stage m−1's fingerprint with the sha256
+ * of stage m's final checkpoint files. A resume reads it back from the last finished stage's
+ * model.sha256 (runs older than that file chain it again from the checkpoints).
+ *
+ * Precision (src/train/precision.ts): the train section's `precision` applies to training and to
+ * every evaluation of the run (scoring under autocast for the mixed modes, float32 logits).
+ *
+ * Memory: the runner holds one copy of the weights. θ₀, a second copy, is loaded only for a
+ * method that declares `needsStartWeights` (L2-SP, WiSE-FT, LwF "start", in full fine-tuning);
+ * a log line (`weights held: …`) states the parameter bytes held. A finished stage's checkpoint
+ * holds no optimizer state; `keep: none` also removes a finished stage's checkpoint once the next
+ * stage is done (and the last one when the run completes), so only a resume's needs stay on disk.
  *
  * References: Luo et al. 2023, arXiv 2308.08747 (protocol: general benchmarks after every
  * stage, FG per category); Lopez-Paz & Ranzato 2017 (the accuracy matrix, BWT, FWT).
@@ -33,14 +46,21 @@ import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import { stringify as toYaml } from "yaml";
-import { keep, type Tensor } from "../tensor/index.js";
+import { keep as keepTensor, type Tensor } from "../tensor/index.js";
 import { createModel, parseModelConfig, type LanguageModel } from "../models/index.js";
 import { applyLora } from "../models/lora.js";
 import { loadPretrained } from "../io/pretrained.js";
 import { loadTokenizer, type Tokenizer } from "../io/tokenizer.js";
 import { sha256File } from "../io/hash.js";
 import type { SftText } from "../train/data.js";
-import { trainStage } from "../train/trainer.js";
+import { DEFAULT_KEEP, trainStage } from "../train/trainer.js";
+import {
+  applyPrecision,
+  POLICIES,
+  precisionView,
+  resolvePrecision,
+  tensorBytes,
+} from "../train/precision.js";
 import { filesFingerprint, moduleFingerprint, ResultCache } from "../eval/cache.js";
 import { emptyResults, evaluate, type EvalResults } from "../eval/evaluate.js";
 import { ModelLM } from "../eval/model_lm.js";
@@ -57,7 +77,7 @@ import {
 } from "./config.js";
 import { renderPrompt, resolveTemplate, type InstructionTask } from "./instruction.js";
 import { acquireLock, RunLockedError } from "./lock.js";
-import { createMethod } from "./methods/index.js";
+import { createMethod, needsStartWeights } from "./methods/index.js";
 import {
   avgAcc,
   bootstrapCI,
@@ -96,6 +116,8 @@ export interface Timings {
     eval: number;
     bookkeeping: number;
     tokensPerSecond: number | null;
+    /** 16-mixed only: optimizer steps of the stage skipped for an inf/NaN gradient. */
+    skippedSteps?: number;
   }[];
 }
 
@@ -290,12 +312,8 @@ function chainFingerprint(previous: string, ckpt: string): string {
   return sha256([previous, ...files].join("\n"));
 }
 
-/** Removes a finished stage's intermediate checkpoints (the final one stays). */
-function pruneCheckpoints(dir: string, final: string): void {
-  for (const n of readdirSync(dir))
-    if (/^ckpt-\d+$/.test(n) && join(dir, n) !== final)
-      rmSync(join(dir, n), { recursive: true, force: true });
-}
+/** `1,234,567 bytes`. */
+const bytes = (n: number) => `${n.toLocaleString("en-US")} bytes`;
 
 const toSft = (t: InstructionTask): SftText[] =>
   t.train.map((ex) => ({ prompt: renderPrompt(t.template, ex), response: ex.output }));
@@ -322,8 +340,17 @@ export async function executeRun(
     const order = spec.order.tasks;
     const total = order.length + 1;
     let done = stagesDone(dir, total);
+    const ckptDir = (m: number) => join(dir, "checkpoints", `${m}-${order[m - 1]}`);
+    // keep: none: a finished stage's checkpoint goes once a later stage is done (a resume starts
+    // from the last done stage's), the last one when the run is complete.
+    const retire = () => {
+      if ((c.train.keep ?? DEFAULT_KEEP) !== "none") return;
+      for (let m = 1; m < (done === total ? total : done - 1); m++)
+        rmSync(ckptDir(m), { recursive: true, force: true });
+    };
     if (done === total) {
       writeResults(dir, study, spec);
+      retire();
       log("already complete");
       return;
     }
@@ -374,8 +401,12 @@ export async function executeRun(
             ),
         spec.model.dtype,
         spec.model.device,
+        ...(c.train.precision === undefined ? [] : [c.train.precision]),
       ].join(":"),
     );
+    // A stated precision decides the weights' dtype; without one they stay as loaded.
+    const precision = resolvePrecision(c.train.precision, spec.model.dtype);
+    if (c.train.precision !== undefined) applyPrecision(model, precision);
     if (c.tuning.kind === "lora")
       applyLora(model, {
         r: c.tuning.lora.r,
@@ -385,26 +416,36 @@ export async function executeRun(
         seed: spec.seed,
       });
 
-    // θ₀ (L2-SP, WiSE-FT, LwF "start") is a second copy of the base model, so no checkpoint
-    // loaded into `model` can touch it: rebuilt on first use for built models; loaded up front
-    // for pretrained ones in full fine-tuning (loading is asynchronous).
+    // θ₀ is a second copy of the base model (as loaded), so no checkpoint loaded into `model`
+    // can touch it; only methods that declare they read it get one (loaded up front: loading is
+    // asynchronous).
+    const method = spec.method.name;
     let start: Map<string, Tensor> | null = null;
-    const keepCopy = (copy: LanguageModel) => {
+    if (needsStartWeights(method, spec.method.options, c.tuning.kind)) {
+      const copy = spec.model.build ? buildModel(spec.model) : (await loadBase(spec.model)).model;
       disposers.push(() => copy.dispose());
-      // A method may ask inside the trainer's tidy scope: the copy's weights must outlive it.
-      start = new Map(copy.namedParameters().map(([n, p]) => [n, keep(p)]));
-      return start;
-    };
-    if (spec.model.ref !== undefined && c.tuning.kind === "full")
-      keepCopy((await loadBase(spec.model)).model);
-    const plugin = createMethod(spec.method.name, spec.method.options, {
+      start = new Map(copy.namedParameters().map(([n, p]) => [n, keepTensor(p)]));
+    }
+    log(
+      `weights held: ${bytes(tensorBytes(model.parameters()))} of parameters (${precision}); ` +
+        (start === null
+          ? `no θ₀ copy (${method} does not read it)`
+          : `θ₀ copy ${bytes(tensorBytes(start.values()))} (${method} reads it)`),
+    );
+    const plugin = createMethod(method, spec.method.options, {
       stages,
       general,
       seed: spec.seed,
-      startWeights: () => start ?? keepCopy(buildModel(spec.model)),
+      startWeights: () => {
+        if (start === null)
+          throw new Error(
+            `method "${method}" read the starting weights (θ₀) without declaring needsStartWeights for these options and ${c.tuning.kind} tuning`,
+          );
+        return start;
+      },
     });
+    const evalModel = precisionView(model, precision);
     const cache = ResultCache.open(cacheDir);
-    const ckptDir = (m: number) => join(dir, "checkpoints", `${m}-${order[m - 1]}`);
     const trainConfig = { ...c.train, seed: spec.seed };
     // Training speed, and when the last step ended: the rest of trainStage (stage-end hooks, the
     // final checkpoint) counts as bookkeeping.
@@ -423,20 +464,25 @@ export async function executeRun(
           speed.tokensPerSecond = e.tokensPerSecond;
           speed.lastStep = performance.now();
           const every = Math.max(1, Math.round(e.totalSteps / 20));
-          if (e.step % every === 0 || e.step === e.totalSteps)
+          if (e.step % every === 0 || e.step === e.totalSteps || e.warnings)
             log(`stage ${m}/${total - 1} ${formatProgress(e)}`);
         },
       });
 
-    // Stages already done: chain their fingerprints and load the last one's weights and state.
-    for (let m = 1; m < done; m++)
-      fingerprint = chainFingerprint(fingerprint, finalCheckpoint(ckptDir(m)));
+    // Stages already done: their fingerprint, and the last one's weights and state.
+    const saved = join(dir, "stages", String(done - 1), "model.sha256");
+    if (done >= 1 && existsSync(saved)) fingerprint = readFileSync(saved, "utf8").trim();
+    else
+      for (let m = 1; m < done; m++)
+        fingerprint = chainFingerprint(fingerprint, finalCheckpoint(ckptDir(m)));
+    retire();
     if (done > 1) train(done - 1);
     let bookkeeping = (performance.now() - wall) / 1000;
 
     for (let m = done; m < total; m++) {
       wall = performance.now();
       let trainSeconds = 0;
+      let skippedSteps: number | undefined;
       speed.tokensPerSecond = null;
       if (m >= 1) {
         log(`stage ${m}/${total - 1} (${order[m - 1]}): training`);
@@ -444,16 +490,17 @@ export async function executeRun(
         speed.lastStep = t0;
         const res = train(m);
         trainSeconds = (speed.lastStep - t0) / 1000;
-        pruneCheckpoints(ckptDir(m), res.checkpoint);
+        if (POLICIES[precision].lossScaling) skippedSteps = res.skippedSteps.length;
         fingerprint = chainFingerprint(fingerprint, res.checkpoint);
       }
       log(`stage ${m}/${total - 1}: evaluating`);
       const t1 = performance.now();
-      const lm = new ModelLM(model, tokenizer, {
+      const lm = new ModelLM(evalModel, tokenizer, {
         batchSize: c.eval.batchSize,
         maxLength: c.eval.maxLength,
         maxGenToks: c.tasks.maxGenToks,
         cache: { store: cache, fingerprint },
+        name: `${spec.model.name} after stage ${m}`,
       });
       const generalOut = await evaluateGeneral(lm, study);
       const taskOut = await evaluateTasks(lm, tasks, c.tasks.until);
@@ -467,6 +514,7 @@ export async function executeRun(
           items.map((r) => JSON.stringify(r)).join("\n") + "\n",
         );
       writeAtomic(join(stageDir, "general.json"), json(generalOut.results));
+      writeAtomic(join(stageDir, "model.sha256"), fingerprint + "\n");
       writeAtomic(join(stageDir, "tasks.json"), json(taskOut.scores));
       const seconds = (performance.now() - wall) / 1000;
       timings.stages.push({
@@ -475,11 +523,13 @@ export async function executeRun(
         eval: evalSeconds,
         bookkeeping: bookkeeping + seconds - trainSeconds - evalSeconds,
         tokensPerSecond: speed.tokensPerSecond,
+        ...(skippedSteps === undefined ? {} : { skippedSteps }),
       });
       bookkeeping = 0;
       writeAtomic(timingsFile, json(timings));
       writeResults(dir, study, spec);
       done = m + 1;
+      retire();
       log(`stage ${m}/${total - 1}: results written`);
     }
   } finally {

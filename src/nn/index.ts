@@ -9,4 +9,4 @@ export {
   parameter,
   normalLinear,
 } from "./layers.js";
-export { flattenParameters, type FlatParameters } from "./flat.js";
+export { flattenParameters, releaseGradients, type FlatParameters } from "./flat.js";

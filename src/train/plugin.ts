@@ -60,7 +60,10 @@ export interface TrainPlugin {
    * per step adds `penalty / ctx.microBatches` here.
    */
   loss?(ctx: TrainContext, loss: Tensor, out: { batch: Batch; logits: Tensor }): Tensor | void;
-  /** After every micro-batch's backward, before clipping: gradients may be edited. */
+  /**
+   * After every micro-batch's backward, before clipping: gradients may be edited. Under 16-mixed
+   * they are already unscaled, and a non-finite one left here skips the step.
+   */
   afterBackward?(ctx: TrainContext): void;
   afterStep?(ctx: TrainContext): void;
   stageEnd?(ctx: TrainContext): void;

@@ -1,5 +1,6 @@
 /**
- * The training progress line: stage, step/total, loss, learning rate, tokens/s and ETA, redrawn
+ * The training progress line: stage, step/total, loss, learning rate (16-mixed: loss scale and
+ * skipped steps), tokens/s and ETA, redrawn
  * in place on a terminal and printed as plain lines (at most one per interval) otherwise, like
  * tqdm's `file` not being a TTY. Reference: tqdm's default bar fields (n/total, rate, remaining).
  * A stage's warnings (a loss stuck at ln(vocab)) follow its last line, one `WARNING:` line each.
@@ -17,6 +18,9 @@ export interface ProgressEvent {
   tokensPerSecond: number;
   /** Seconds left at the current pace; null before the first step of this process. */
   etaSeconds: number | null;
+  /** 16-mixed only: the loss scale after this step, and the steps of the stage skipped so far. */
+  lossScale?: number;
+  skippedSteps?: number;
   /** On a stage's last step only: what went wrong over the whole stage (trainer `StageResult`). */
   warnings?: string[];
 }
@@ -31,8 +35,8 @@ export function formatDuration(seconds: number): string {
 }
 
 /**
- * One line, e.g. `[alpaca] step 12/300 loss 1.9034 lr 2.00e-5 4,210 tok/s ETA 3:21`, then a
- * `WARNING: …` line per warning of the event.
+ * One line, e.g. `[alpaca] step 12/300 loss 1.9034 lr 2.00e-5 4,210 tok/s ETA 3:21` (16-mixed:
+ * `… lr 2.00e-5 scale 32768 skipped 1 4,210 tok/s …`), then a `WARNING: …` line per warning.
  */
 export function formatProgress(e: ProgressEvent): string {
   const width = String(e.totalSteps).length;
@@ -40,7 +44,9 @@ export function formatProgress(e: ProgressEvent): string {
   const eta = e.etaSeconds === null ? "--:--" : formatDuration(e.etaSeconds);
   return (
     `[${e.stage}] step ${String(e.step).padStart(width)}/${e.totalSteps} ` +
-    `loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ${tps} tok/s ETA ${eta}` +
+    `loss ${e.loss.toFixed(4)} lr ${e.lr.toExponential(2)} ` +
+    (e.lossScale === undefined ? "" : `scale ${e.lossScale} skipped ${e.skippedSteps ?? 0} `) +
+    `${tps} tok/s ETA ${eta}` +
     (e.warnings ?? []).map((w) => `\nWARNING: ${w}`).join("")
   );
 }

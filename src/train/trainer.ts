@@ -12,7 +12,19 @@
  *   for these models is HF's "not bias, not a norm"); clipping as `clip_grad_norm_`.
  * - Checkpoints as HF Trainer's `checkpoint-<step>/` folders (model.safetensors, optimizer state,
  *   trainer_state.json), written to `ckpt-<step>.tmp/` and renamed, so a folder named
- *   `ckpt-<step>` is always complete. A stage resumes from its latest one.
+ *   `ckpt-<step>` is always complete. A stage resumes from its latest one. Only in-progress
+ *   checkpoints hold the optimizer state: the stage-end one has weights (and plugin state) only.
+ *   `keep` (HF `save_total_limit` in spirit): "last" (default) removes older step checkpoints
+ *   as each new one lands, so a stage's folder ends with its final checkpoint alone; "all" keeps
+ *   every one (their optimizer state is dropped at stage end); "none" is "last" here, and the
+ *   study runner also removes finished stages' folders once a run no longer needs them
+ *   (src/continual/run.ts).
+ * - Precision policies as Lightning's `precision=` (src/train/precision.ts): the forward and
+ *   loss under autocast for the mixed modes, float32 master weights and AdamW state; "16-mixed"
+ *   scales the loss as torch.amp.GradScaler (one per stage, as the optimizer; its state is in
+ *   the checkpoints), unscales before the afterBackward hooks and clipping, and skips (and
+ *   counts) a step whose gradients hold an inf or NaN. A non-finite loss still stops the stage:
+ *   loss scaling cannot cure a forward pass that overflows.
  *
  * Exact resume: nothing random carries state between steps. The epoch order comes from
  * (seed, stage, epoch), and the default generator (dropout, LoRA dropout) is reseeded from
@@ -39,8 +51,15 @@ import {
 import { join } from "node:path";
 import { z } from "zod";
 import { crossEntropy, manualSeed, noGrad, tidy, type Tensor } from "../tensor/index.js";
-import { flattenParameters, type FlatParameters } from "../nn/index.js";
-import { AdamW, clipGradNorm, lrFactor } from "../optim/index.js";
+import { flattenParameters, releaseGradients } from "../nn/index.js";
+import {
+  AdamW,
+  allFinite,
+  clipGradNorm,
+  GradScaler,
+  type GradScalerState,
+  lrFactor,
+} from "../optim/index.js";
 import type { LanguageModel } from "../models/index.js";
 import { loadTensors, saveTensors } from "../io/checkpoint.js";
 import type { Tokenizer } from "../io/tokenizer.js";
@@ -59,6 +78,19 @@ import {
 } from "./data.js";
 import type { PluginState, TrainContext, TrainPlugin, TuningKind } from "./plugin.js";
 import type { ProgressEvent } from "./progress.js";
+import {
+  applyPrecision,
+  POLICIES,
+  precisionView,
+  PrecisionSchema,
+  resolvePrecision,
+  roundingWarning,
+} from "./precision.js";
+
+/** Which checkpoints stay: see the header. */
+export const KEEP = ["last", "all", "none"] as const;
+export type Keep = (typeof KEEP)[number];
+export const DEFAULT_KEEP: Keep = "last";
 
 export const TrainConfigSchema = z.strictObject({
   lr: z.number().positive().default(2e-5), // Stanford Alpaca's full fine-tuning rate
@@ -74,6 +106,9 @@ export const TrainConfigSchema = z.strictObject({
   maxLength: z.number().int().min(2).default(512), // tokens per row (Alpaca model_max_length)
   packing: z.boolean().default(false), // causal only: concatenate examples into full rows
   checkpointEvery: z.number().int().min(0).default(500), // steps between checkpoints, 0 = stage end only (HF save_steps)
+  // Optional, defaults stated here, so configs written before these fields read back unchanged:
+  precision: PrecisionSchema.optional(), // default: the weights' dtype's (float32 → 32-true, bfloat16 → bf16-true)
+  keep: z.enum(KEEP).optional(), // checkpoints kept: last (default), all or none (see the header)
 });
 
 export type TrainConfig = z.output<typeof TrainConfigSchema>;
@@ -141,6 +176,7 @@ export class NonFiniteLossError extends Error {
 export interface TrainStageOptions {
   /** Stage name: shown in progress, part of every seed and of the checkpoint fingerprint. */
   stage: string;
+  /** Trained in place; with a config `precision`, first cast to its parameter dtype. */
   model: LanguageModel;
   /** "lora": the caller has applied LoRA, so only the adapters require grad. */
   kind: TuningKind;
@@ -162,8 +198,14 @@ export interface StageResult {
   checkpoint: string;
   /** The checkpoint this call resumed from, if any. */
   resumedFrom: string | null;
-  /** Warnings about the stage as a whole (`stuckLossWarning`); also on the last progress event. */
+  /**
+   * Warnings about the stage as a whole: updates rounding away under a 16-bit "true" policy
+   * (`roundingWarning`, also on this process's first progress event) and `stuckLossWarning`
+   * (also on the last progress event).
+   */
   warnings: string[];
+  /** 16-mixed: the steps skipped for an inf/NaN gradient, resumed ones included; else empty. */
+  skippedSteps: number[];
 }
 
 const STATE_FORMAT = "lethe-trainer-state";
@@ -183,6 +225,9 @@ interface TrainerState {
   optimizerStep: number;
   losses: number[];
   plugins: Record<string, unknown>;
+  /** 16-mixed only: the loss scaler's state and the steps it skipped. */
+  scaler?: GradScalerState;
+  skippedSteps?: number[];
 }
 
 /** A 32-bit seed from its parts (FNV-1a over their JSON), so every draw has its own stream. */
@@ -258,7 +303,9 @@ class StagePlan {
 
 function fingerprint(o: TrainStageOptions, cfg: TrainConfig, rows: SftFeatures[]): string {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ stage: o.stage, kind: o.kind, cfg, rows: rows.length }));
+  // What is kept does not change what is trained, so a resume may change `keep`.
+  const trained = { ...cfg, keep: undefined };
+  h.update(JSON.stringify({ stage: o.stage, kind: o.kind, cfg: trained, rows: rows.length }));
   for (const r of rows) h.update(Int32Array.from([r.inputIds.length, ...r.inputIds, ...r.labels]));
   return h.digest("hex");
 }
@@ -319,6 +366,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
     if (names.has(p.name)) throw new Error(`plugin "${p.name}" is given twice`);
     names.add(p.name);
   }
+  if (cfg.precision !== undefined) applyPrecision(model, cfg.precision);
   let trainable = trainableParameters(model);
   if (trainable.length === 0)
     throw new Error(`stage "${stage}": the model has no parameter that requires grad`);
@@ -329,6 +377,8 @@ export function trainStage(o: TrainStageOptions): StageResult {
   const kind = model.kind;
   if (cfg.packing && kind !== "causal")
     throw new Error(`stage "${stage}": packing needs a causal model`);
+  const precision = resolvePrecision(cfg.precision, trainable[0][1].dtype);
+  const keep = cfg.keep ?? DEFAULT_KEEP;
 
   const tokenize = (ex: SftText) => tokenizeSft(tokenizer, ex, { kind, maxLength: cfg.maxLength });
   const tokenized = tokenizeAll(tokenizer, o.examples, { kind, maxLength: cfg.maxLength });
@@ -344,9 +394,12 @@ export function trainStage(o: TrainStageOptions): StageResult {
   const device = trainable[0][1].device;
   const padId = tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0;
   const decoderStartId = model.kind === "seq2seq" ? model.config.decoder_start_token_id : undefined;
+  // Known before any step (the weights at stage start), so the same on a resume.
+  const rounding = roundingWarning(stage, precision, cfg.lr, model);
+  const startWarnings = rounding === null ? [] : [rounding];
   const stageWarnings = (losses: readonly number[]): string[] => {
     const w = stuckLossWarning(stage, losses, model.config.vocab_size, cfg.lr);
-    return w === null ? [] : [w];
+    return w === null ? startWarnings : [...startWarnings, w];
   };
 
   mkdirSync(o.dir, { recursive: true });
@@ -366,6 +419,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
       checkpoint: resumeFrom!,
       resumedFrom: resumeFrom,
       warnings: stageWarnings(resumed.losses),
+      skippedSteps: resumed.skippedSteps ?? [],
     };
   }
 
@@ -376,6 +430,12 @@ export function trainStage(o: TrainStageOptions): StageResult {
     flats.map((f) => ({ params: f, weightDecay: f.name === "decay" ? cfg.weightDecay : 0 })),
     { lr: cfg.lr },
   );
+  const scaler = POLICIES[precision].lossScaling ? new GradScaler() : null;
+  if (scaler && resumed?.scaler) scaler.loadState(resumed.scaler);
+  const skippedSteps = resumed?.skippedSteps?.slice() ?? [];
+  // The model as the policy runs it (itself for the "true" policies): the loss and every
+  // plugin's forward go through it.
+  const net = precisionView(model, precision);
   const schedule = {
     name: cfg.schedule,
     warmupSteps: Math.ceil(cfg.warmup * total),
@@ -384,7 +444,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
   const ctx: TrainContext = {
     stage,
     kind: o.kind,
-    model,
+    model: net,
     optimizer,
     config: cfg,
     tokenize,
@@ -397,9 +457,10 @@ export function trainStage(o: TrainStageOptions): StageResult {
   const losses = resumed ? resumed.losses.slice() : [];
   let lastCheckpoint = resumeFrom;
   const save = (step: number): string => {
+    const final = step === total;
     lastCheckpoint = writeCheckpoint(o.dir, step, {
       trainable,
-      optimizer: optimizer.stateDict(),
+      optimizer: final ? null : optimizer.stateDict(), // a finished stage needs no optimizer state
       plugins,
       state: {
         format: STATE_FORMAT,
@@ -412,8 +473,10 @@ export function trainStage(o: TrainStageOptions): StageResult {
         optimizerStep: optimizer.stepCount,
         losses,
         plugins: {},
+        ...(scaler ? { scaler: scaler.state(), skippedSteps } : {}),
       },
     });
+    retain(o.dir, lastCheckpoint, keep, final);
     return lastCheckpoint;
   };
 
@@ -451,7 +514,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
         manualSeed(seedOf(cfg.seed, stage, "step", step, m));
         stepLoss += tidy(() => {
           const batch = collate(b, { kind, padId, decoderStartId, device });
-          const { sum, logits } = tokenLossSum(model, batch);
+          const { sum, logits } = tokenLossSum(net, batch);
           let loss = sum.div(tokens);
           for (const p of plugins) loss = p.loss?.(ctx, loss, { batch, logits }) ?? loss;
           const value = loss.item();
@@ -462,18 +525,25 @@ export function trainStage(o: TrainStageOptions): StageResult {
               lastCheckpoint,
               `loss is ${value} (micro-batch ${m})`,
             );
-          loss.backward();
+          (scaler ? scaler.scaleLoss(loss) : loss).backward();
           return value;
         });
         tokensSeen += b.reduce((n, r) => n + rowTokens(r, kind), 0);
       });
+      scaler?.unscale(optimizer.grads());
       for (const p of plugins) p.afterBackward?.(ctx);
-      if (cfg.clip > 0) {
-        const norm = clipGradNorm(optimizer.grads(), cfg.clip);
-        if (!Number.isFinite(norm))
-          throw new NonFiniteLossError(stage, step, lastCheckpoint, `gradient norm is ${norm}`);
+      // 16-mixed: an inf/NaN gradient (the scale overflowed float16) skips the step.
+      const skip = scaler !== null && !allFinite(optimizer.grads());
+      if (skip) skippedSteps.push(step);
+      else {
+        if (cfg.clip > 0) {
+          const norm = clipGradNorm(optimizer.grads(), cfg.clip);
+          if (!Number.isFinite(norm))
+            throw new NonFiniteLossError(stage, step, lastCheckpoint, `gradient norm is ${norm}`);
+        }
+        optimizer.step();
       }
-      optimizer.step();
+      scaler?.update(skip);
       optimizer.zeroGrad();
       losses.push(stepLoss);
       for (const p of plugins) p.afterStep?.(ctx);
@@ -481,7 +551,10 @@ export function trainStage(o: TrainStageOptions): StageResult {
 
       stepsRun++;
       const elapsed = (performance.now() - started) / 1000;
-      const warnings = step === total ? stageWarnings(losses) : [];
+      const warnings = [
+        ...(stepsRun === 1 ? startWarnings : []),
+        ...(step === total ? stageWarnings(losses).slice(startWarnings.length) : []),
+      ];
       if (o.onProgress)
         o.onProgress({
           stage,
@@ -491,6 +564,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
           lr: optimizer.lr,
           tokensPerSecond: tokensSeen / Math.max(elapsed, 1e-9),
           etaSeconds: (elapsed / stepsRun) * (total - step),
+          ...(scaler ? { lossScale: scaler.scale, skippedSteps: skippedSteps.length } : {}),
           ...(warnings.length > 0 ? { warnings } : {}),
         });
       else for (const w of warnings) process.stderr.write(`WARNING: ${w}\n`);
@@ -504,20 +578,26 @@ export function trainStage(o: TrainStageOptions): StageResult {
       checkpoint,
       resumedFrom: resumeFrom,
       warnings: stageWarnings(losses),
+      skippedSteps,
     };
   } finally {
     model.eval();
-    releaseFlat(flats, trainable);
+    releaseGradients(model, flats); // the weights stay in the flat buffers, for the next stage
     optimizer.dispose();
   }
 }
 
-/** Drops the gradient buffers; parameters stay valid views of their (still referenced) storage. */
-function releaseFlat(flats: FlatParameters[], trainable: [string, Tensor][]): void {
-  for (const [, p] of trainable) p.grad = null;
-  for (const f of flats) {
-    f.data.dispose();
-    f.grad.dispose();
+/**
+ * Applies `keep` in a stage's folder after `latest` was written: "last" and "none" remove every
+ * other step checkpoint; "all" keeps them, and at the stage end (`final`) drops their optimizer
+ * state, which only an in-progress checkpoint needs.
+ */
+function retain(dir: string, latest: string, keep: Keep, final: boolean): void {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (!CKPT.test(name) || path === latest) continue;
+    if (keep !== "all") rmSync(path, { recursive: true, force: true });
+    else if (final) rmSync(join(path, "optimizer.safetensors"), { force: true });
   }
 }
 
@@ -527,7 +607,8 @@ function writeCheckpoint(
   step: number,
   c: {
     trainable: [string, Tensor][];
-    optimizer: { step: number; lr: number; tensors: Map<string, Tensor> };
+    /** Null at a stage's end: only an in-progress checkpoint needs the optimizer state. */
+    optimizer: { step: number; lr: number; tensors: Map<string, Tensor> } | null;
     plugins: readonly TrainPlugin[];
     state: TrainerState;
   },
@@ -537,7 +618,7 @@ function writeCheckpoint(
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp);
   saveTensors(join(tmp, "model.safetensors"), new Map(c.trainable), { format: "pt" });
-  saveTensors(join(tmp, "optimizer.safetensors"), c.optimizer.tensors);
+  if (c.optimizer) saveTensors(join(tmp, "optimizer.safetensors"), c.optimizer.tensors);
   const pluginTensors = new Map<string, Tensor>();
   for (const p of c.plugins) {
     const s = p.state?.();

@@ -2,7 +2,9 @@
  * Mitigation methods (src/continual/methods): each method's math on hand-computed values, the
  * registry's errors, and one battery over every registered method that trains a tiny LLaMA for
  * two stages through the real trainer with llama2.c's tok512, checking finite losses, the
- * declared `supports`, the state round trip through a checkpoint, and the method's effect.
+ * declared `supports`, the state round trip through a checkpoint, and the method's effect; and
+ * that `needsStartWeights` is declared exactly where a method reads θ₀ (the runner holds that
+ * second copy of the weights for those alone).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -20,6 +22,7 @@ import {
   createMethod,
   methodOf,
   methods,
+  needsStartWeights,
   type MethodEnv,
 } from "../../src/continual/methods/index.js";
 import { mixCount, snapshot } from "../../src/continual/methods/method.js";
@@ -522,4 +525,50 @@ test("battery: every registered method trains two stages and does what it says",
     dispose(r);
   }
   dispose(baseline);
+});
+
+test("needsStartWeights is declared exactly where a method reads θ₀", async (t) => {
+  const path = tok512Path();
+  if (!path) return t.skip(skipReason(...TOK512));
+  const tok = await loadTokenizer(path);
+  const variants: [string, Record<string, unknown>][] = [
+    ...Object.keys(methods).map((n): [string, Record<string, unknown>] => [n, {}]),
+    ["lwf", { teacher: "start" }],
+  ];
+  const readers: string[] = [];
+  for (const [name, options] of variants)
+    for (const kind of methodOf(name).supports) {
+      const model = makeModel(kind);
+      const start = snapshot(model.namedParameters());
+      let reads = 0;
+      const plugin = createMethod(name, options, {
+        stages: STAGES,
+        general: GENERAL,
+        seed: 5,
+        startWeights: () => (reads++, start),
+      });
+      const dir = mkdtempSync(join(tmpdir(), `lethe-theta0-${name}-`));
+      trainStage({
+        stage: "a",
+        model,
+        kind,
+        examples: TASK_A,
+        tokenizer: tok,
+        config: { ...CONFIG, steps: 2 },
+        plugins: [plugin],
+        dir,
+      });
+      const label = `${name} ${JSON.stringify(options)} ${kind}`;
+      assert.equal(
+        needsStartWeights(name, options, kind),
+        reads > 0,
+        `${label}: read θ₀ ${reads}×`,
+      );
+      if (reads > 0) readers.push(label);
+      model.dispose();
+      for (const x of start.values()) x.dispose();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  console.log(`# θ₀ readers: ${readers.join("; ")}`);
+  assert.deepEqual(readers, ["l2sp {} full", "wise_ft {} full", 'lwf {"teacher":"start"} full']);
 });

@@ -4,12 +4,15 @@
  * the field and suggest the key, kill -9 at several points followed by resume giving the same
  * results.json bytes as the uninterrupted run (timings are in timings.json only), the lock
  * refusing a second process, the run card written once the data has loaded and again on resume,
- * and every registered method running a stage through the runner.
+ * every registered method running a stage through the runner, θ₀ held only for methods that read
+ * it, and `keep: none` with 16-mixed (checkpoints removed once not needed, a resume without them,
+ * skipped steps in timings.json, the same results.json as `keep: last`).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import {
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -26,6 +29,8 @@ import { expandGrid, loadStudy, parseStudy } from "../../src/continual/config.js
 import { resumeRuns, runProgress, runStudy } from "../../src/continual/run.js";
 import { dataFiles } from "../../src/continual/runcard.js";
 import { methods } from "../../src/continual/methods/index.js";
+import { savePretrained } from "../../src/io/pretrained.js";
+import { llamaFamily } from "../../src/models/llama.js";
 import { dataPath, repoRoot, sharedDataRoot, skipReason } from "../helpers/data.js";
 
 const TINY = join(repoRoot, "examples", "tiny-study.yaml");
@@ -331,5 +336,115 @@ test("every registered method runs a stage through the runner", async (t) => {
     }
   }
   assert.deepEqual([...ran].sort(), [...names].sort());
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+test("θ₀ is held only for a method that reads it: a sequential full run of a model folder holds one copy", async (t) => {
+  const tokFile = dataPath(...NEEDS);
+  if (!tokFile) return t.skip(skipReason(...NEEDS));
+  const tmp = mkdtempSync(join(tmpdir(), "lethe-theta0-"));
+  // A pretrained-style folder: before, every full fine-tuning run of a `ref` model loaded θ₀.
+  const tokDir = join(tmp, "tok");
+  mkdirSync(tokDir);
+  copyFileSync(tokFile, join(tokDir, "tokenizer.bin"));
+  const model = llamaFamily.create(
+    llamaFamily.parseConfig({
+      model_type: "llama",
+      vocab_size: 512,
+      hidden_size: 32,
+      intermediate_size: 64,
+      num_hidden_layers: 2,
+      num_attention_heads: 4,
+      num_key_value_heads: 2,
+      max_position_embeddings: 256,
+    }),
+    { seed: 0 },
+  );
+  const paramBytes = model.numParameters() * 4;
+  await savePretrained(model, join(tmp, "model"), { tokenizerDir: tokDir });
+  model.dispose();
+  const file = variant(tmp, (raw) => {
+    reduce(raw);
+    raw.models = [{ name: "tiny-ref", ref: join(tmp, "model") }];
+    raw.methods = ["sequential", "l2sp"];
+  });
+  const lines: string[] = [];
+  const dirs = await runStudy(loadStudy(file, env), join(tmp, "out"), {
+    log: (l) => void lines.push(l),
+  });
+  assert.equal(dirs.length, 2);
+  const held = (method: string) => {
+    const line = lines.find((l) => l.includes(`__${method}__`) && l.includes("weights held:"));
+    assert.ok(line, `${method}: no "weights held" line in\n${lines.join("\n")}`);
+    console.log(`# ${line}`);
+    const n = (s: string) => Number(s.replaceAll(",", ""));
+    const m =
+      /weights held: ([\d,]+) bytes of parameters \(32-true\); (?:no θ₀ copy|θ₀ copy ([\d,]+) bytes)/.exec(
+        line,
+      );
+    assert.ok(m, line);
+    return { model: n(m[1]), start: m[2] === undefined ? 0 : n(m[2]) };
+  };
+  assert.deepEqual(held("sequential"), { model: paramBytes, start: 0 });
+  assert.deepEqual(held("l2sp"), { model: paramBytes, start: paramBytes });
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+test("keep: none removes finished stages' checkpoints, resumes without them, equals keep: last (16-mixed)", async (t) => {
+  if (!dataPath(...NEEDS)) return t.skip(skipReason(...NEEDS));
+  const tmp = mkdtempSync(join(tmpdir(), "lethe-keep-"));
+  const config = (keep: string) =>
+    variant(mkdtempSync(join(tmp, `${keep}-`)), (raw) => {
+      reduce(raw);
+      raw.orders = [["haiku", "asset", "esnli"]];
+      raw.methods = ["sequential"];
+      raw.train = { ...(raw.train as object), precision: "16-mixed", keep };
+    });
+  const ckpts = (run: string) =>
+    existsSync(join(run, "checkpoints")) ? readdirSync(join(run, "checkpoints")).sort() : [];
+
+  // keep: last, uninterrupted: the reference.
+  const lastOut = join(tmp, "last-out");
+  const [lastRun] = await runStudy(loadStudy(config("last"), env), lastOut);
+  assert.deepEqual(ckpts(lastRun), ["1-haiku", "2-asset", "3-esnli"]);
+
+  // keep: none, stopped as stage 3 starts training, then resumed.
+  const noneOut = join(tmp, "none-out");
+  const seen: Record<string, string[]> = {};
+  let run = "";
+  const stop = new Error("stopped before stage 3");
+  const log = (line: string) => {
+    const name = /^\[([^\]]+)\]/.exec(line)?.[1];
+    if (name) run = join(noneOut, "runs", name);
+    const m = /stage (\d)\/3: evaluating|stage 3\/3 \(esnli\): training/.exec(line);
+    if (m) seen[m[1] ?? "3-training"] = ckpts(run);
+    if (/stage 3\/3 \(esnli\): training/.test(line) && !seen.resumed) throw stop;
+  };
+  const study = loadStudy(config("none"), env);
+  await assert.rejects(runStudy(study, noneOut, { log }), stop);
+  assert.deepEqual(seen["1"], ["1-haiku"]);
+  assert.deepEqual(seen["2"], ["1-haiku", "2-asset"], "stage 1's stays until stage 2 is done");
+  assert.deepEqual(seen["3-training"], ["2-asset"], "the stage a resume starts from");
+  seen.resumed = [];
+  await resumeRuns(noneOut, { log });
+  assert.deepEqual(seen["3"], ["2-asset", "3-esnli"]);
+  assert.deepEqual(ckpts(run), [], "a complete run keeps none");
+  await resumeRuns(noneOut); // already complete, nothing to load
+
+  assert.equal(
+    readFileSync(join(run, "results.json"), "utf8"),
+    readFileSync(join(lastRun, "results.json"), "utf8"),
+  );
+  for (let m = 0; m <= 3; m++) {
+    const fp = (r: string) => readFileSync(join(r, "stages", String(m), "model.sha256"), "utf8");
+    assert.match(fp(run), /^[0-9a-f]{64}\n$/);
+    assert.equal(fp(run), fp(lastRun), `stage ${m}: the same model fingerprint`);
+  }
+  const timings = JSON.parse(readFileSync(join(run, "timings.json"), "utf8"));
+  assert.deepEqual(
+    timings.stages.map((s: { skippedSteps?: number }) => typeof s.skippedSteps),
+    ["undefined", "number", "number", "number"],
+    "16-mixed counts skipped steps per trained stage",
+  );
   rmSync(tmp, { recursive: true, force: true });
 });

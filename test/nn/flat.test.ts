@@ -1,15 +1,17 @@
 /**
  * Flat parameter buffers (src/nn/flat.ts): parameters and their gradients become views into one
  * buffer per group, and training over the flat buffers gives the same run as training over the
- * separate parameters (AdamW, 5 steps, losses and weights equal to 1e-6 relative).
+ * separate parameters (AdamW, 5 steps, losses and weights equal to 1e-6 relative); flattening
+ * the same parameters again after `releaseGradients` reuses the buffers instead of copying.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { flattenParameters, Linear, Module } from "../../src/nn/index.js";
+import { flattenParameters, Linear, Module, releaseGradients } from "../../src/nn/index.js";
 import {
   cat,
   crossEntropy,
   Generator,
+  liveTensors,
   randint,
   randn,
   type Tensor,
@@ -133,6 +135,52 @@ test("parameters and gradients are views into the flat buffers", () => {
       decay.grad.zero_();
       assert.deepEqual(new Set(model.fc1.weight.grad!.toNumbers()), new Set([0]));
     });
+  } finally {
+    model.dispose();
+  }
+});
+
+test("flattening again after releaseGradients reuses the buffers: no second copy of the weights", () => {
+  const model = new MLP();
+  try {
+    const first = flattenParameters(model, isDecay);
+    const views = model.parameters();
+    const before = tidy(() => views.map((p) => p.toNumbers()));
+    releaseGradients(model, first);
+    assert.ok(
+      views.every((p) => p.grad === null),
+      "gradients dropped",
+    );
+    const live = liveTensors();
+    const second = flattenParameters(model, isDecay);
+    // The same parameter tensors, the same data buffers: nothing was copied or replaced.
+    assert.ok(model.parameters().every((p, i) => p === views[i]));
+    assert.ok(second.every((f, i) => f.data === first[i].data));
+    assert.equal(liveTensors(), live + second.length, "only the gradient buffers are new");
+    tidy(() => {
+      assert.deepEqual(
+        model.parameters().map((p) => p.toNumbers()),
+        before,
+      );
+      second[0].data.narrow(0, 96, 80).fill_(0.5);
+      assert.deepEqual(new Set(model.fc2.weight.toNumbers()), new Set([0.5]));
+      model
+        .forward(randn([3, 6], { generator: new Generator(1) }))
+        .sum()
+        .backward();
+      assert.ok(second[0].grad.abs().sum().item() > 0, "backward fills the new gradient buffer");
+    });
+    // Another set of trainable parameters: copied again, into new buffers.
+    releaseGradients(model, second);
+    model.fc2.bias!.requiresGrad_(false);
+    const third = flattenParameters(model, isDecay);
+    assert.ok(third[0].data !== first[0].data);
+    assert.ok(model.fc1.weight !== views[0]);
+    assert.deepEqual(
+      third.map((f) => f.params.map((p) => p.name)),
+      [["fc1.weight", "fc2.weight"], ["fc1.bias"]],
+    );
+    releaseGradients(model, third);
   } finally {
     model.dispose();
   }

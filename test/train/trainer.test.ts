@@ -3,7 +3,8 @@
  * tokenizer: the loss falls, 2×4 accumulation equals one batch of 8, a run killed (SIGKILL)
  * right after a checkpoint or mid-step resumes to byte-identical weights, a NaN loss names its
  * step and the last checkpoint, a loss stuck at ln(vocab) for a whole stage warns, checkpoints
- * are never left half-written, a finished stage reloads instead of retraining, and every plugin
+ * are never left half-written, `keep` leaves the right checkpoint folders (and only in-progress
+ * ones hold optimizer state), a finished stage reloads instead of retraining, and every plugin
  * hook is reached in order. Float comparisons of two computations are relative
  * (test/helpers/close.ts); a resumed run is held to bit equality (same kernels, same process).
  */
@@ -73,7 +74,7 @@ function maxAbs(a: Map<string, number[]>): number {
  */
 const ACCUM: Tol = { rtol: 1e-5, atol: 1e-7 };
 
-test("the loss falls on a tiny task; checkpoints are complete folders, no .tmp left", async (t) => {
+test("the loss falls on a tiny task; one complete final checkpoint stays, no .tmp left", async (t) => {
   const tokenizer = await tok512(t);
   if (!tokenizer) return;
   const dir = tmp();
@@ -93,14 +94,10 @@ test("the loss falls on a tiny task; checkpoints are complete folders, no .tmp l
   const last = r.losses.slice(-6).reduce((a, b) => a + b, 0) / 6;
   console.log(`# loss ${first.toFixed(4)} → ${last.toFixed(4)}`);
   assert.ok(last < 0.4 * first, `loss ${first} → ${last}`);
-  assert.deepEqual(readdirSync(dir).sort(), ["ckpt-10", "ckpt-20", "ckpt-30", "ckpt-36"]);
+  // keep: last (the default): the step checkpoints were pruned; a finished stage needs no optimizer.
+  assert.deepEqual(readdirSync(dir).sort(), ["ckpt-36"]);
   assert.equal(r.checkpoint, join(dir, "ckpt-36"));
-  for (const c of readdirSync(dir))
-    assert.deepEqual(readdirSync(join(dir, c)).sort(), [
-      "model.safetensors",
-      "optimizer.safetensors",
-      "trainer_state.json",
-    ]);
+  assert.deepEqual(readdirSync(r.checkpoint).sort(), ["model.safetensors", "trainer_state.json"]);
   const state = JSON.parse(readFileSync(join(dir, "ckpt-36", "trainer_state.json"), "utf8"));
   assert.equal(state.step, 36);
   assert.equal(state.optimizerStep, 36);
@@ -145,19 +142,17 @@ test("killed (SIGKILL) after a checkpoint or mid-step, a resumed run ends byte-i
   if (!tokPath) return t.skip(skipReason(...TOK512));
   const fixture = join(repoRoot, "test", "train", "fixtures", "run-stage.ts");
   const child = (dir: string, killAt?: string) =>
-    spawnSync(
-      join(repoRoot, "scripts", "lethe-env"),
-      ["node", "--import", "tsx", fixture, dir, tokPath],
-      {
-        cwd: repoRoot,
-        encoding: "utf8",
-        env: { ...process.env, LETHE_TEST_KILL_AT: killAt ?? "" },
-      },
+    spawnSync(process.execPath, ["--import", "tsx", fixture, dir, tokPath], {
+      cwd: repoRoot,
+      encoding: "utf8",
+      env: { ...process.env, LETHE_TEST_KILL_AT: killAt ?? "" },
+    });
+  const finalFiles = (dir: string) => {
+    assert.ok(!existsSync(join(dir, "ckpt-12", "optimizer.safetensors")), "a finished stage's");
+    return ["model.safetensors", "plugins.safetensors", "trainer_state.json"].map((f) =>
+      readFileSync(join(dir, "ckpt-12", f)),
     );
-  const finalFiles = (dir: string) =>
-    ["model.safetensors", "optimizer.safetensors", "plugins.safetensors", "trainer_state.json"].map(
-      (f) => readFileSync(join(dir, "ckpt-12", f)),
-    );
+  };
 
   const straight = tmp();
   const ok = child(straight);
@@ -183,6 +178,57 @@ test("killed (SIGKILL) after a checkpoint or mid-step, a resumed run ends byte-i
       ),
     );
   }
+});
+
+test("keep: last, all and none leave the right checkpoint folders; optimizer state only in progress", async (t) => {
+  const tokenizer = await tok512(t);
+  if (!tokenizer) return;
+  const run = (keep: "last" | "all" | "none") => {
+    const dir = tmp();
+    const seen: Record<number, string[]> = {}; // ckpt folders (with their files) before step k
+    const look: TrainPlugin = {
+      name: "look",
+      supports: ["full"],
+      batch: (ctx) => {
+        if (ctx.micro !== 0 || seen[ctx.step]) return;
+        seen[ctx.step] = readdirSync(dir)
+          .sort()
+          .map((c) => `${c}[${readdirSync(join(dir, c)).sort().join(",")}]`);
+      },
+    };
+    trainStage({
+      stage: `keep-${keep}`,
+      model: tinyGpt2(),
+      kind: "full",
+      examples: examples(8),
+      tokenizer,
+      config: { ...BASE_CONFIG, epochs: 4, checkpointEvery: 2, keep },
+      plugins: [look],
+      dir,
+    });
+    const final = readdirSync(dir)
+      .sort()
+      .map((c) => `${c}[${readdirSync(join(dir, c)).sort().join(",")}]`);
+    return { seen, final };
+  };
+  const inProgress = "model.safetensors,optimizer.safetensors,trainer_state.json";
+  const done = "model.safetensors,trainer_state.json";
+  const last = run("last");
+  assert.deepEqual(last.seen[5], [`ckpt-4[${inProgress}]`], "only the latest step checkpoint");
+  assert.deepEqual(last.seen[7], [`ckpt-6[${inProgress}]`]);
+  assert.deepEqual(last.final, [`ckpt-8[${done}]`]);
+  const all = run("all");
+  assert.deepEqual(all.seen[5], [`ckpt-2[${inProgress}]`, `ckpt-4[${inProgress}]`]);
+  assert.deepEqual(
+    all.final,
+    [2, 4, 6, 8].map((s) => `ckpt-${s}[${done}]`),
+    "every one kept, optimizer state dropped at stage end",
+  );
+  // The trainer alone treats none as last; the study runner removes finished stages' folders.
+  const none = run("none");
+  assert.deepEqual(none.seen, last.seen);
+  assert.deepEqual(none.final, last.final);
+  assert.throws(() => parseTrainConfig({ keep: "some" }), /field "keep"/);
 });
 
 test("a NaN loss stops with an error naming the step and the last good checkpoint", async (t) => {
@@ -408,6 +454,10 @@ test("bad plugins and configs are refused with the name at fault", async (t) => 
   );
   assert.throws(() => parseTrainConfig({ batchSize: 0 }), /field "batchSize"/);
   assert.equal(parseTrainConfig({}).schedule, "cosine");
+  assert.throws(
+    () => parseTrainConfig({ precision: "bf16" }),
+    /field "precision".*32-true.*bf16-mixed.*16-mixed.*bf16-true/,
+  );
 });
 
 test("packing trains on fewer, fuller rows", async (t) => {

@@ -5,7 +5,7 @@
  * here. Reference: lethe STYLE.md #15–#16; lm-eval `api/registry.py` (unknown names).
  */
 import { lookup } from "../instruction.js";
-import type { TrainPlugin } from "../../train/plugin.js";
+import type { TrainPlugin, TuningKind } from "../../train/plugin.js";
 import { ewc } from "./ewc.js";
 import { l2sp } from "./l2sp.js";
 import { lwf } from "./lwf.js";
@@ -39,9 +39,19 @@ export function methodOf(name: string): MethodDefinition {
   return lookup<MethodDefinition>(methods, name, "method");
 }
 
+/** Whether method `name` with `options` reads θ₀ (`env.startWeights`) in `kind` tuning. */
+export function needsStartWeights(name: string, options: unknown, kind: TuningKind): boolean {
+  const def = methodOf(name);
+  return def.needsStartWeights?.(parseOptions(def, name, options), kind) ?? false;
+}
+
 /** Parses `options` with the method's schema and creates its plugin for the run. */
 export function createMethod(name: string, options: unknown, env: MethodEnv): TrainPlugin {
   const def = methodOf(name);
+  return def.create(parseOptions(def, name, options), env);
+}
+
+function parseOptions(def: MethodDefinition, name: string, options: unknown): unknown {
   const parsed = def.options.safeParse(options ?? {});
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -52,7 +62,7 @@ export function createMethod(name: string, options: unknown, env: MethodEnv): Tr
     }
     throw new Error(`method "${name}": option "${issue.path.join(".")}": ${issue.message}`);
   }
-  return def.create(parsed.data, env);
+  return parsed.data;
 }
 
 export type { MethodDefinition, MethodEnv, StageData } from "./method.js";

@@ -28,6 +28,7 @@ export const l2sp = defineMethod({
   options: z.strictObject({
     alpha: z.number().min(0).default(0.01), // α: penalty weight
   }),
+  needsStartWeights: (_, kind) => kind === "full",
   create: (o, env) => ({
     name: "l2sp",
     supports: ["full", "lora"],

@@ -56,6 +56,7 @@ export const lwf = defineMethod({
     temperature: z.number().positive().default(2), // T (LwF: 2)
     teacher: z.enum(["previous", "start"]).default("previous"),
   }),
+  needsStartWeights: (o, kind) => o.teacher === "start" && kind === "full",
   create: (o, env) => {
     const previous = new Map<string, Tensor>(); // the teacher's trainable weights ("previous")
     let stage: string | null = null; // the stage `previous` was taken at

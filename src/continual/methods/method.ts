@@ -34,8 +34,8 @@ export interface MethodEnv {
   readonly general: readonly SftText[] | null;
   /**
    * The starting model's parameters by name (θ₀, before the first stage), on the model's device.
-   * Called only by methods that need them (L2-SP, WiSE-FT, LwF with the starting teacher, in
-   * full fine-tuning); the runner may load them lazily. The tensors stay the runner's.
+   * Only for methods whose `needsStartWeights` says so: the runner loads this second copy of the
+   * weights for them alone, and refuses the call otherwise. The tensors stay the runner's.
    */
   startWeights(): ReadonlyMap<string, Tensor>;
   /** The run's seed; every random draw of a method derives from it, the stage and the step. */
@@ -49,6 +49,11 @@ export interface MethodDefinition<S extends z.ZodType = z.ZodType> {
   supports: readonly TuningKind[];
   /** A strict zod object whose fields all have defaults. */
   options: S;
+  /**
+   * Whether the plugin reads `env.startWeights()` (θ₀) with these options and tuning kind;
+   * absent = never. A copy of the weights is held only for methods that say so.
+   */
+  needsStartWeights?(options: z.output<S>, kind: TuningKind): boolean;
   create(options: z.output<S>, env: MethodEnv): TrainPlugin;
 }
 

@@ -23,6 +23,7 @@ export const wiseFT = defineMethod({
   options: z.strictObject({
     alpha: z.number().min(0).max(1).default(0.5), // α: weight of the fine-tuned model
   }),
+  needsStartWeights: (_, kind) => kind === "full",
   create: (o, env) => ({
     name: "wise_ft",
     supports: ["full", "lora"],
