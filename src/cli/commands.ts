@@ -177,6 +177,12 @@ Run the same command again, or \`lethe resume DIR\`, to continue after an interr
         choices: ["float32", "float16", "bfloat16"],
         help: "compute dtype of the weights",
       },
+      precision: {
+        type: "string",
+        choices: ["32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true"], // src/train/precision.ts PRECISIONS
+        defaultText: "from --dtype",
+        help: "precision policy, as in training (bf16-mixed: fp32 weights, bf16 matmuls)",
+      },
       "max-length": {
         type: "string",
         value: "L",

@@ -15,6 +15,7 @@
  * rerun on unchanged files scores nothing again. OUT's folder is checked before anything loads
  * (it must exist and be writable); OUT is written to a temp file and renamed.
  */
+import { applyPrecision, precisionView, type Precision } from "../train/precision.js";
 import { readdirSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
@@ -60,16 +61,18 @@ export const evalCommand = command("eval", async ({ values: v }) => {
       throw new Error(`${loaded.dir}: no tokenizer files (tokenizer.json, tokenizer.model, …)`);
     const adapter = v.adapter === undefined ? null : resolve(v.adapter);
     if (adapter) loadLoraAdapter(model, adapter);
+    const precision = v.precision as Precision | undefined;
+    if (precision) applyPrecision(model, precision); // mixed: fp32 weights, scored under autocast
     model.eval();
 
     let cache: ModelLMOptions["cache"] = null;
     if (!v["no-cache"]) {
       const files = [...filesIn(loaded.dir), ...(adapter ? filesIn(adapter) : [])];
-      const fingerprint = `${filesFingerprint(files)}:${dtype}:${v.device}`;
+      const fingerprint = `${filesFingerprint(files)}:${dtype}:${v.device}${precision ? `:${precision}` : ""}`;
       const base = process.env.LETHE_CACHE ?? join(homedir(), ".cache", "lethe");
       cache = { store: ResultCache.open(v["cache-dir"] ?? join(base, "eval")), fingerprint };
     }
-    const lm = new ModelLM(model, loaded.tokenizer, {
+    const lm = new ModelLM(precision ? precisionView(model, precision) : model, loaded.tokenizer, {
       batchSize,
       maxLength,
       cache,
@@ -87,7 +90,7 @@ export const evalCommand = command("eval", async ({ values: v }) => {
       ...res,
       config: {
         model: "lethe",
-        model_args: `pretrained=${modelRef}${adapter ? `,peft=${adapter}` : ""},dtype=${dtype}`,
+        model_args: `pretrained=${modelRef}${adapter ? `,peft=${adapter}` : ""},dtype=${dtype}${precision ? `,precision=${precision}` : ""}`,
         batch_size: batchSize,
         device: v.device,
         limit: limit ?? null,

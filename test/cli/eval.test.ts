@@ -101,6 +101,22 @@ test("lethe eval writes lm-eval's layout, reruns from cache, honours --adapter",
       res.samples.piqa[0].filtered_resps,
       "the adapter changes log-likelihoods",
     );
+
+    // --precision bf16-mixed: its own cache entries, scores close to float32's, said in model_args.
+    const mixed = await run([...argv, "--precision", "bf16-mixed"]);
+    assert.equal(mixed.code, 0);
+    assert.match(mixed.out, /[1-9]\d* requests scored, 0 from cache/);
+    const rm = JSON.parse(readFileSync(output, "utf8"));
+    assert.match(rm.config.model_args, /,precision=bf16-mixed$/);
+    const ll = (r: typeof res) =>
+      r.samples.piqa.flatMap((s: { filtered_resps: [number, boolean][] }) =>
+        s.filtered_resps.map((x) => x[0]),
+      ) as number[];
+    const [a, b] = [ll(rm), ll(res)];
+    assert.notDeepEqual(a, b, "bf16 matmuls change the log-likelihoods a little");
+    a.forEach((x, i) =>
+      assert.ok(Math.abs(x - b[i]) <= 0.05 * Math.abs(b[i]) + 0.05, `bf16-mixed ${x} vs ${b[i]}`),
+    );
     model.dispose();
   } finally {
     rmSync(tmp, { recursive: true, force: true });
