@@ -229,8 +229,9 @@ Run the same command again, or \`lethe resume DIR\`, to continue after an interr
     summary: "a table of the runs of a study: state, last stage done, FG, holding process",
     args: { name: "DIR", min: 0, max: 1, help: "a study or run folder (default: .)" },
     options: { json: { type: "boolean", help: "the same as JSON" } },
-    notes: `A run is complete, running (a live process holds its lock), stopped (started, incomplete,
-no live process: it failed or was interrupted; \`lethe resume\` continues it) or not started.
+    notes: `A run is complete, running (a live process holds its lock), failed (it stopped on an
+error: failed.json, and "error" in --json), stopped (started, incomplete, no live process, not
+failed: interrupted) or not started; \`lethe resume\` continues failed and stopped runs.
 Stage m/N: stages 0 (the base model's evaluation) to m of N tasks are done; -/N: none yet.
 FG: the run's last forgetting per category, in percent.`,
   },

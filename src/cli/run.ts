@@ -31,11 +31,12 @@ async function report(dir: string): Promise<void> {
   log(`report: ${html}`);
 }
 
-export const STATES = ["complete", "running", "stopped", "not started"] as const;
+export const STATES = ["complete", "running", "failed", "stopped", "not started"] as const;
 
 /**
- * complete; running: a live process (or one on another host) holds its lock; stopped: started,
- * incomplete and held by no live process (it failed or was interrupted); not started.
+ * complete; running: a live process (or one on another host) holds its lock; failed: it stopped
+ * on an error (failed.json holds it); stopped: started, incomplete, held by no live process and
+ * not failed (interrupted: killed, or the machine went down); not started.
  */
 export type RunState = (typeof STATES)[number];
 
@@ -52,6 +53,8 @@ export interface RunRow {
   fg: Record<string, number> | null;
   /** The process holding the run, while it runs. */
   process: LockInfo | null;
+  /** The error a failed run stopped on. */
+  error: string | null;
 }
 
 function rowOf(p: RunStatus, name: string): RunRow {
@@ -59,11 +62,20 @@ function rowOf(p: RunStatus, name: string): RunRow {
   return {
     name,
     dir: p.dir,
-    state: p.complete ? "complete" : holder ? "running" : p.started ? "stopped" : "not started",
+    state: p.complete
+      ? "complete"
+      : holder
+        ? "running"
+        : p.failed !== null
+          ? "failed"
+          : p.started
+            ? "stopped"
+            : "not started",
     stage: p.stagesDone > 0 ? p.stagesDone - 1 : null,
     stages: p.totalStages - 1,
     fg: p.fg && Object.keys(p.fg).length > 0 ? p.fg : null,
     process: holder,
+    error: p.failed,
   };
 }
 
@@ -76,7 +88,7 @@ export function statusRows(dir: string): RunRow[] {
 
 const stageText = (r: RunRow) => `${r.stage ?? "-"}/${r.stages}`;
 
-/** `4 runs: 1 complete, 1 running, 1 stopped, 1 not started`. */
+/** `5 runs: 1 complete, 1 running, 1 failed, 1 stopped, 1 not started`. */
 function summaryOf(rows: RunRow[]): Record<"runs" | RunState, number> {
   const counts = Object.fromEntries(STATES.map((s) => [s, 0])) as Record<RunState, number>;
   for (const r of rows) counts[r.state]++;

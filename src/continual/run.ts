@@ -123,6 +123,8 @@ export interface Timings {
 
 const STUDY_FILE = "study.yaml";
 const RUN_FILE = "config.yaml";
+/** Written when a run stops on an error (removed when it starts again): `{ "error": … }`. */
+const FAILED_FILE = "failed.json";
 
 const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, "utf8")) as T;
 const json = (v: unknown) => JSON.stringify(v, null, 1) + "\n";
@@ -206,6 +208,8 @@ export interface RunStatus {
   totalStages: number;
   complete: boolean;
   fg: Record<string, number> | null;
+  /** The error it last stopped on (failed.json), if it did; null otherwise. */
+  failed: string | null;
 }
 
 /**
@@ -218,7 +222,15 @@ export function studyProgress(dir: string): RunStatus[] {
   const status = (d: string, totalStages: number): RunStatus =>
     existsSync(join(d, RUN_FILE))
       ? { dir: d, started: true, ...runProgress(d) }
-      : { dir: d, started: false, stagesDone: 0, totalStages, complete: false, fg: null };
+      : {
+          dir: d,
+          started: false,
+          stagesDone: 0,
+          totalStages,
+          complete: false,
+          fg: null,
+          failed: null,
+        };
   const out = expandGrid(study).map((spec) =>
     status(join(dir, "runs", spec.name), spec.order.tasks.length + 1),
   );
@@ -238,13 +250,16 @@ export function runProgress(dir: string): {
   totalStages: number;
   complete: boolean;
   fg: Record<string, number> | null;
+  failed: string | null;
 } {
   const study = loadStudy(join(dir, RUN_FILE));
   const total = study.orders[0].tasks.length + 1;
   const done = stagesDone(dir, total);
   const file = join(dir, "results.json");
   const fg = existsSync(file) ? readJson<RunResults>(file).fg.perCategory : null;
-  return { stagesDone: done, totalStages: total, complete: done === total, fg };
+  const failedFile = join(dir, FAILED_FILE);
+  const failed = existsSync(failedFile) ? readJson<{ error: string }>(failedFile).error : null;
+  return { stagesDone: done, totalStages: total, complete: done === total, fg, failed };
 }
 
 /** Number of consecutive stages, from 0, whose tasks.json exists. */
@@ -331,6 +346,7 @@ export async function executeRun(
       `note: took over the lock of process ${lock.tookOver.pid} on ${lock.tookOver.host}, which is gone`,
     );
   const disposers: (() => void)[] = [];
+  rmSync(join(dir, FAILED_FILE), { force: true });
   try {
     removeStaleTemps(dir);
     removeStaleTemps(cacheDir);
@@ -532,6 +548,10 @@ export async function executeRun(
       retire();
       log(`stage ${m}/${total - 1}: results written`);
     }
+  } catch (e) {
+    // Said in the folder, so `lethe status` can tell a failed run from an interrupted one.
+    writeAtomic(join(dir, FAILED_FILE), json({ error: (e as Error).message }));
+    throw e;
   } finally {
     for (const d of disposers.reverse()) d();
     lock.release();

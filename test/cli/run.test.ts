@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { main } from "../../src/cli/main.js";
 import { resumeCommand, runCommand, statusCommand } from "../../src/cli/run.js";
 import { loadStudy } from "../../src/continual/config.js";
 import { acquireLock } from "../../src/continual/lock.js";
@@ -21,15 +22,24 @@ const NEEDS = ["models", "stories260K", "tok512.bin"] as const;
 const SEQ = "tiny-llama__sequential__order0__seed0";
 const REPLAY = "tiny-llama__replay__order0__seed0";
 
-/** Runs a command function; returns its exit code and what it wrote to stdout and stderr. */
+/**
+ * Runs a command function; returns its exit code and what it wrote to stdout and stderr. Strings
+ * are lethe's; the test runner's own messages to its parent (buffers) pass through.
+ */
 async function capture(
   fn: () => Promise<number>,
 ): Promise<{ code: number; out: string; err: string }> {
   const [stdout, stderr] = [process.stdout.write, process.stderr.write];
   let out = "";
   let err = "";
-  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  process.stdout.write = ((s: string | Uint8Array, ...rest: never[]) =>
+    typeof s === "string"
+      ? ((out += s), true)
+      : stdout.call(process.stdout, s, ...rest)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string | Uint8Array, ...rest: never[]) =>
+    typeof s === "string"
+      ? ((err += s), true)
+      : stderr.call(process.stderr, s, ...rest)) as typeof process.stderr.write;
   try {
     return { code: await fn(), out, err };
   } finally {
@@ -62,7 +72,7 @@ test("resume finishes the whole grid of study.yaml; status lists runs not starte
   rmSync(replay, { recursive: true }); // the cell a kill kept from starting
   const status = await capture(() => statusCommand([out]));
   assert.equal(status.code, 0, status.err);
-  assert.match(status.out, /: 2 runs: 1 complete, 0 running, 0 stopped, 1 not started\n/);
+  assert.match(status.out, /: 2 runs: 1 complete, 0 running, 0 failed, 0 stopped, 1 not started\n/);
   assert.match(status.out, new RegExp(`^${SEQ} +complete +1/1 `, "m"));
   assert.match(status.out, new RegExp(`^${REPLAY} +not started +-/1( +-)+$`, "m"));
 
@@ -87,7 +97,39 @@ test("resume finishes the whole grid of study.yaml; status lists runs not starte
   assert.match(resumed.out, /2 run\(s\) complete/);
   assert.equal(readFileSync(join(replay, "results.json"), "utf8"), bytes);
   const after = await capture(() => statusCommand([out]));
-  assert.match(after.out, /: 2 runs: 2 complete, 0 running, 0 stopped, 0 not started\n/);
+  assert.match(after.out, /: 2 runs: 2 complete, 0 running, 0 failed, 0 stopped, 0 not started\n/);
   assert.equal(after.out.match(/^\S+ +complete +1\/1 /gm)?.length, 2, after.out);
   rmSync(tmp, { recursive: true, force: true });
+});
+
+test("a run that stops on an error is failed in status, with the error; run exits 1", async (t) => {
+  if (!dataPath(...NEEDS)) return t.skip(skipReason(...NEEDS));
+  const tmp = mkdtempSync(join(tmpdir(), "lethe-cli-failed-"));
+  try {
+    const raw = loadStudy(join(repoRoot, "examples", "tiny-study.yaml"), {
+      ...process.env,
+      LETHE_DATA: sharedDataRoot,
+    }).config as unknown as Record<string, unknown>;
+    raw.methods = [{ name: "sequential" }];
+    raw.benchmarksDir = join(tmp, "no-benchmarks-here"); // the run fails when it evaluates stage 0
+    const config = join(tmp, "study.json");
+    writeFileSync(config, JSON.stringify(raw));
+    const out = join(tmp, "out");
+    const run = await capture(() => main(["run", config, "--out", out]));
+    assert.equal(run.code, 1);
+    assert.match(run.err, /no-benchmarks-here/);
+    const status = await capture(() => statusCommand([out, "--json"]));
+    const got = JSON.parse(status.out) as {
+      summary: Record<string, number>;
+      runs: { name: string; state: string; error: string | null }[];
+    };
+    assert.equal(got.summary.failed, 1);
+    assert.equal(got.runs[0].name, SEQ);
+    assert.equal(got.runs[0].state, "failed");
+    assert.match(got.runs[0].error ?? "", /no-benchmarks-here/);
+    const text = await capture(() => statusCommand([out]));
+    assert.match(text.out, new RegExp(`^${SEQ} +failed +-/\\d`, "m"));
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });

@@ -101,7 +101,7 @@ test("lethe status: a summary line, then runs by name, state, stage m/N, FG and 
     assert.equal(r.code, 0, r.err);
     assert.equal(r.err, "");
     const want = [
-      `${dir}: 4 runs: 1 complete, 1 running, 1 stopped, 1 not started`,
+      `${dir}: 4 runs: 1 complete, 1 running, 0 failed, 1 stopped, 1 not started`,
       "run                           state        stage  FG reasoning  FG bias  process",
       "m__sequential__order0__seed0  complete       2/2          1.50    -2.25",
       `m__sequential__order0__seed1  running        0/2             -        -  pid ${process.pid} on ${hostname()}`,
@@ -123,7 +123,7 @@ test("lethe status: a summary line, then runs by name, state, stage m/N, FG and 
     const run = (i: number) => join(dir, "runs", NAMES[i]);
     assert.deepEqual(got, {
       dir,
-      summary: { runs: 4, complete: 1, running: 1, stopped: 1, "not started": 1 },
+      summary: { runs: 4, complete: 1, running: 1, failed: 0, stopped: 1, "not started": 1 },
       runs: [
         {
           name: NAMES[0],
@@ -133,6 +133,7 @@ test("lethe status: a summary line, then runs by name, state, stage m/N, FG and 
           stages: 2,
           fg: { reasoning: 1.5, bias: -2.25 },
           process: null,
+          error: null,
         },
         {
           name: NAMES[1],
@@ -142,6 +143,7 @@ test("lethe status: a summary line, then runs by name, state, stage m/N, FG and 
           stages: 2,
           fg: null,
           process: { pid: process.pid, host: hostname(), since },
+          error: null,
         },
         {
           name: NAMES[2],
@@ -151,6 +153,7 @@ test("lethe status: a summary line, then runs by name, state, stage m/N, FG and 
           stages: 2,
           fg: { reasoning: 0.5 },
           process: null,
+          error: null,
         },
         {
           name: NAMES[3],
@@ -160,6 +163,7 @@ test("lethe status: a summary line, then runs by name, state, stage m/N, FG and 
           stages: 2,
           fg: null,
           process: null,
+          error: null,
         },
       ],
     });
@@ -175,7 +179,7 @@ test("lethe status: a summary line, then runs by name, state, stage m/N, FG and 
     assert.equal(r.code, 0, r.err);
     assert.equal(
       r.out.split("\n")[0],
-      ".: 4 runs: 1 complete, 0 running, 2 stopped, 1 not started",
+      ".: 4 runs: 1 complete, 0 running, 0 failed, 2 stopped, 1 not started",
     );
     assert.match(r.out, /^m__sequential__order0__seed1 {2}stopped {8}0\/2 +- +-$/m);
   } finally {
@@ -188,7 +192,7 @@ test("lethe status: a summary line, then runs by name, state, stage m/N, FG and 
   assert.equal(
     one.out.split("\n").slice(0, 3).join("\n"),
     [
-      `${join(dir, "runs", NAMES[0])}: 1 run: 1 complete, 0 running, 0 stopped, 0 not started`,
+      `${join(dir, "runs", NAMES[0])}: 1 run: 1 complete, 0 running, 0 failed, 0 stopped, 0 not started`,
       "run                           state     stage  FG reasoning  FG bias  process",
       "m__sequential__order0__seed0  complete    2/2          1.50    -2.25",
     ].join("\n"),
