@@ -24,7 +24,14 @@ import {
   type Tensor,
 } from "../tensor/index.js";
 import { attentionMask4d, keepLast, pastLength } from "./masks.js";
-import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
+import type {
+  CausalLM,
+  CausalLMInputs,
+  CausalLMOutput,
+  LayerCache,
+  ModelFamily,
+  Segments,
+} from "./types.js";
 import { parseWith } from "../util/schema.js";
 
 const positiveInt = z.number().int().positive();
@@ -273,6 +280,29 @@ export class BloomForCausalLM extends Module implements CausalLM {
     });
     const logits = this.lm_head.forward(tr.ln_f.forward(keepLast(x, inputs.logitsToKeep))).float(); // (B, T, vocab)
     return inputs.useCache ? { logits, cache: kvs } : { logits };
+  }
+
+  /** `forward` without a cache, cut at the blocks for gradient checkpointing. */
+  segments(inputs: CausalLMInputs): Segments {
+    const { inputIds } = inputs;
+    const [B, T] = inputIds.shape;
+    const tr = this.transformer;
+    const device = inputIds.device;
+    const mask2d = inputs.attentionMask ?? ones([B, T], { dtype: "int64", device }); // (B, T)
+    const { mask, isCausal } = attentionMask4d({
+      attentionMask: inputs.attentionMask,
+      queryLength: T,
+      past: 0,
+    });
+    const allowed = isCausal ? ones([T, T], { dtype: "bool", device }).tril() : mask; // (T, T) or (B, 1, T, T)
+    const blocked = allowed ? allowed.logicalNot() : null;
+    const x = tr.word_embeddings_layernorm.forward(tr.word_embeddings.forward(inputIds)); // (B, T, C)
+    const alibi = buildAlibiTensor(mask2d, this.config.n_head, x.dtype); // (B·nh, 1, T)
+    return {
+      input: x,
+      blocks: tr.h.map((block) => (h: Tensor) => block.forward(h, alibi, blocked, null).h),
+      head: (h) => this.lm_head.forward(tr.ln_f.forward(h)).float(), // (B, T, vocab)
+    };
   }
 }
 

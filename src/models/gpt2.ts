@@ -22,7 +22,14 @@ import {
   type Tensor,
 } from "../tensor/index.js";
 import { attentionMask4d, keepLast, pastLength, positionIds, type AttentionMask } from "./masks.js";
-import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
+import type {
+  CausalLM,
+  CausalLMInputs,
+  CausalLMOutput,
+  LayerCache,
+  ModelFamily,
+  Segments,
+} from "./types.js";
 import { parseWith } from "../util/schema.js";
 
 const GPT2ConfigSchema = z.object({
@@ -251,6 +258,33 @@ export class GPT2LMHeadModel extends Module implements CausalLM {
     const logits = linear(keepLast(hidden, inputs.logitsToKeep), this.transformer.wte.weight); // tied head: (B, T, vocab)
     const out = logits.dtype === "float32" ? logits : logits.float();
     return inputs.useCache ? { logits: out, cache: next } : { logits: out };
+  }
+
+  /** `forward` without a cache, cut at the blocks for gradient checkpointing. */
+  segments(inputs: CausalLMInputs): Segments {
+    const { inputIds, attentionMask = null } = inputs;
+    const T = inputIds.size(1);
+    if (T > this.config.n_positions)
+      throw new RangeError(
+        `gpt2: ${T} positions exceed n_positions ${this.config.n_positions} (the learned position table)`,
+      );
+    const tr = this.transformer;
+    const positions = inputs.positionIds ?? positionIds(attentionMask, T, 0, inputIds.device);
+    const mask = attentionMask4d({
+      attentionMask,
+      queryLength: T,
+      past: 0,
+      device: inputIds.device,
+    });
+    const x = tr.wte.forward(inputIds).add(tr.wpe.forward(positions)); // (B, T, C)
+    return {
+      input: dropout(x, this.config.embd_pdrop, this.training),
+      blocks: tr.h.map((block) => (h: Tensor) => block.forward(h, mask, null).out),
+      head: (h) => {
+        const logits = linear(tr.ln_f.forward(h), tr.wte.weight); // (B, T, vocab)
+        return logits.dtype === "float32" ? logits : logits.float();
+      },
+    };
   }
 }
 

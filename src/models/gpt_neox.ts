@@ -23,7 +23,14 @@ import {
   type Tensor,
 } from "../tensor/index.js";
 import { attentionMask4d, keepLast, pastLength, positionIds } from "./masks.js";
-import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
+import type {
+  CausalLM,
+  CausalLMInputs,
+  CausalLMOutput,
+  LayerCache,
+  ModelFamily,
+  Segments,
+} from "./types.js";
 import { parseWith } from "../util/schema.js";
 
 /** transformers' ACT2FN entries GPT-NeoX configs use. */
@@ -298,6 +305,23 @@ export class GPTNeoXForCausalLM extends Module implements CausalLM {
     const kept = keepLast(x, inputs.logitsToKeep);
     const logits = this.embed_out.forward(m.final_layer_norm.forward(kept)).float(); // (B, T, vocab)
     return inputs.useCache ? { logits, cache: kvs } : { logits };
+  }
+
+  /** `forward` without a cache, cut at the blocks for gradient checkpointing. */
+  segments(inputs: CausalLMInputs): Segments {
+    const { inputIds, attentionMask } = inputs;
+    const T = inputIds.size(1);
+    const cfg = this.config;
+    const m = this.gpt_neox;
+    const positions = inputs.positionIds ?? positionIds(attentionMask, T, 0); // (B|1, T)
+    const mask = attentionMask4d({ attentionMask, queryLength: T, past: 0 });
+    const x = dropout(m.embed_in.forward(inputIds), cfg.hidden_dropout, this.training); // (B, T, C)
+    const rope = rotaryCosSin(positions, rotaryNdims(cfg), cfg.rotary_emb_base, x.dtype);
+    return {
+      input: x,
+      blocks: m.layers.map((layer) => (h: Tensor) => layer.forward(h, rope, mask, null).h),
+      head: (h) => this.embed_out.forward(m.final_layer_norm.forward(h)).float(), // (B, T, vocab)
+    };
   }
 }
 

@@ -26,7 +26,14 @@ import {
   type Tensor,
 } from "../tensor/index.js";
 import { attentionMask4d, keepLast, pastLength, positionIds, type AttentionMask } from "./masks.js";
-import type { CausalLM, CausalLMInputs, CausalLMOutput, LayerCache, ModelFamily } from "./types.js";
+import type {
+  CausalLM,
+  CausalLMInputs,
+  CausalLMOutput,
+  LayerCache,
+  ModelFamily,
+  Segments,
+} from "./types.js";
 import { parseWith } from "../util/schema.js";
 
 const LLAMA_TYPES = ["llama", "mistral", "qwen2"] as const;
@@ -407,6 +414,31 @@ export class LlamaForCausalLM extends Module implements CausalLM {
     const logits = linear(keepLast(hidden, inputs.logitsToKeep), head); // (B, T, vocab)
     const out = logits.dtype === "float32" ? logits : logits.float();
     return inputs.useCache ? { logits: out, cache: next } : { logits: out };
+  }
+
+  /** `forward` without a cache, cut at the blocks for gradient checkpointing. */
+  segments(inputs: CausalLMInputs): Segments {
+    const { inputIds, attentionMask = null } = inputs;
+    const T = inputIds.size(1);
+    const m = this.model;
+    const positions = inputs.positionIds ?? positionIds(attentionMask, T, 0, inputIds.device);
+    const mask = attentionMask4d({
+      attentionMask,
+      queryLength: T,
+      past: 0,
+      slidingWindow: this.config.sliding_window,
+      device: inputIds.device,
+    });
+    const rope = rotary(this.config, positions);
+    const head = this.lm_head?.weight ?? m.embed_tokens.weight;
+    return {
+      input: embedding(m.embed_tokens.weight, inputIds, this.config.pad_token_id ?? -1), // (B, T, C)
+      blocks: m.layers.map((layer) => (h: Tensor) => layer.forward(h, rope, mask, null).out),
+      head: (h) => {
+        const logits = linear(m.norm.forward(h), head); // (B, T, vocab)
+        return logits.dtype === "float32" ? logits : logits.float();
+      },
+    };
   }
 }
 

@@ -38,10 +38,26 @@ export interface CausalLMInputs {
   logitsToKeep?: number;
 }
 
+/**
+ * A forward pass cut at its transformer blocks, for gradient checkpointing
+ * (src/train/checkpointing.ts): `head(blocks[n−1](…blocks[0](input)))` computes what `forward`
+ * does without a cache. Masks and positions are computed once and captured by the closures.
+ */
+export interface Segments {
+  /** Block 0's input (B, T, C), computed with grad (the embeddings train too). */
+  input: Tensor;
+  /** One per transformer block: its input hidden state to its output. */
+  blocks: ((h: Tensor) => Tensor)[];
+  /** Final norm and LM head: the last block's output to float32 logits (B, T, vocab). */
+  head: (h: Tensor) => Tensor;
+}
+
 export interface CausalLM extends Module {
   readonly kind: "causal";
   readonly config: { model_type: string; vocab_size: number; [k: string]: unknown };
   forward(inputs: CausalLMInputs): CausalLMOutput;
+  /** `forward` (no cache, every position) as checkpoint segments; absent: not supported. */
+  segments?(inputs: CausalLMInputs): Segments;
 }
 
 export interface Seq2SeqInputs {

@@ -25,6 +25,9 @@
  *   the checkpoints), unscales before the afterBackward hooks and clipping, and skips (and
  *   counts) a step whose gradients hold an inf or NaN. A non-finite loss still stops the stage:
  *   loss scaling cannot cure a forward pass that overflows.
+ * - `gradientCheckpointing` as transformers' `gradient_checkpointing_enable()` (one segment per
+ *   decoder layer), run as two passes in src/train/checkpointing.ts; causal models only. Plugins
+ *   see the same logits and loss; a plugin's own forward keeps its full graph.
  *
  * Exact resume: nothing random carries state between steps. The epoch order comes from
  * (seed, stage, epoch), and the default generator (dropout, LoRA dropout) is reseeded from
@@ -85,7 +88,10 @@ import {
   PrecisionSchema,
   resolvePrecision,
   roundingWarning,
+  withPrecision,
+  type Precision,
 } from "./precision.js";
+import { assertCheckpointing, checkpointed, type CheckpointOptions } from "./checkpointing.js";
 
 /** Which checkpoints stay: see the header. */
 export const KEEP = ["last", "all", "none"] as const;
@@ -109,6 +115,7 @@ export const TrainConfigSchema = z.strictObject({
   // Optional, defaults stated here, so configs written before these fields read back unchanged:
   precision: PrecisionSchema.optional(), // default: the weights' dtype's (float32 → 32-true, bfloat16 → bf16-true)
   keep: z.enum(KEEP).optional(), // checkpoints kept: last (default), all or none (see the header)
+  gradientCheckpointing: z.boolean().optional(), // default false; true: block activations recomputed in backward (causal models)
 });
 
 export type TrainConfig = z.output<typeof TrainConfigSchema>;
@@ -268,6 +275,27 @@ export function tokenLossSum(model: LanguageModel, batch: Batch): { sum: Tensor;
   };
 }
 
+/**
+ * `tokenLossSum` of a causal model through checkpointed blocks (src/train/checkpointing.ts):
+ * `backward(root)` back-propagates the loss built on `sum` (and on `logits`) in place of
+ * `root.backward()`.
+ */
+export function checkpointedTokenLossSum(
+  model: LanguageModel,
+  batch: Batch,
+  o: CheckpointOptions = {},
+): { sum: Tensor; logits: Tensor; backward(root: Tensor): void } {
+  assertCheckpointing(model);
+  const inputs = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
+  const c = checkpointed(() => model.segments(inputs), o);
+  const labels = batch.labels.slice(1, 1); // (B, T-1)
+  const V = c.logits.size(-1);
+  const sum = crossEntropy(c.logits.slice(1, 0, -1).reshape(-1, V), labels.reshape(-1), {
+    reduction: "sum",
+  });
+  return { sum, logits: c.logits, backward: (root) => c.backward(root) };
+}
+
 /** Which rows each step of a stage trains on: a pure function of (seed, stage, step). */
 class StagePlan {
   readonly stepsPerEpoch: number;
@@ -377,7 +405,8 @@ export function trainStage(o: TrainStageOptions): StageResult {
   const kind = model.kind;
   if (cfg.packing && kind !== "causal")
     throw new Error(`stage "${stage}": packing needs a causal model`);
-  const precision = resolvePrecision(cfg.precision, trainable[0][1].dtype);
+  const precision: Precision = resolvePrecision(cfg.precision, trainable[0][1].dtype);
+  if (cfg.gradientCheckpointing) assertCheckpointing(model);
   const keep = cfg.keep ?? DEFAULT_KEEP;
 
   const tokenize = (ex: SftText) => tokenizeSft(tokenizer, ex, { kind, maxLength: cfg.maxLength });
@@ -514,7 +543,12 @@ export function trainStage(o: TrainStageOptions): StageResult {
         manualSeed(seedOf(cfg.seed, stage, "step", step, m));
         stepLoss += tidy(() => {
           const batch = collate(b, { kind, padId, decoderStartId, device });
-          const { sum, logits } = tokenLossSum(net, batch);
+          const { sum, logits, backward } = cfg.gradientCheckpointing
+            ? checkpointedTokenLossSum(model, batch, {
+                run: (fn) => withPrecision(precision, device, fn),
+                seed: seedOf(cfg.seed, stage, "checkpointing", step, m),
+              })
+            : { ...tokenLossSum(net, batch), backward: (root: Tensor) => root.backward() };
           let loss = sum.div(tokens);
           for (const p of plugins) loss = p.loss?.(ctx, loss, { batch, logits }) ?? loss;
           const value = loss.item();
@@ -525,7 +559,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
               lastCheckpoint,
               `loss is ${value} (micro-batch ${m})`,
             );
-          (scaler ? scaler.scaleLoss(loss) : loss).backward();
+          backward(scaler ? scaler.scaleLoss(loss) : loss);
           return value;
         });
         tokensSeen += b.reduce((n, r) => n + rowTokens(r, kind), 0);

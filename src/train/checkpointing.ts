@@ -1,0 +1,112 @@
+/**
+ * Gradient checkpointing, one segment per transformer block (Chen et al. 2016, "Training Deep
+ * Nets with Sublinear Memory Cost"; torch.utils.checkpoint with `use_reentrant=False`, as
+ * transformers' `gradient_checkpointing_enable()` applies it per decoder layer).
+ *
+ * lethe's autograd is libtorch's, driven from JS, so there is no custom autograd Function: the
+ * two passes are run here. Forward: the embeddings with grad, each block under no_grad keeping
+ * only its input hidden state, the head with grad from a detached copy of the last block's
+ * output. Backward: the loss's backward gives d(last hidden); each block, last to first, is run
+ * again with grad from a detached copy of its saved input and back-propagated with the gradient
+ * of its output, which yields the gradient of its input; the embeddings get block 0's.
+ * Parameter gradients accumulate into `.grad` across these calls as in one backward.
+ *
+ * Dropout: the engine cannot read or restore the global RNG state, so with `seed` set, the RNG
+ * is re-seeded from (seed, block) before a block's forward and before its recompute, and both see
+ * the same masks. The draws then differ from an unsegmented forward's (the same distribution);
+ * with dropout off the gradients equal the unsegmented ones.
+ */
+import type { CausalLM, CausalLMInputs, LanguageModel, Segments } from "../models/types.js";
+import { manualSeed, noGrad, tidy, type Tensor } from "../tensor/index.js";
+
+export interface CheckpointOptions {
+  /** Wraps every segment's computation (the precision policy's autocast); default: none. */
+  run?: <T>(fn: () => T) => T;
+  /** Re-seeds the RNG per block (see the header) so dropout repeats in the recompute. */
+  seed?: number;
+}
+
+export interface Checkpointed {
+  /** Float32 logits (B, T, vocab), with a graph back to the last block's output only. */
+  logits: Tensor;
+  /**
+   * Back-propagates `root` (the loss, maybe scaled; it may depend on `logits` and on any other
+   * graph) through the head, every block recomputed, and the embeddings. Call once.
+   */
+  backward(root: Tensor): void;
+}
+
+/** Whether `model`'s family cuts its forward into segments (T5 does not yet). */
+export function supportsCheckpointing(model: LanguageModel): boolean {
+  return model.kind === "causal" && typeof model.segments === "function";
+}
+
+/** Throws, naming the model type, unless `model` supports checkpointing. */
+export function assertCheckpointing(model: LanguageModel): asserts model is CausalLM & {
+  segments(inputs: CausalLMInputs): Segments;
+} {
+  if (!supportsCheckpointing(model))
+    throw new Error(
+      `gradient checkpointing: model_type "${model.config.model_type}" does not support it yet (its family has no segments); set gradientCheckpointing to false`,
+    );
+}
+
+/** The seed of block `block`'s dropout: (seed, block) mixed into 32 bits. */
+export function blockSeed(seed: number, block: number): number {
+  return (Math.imul(seed ^ 0x9e3779b9, 0x01000193) + Math.imul(block + 1, 0x85ebca6b)) >>> 0;
+}
+
+/**
+ * Runs `build()` (a model's `segments(inputs)`) and its blocks the checkpointed way; see the
+ * header. Call inside a `tidy` that also covers `backward`: the saved hidden states and the
+ * closures' masks live until then.
+ */
+export function checkpointed(build: () => Segments, o: CheckpointOptions = {}): Checkpointed {
+  const run = o.run ?? (<T>(fn: () => T) => fn());
+  const seg = run(build);
+  const n = seg.blocks.length;
+  const reseed = (i: number) => {
+    if (o.seed !== undefined) manualSeed(blockSeed(o.seed, i));
+  };
+  const saved: Tensor[] = []; // input of block i, no graph
+  let h = seg.input.detach();
+  noGrad(() => {
+    for (let i = 0; i < n; i++) {
+      saved.push(h);
+      const x = h;
+      reseed(i);
+      h = tidy(() => run(() => seg.blocks[i](x))); // the block's inner activations go at once
+    }
+  });
+  const last = h.detach().requiresGrad_();
+  const logits = run(() => seg.head(last));
+  let used = false;
+  return {
+    logits,
+    backward(root: Tensor): void {
+      if (used) throw new Error("checkpointed: backward was already called");
+      used = true;
+      root.backward();
+      let g = last.grad;
+      if (g === null) throw new Error("checkpointed: the loss does not depend on the logits");
+      for (let i = n - 1; i >= 0; i--) {
+        const gOut = g;
+        const input = saved[i];
+        g = tidy(() => {
+          const x = input.detach().requiresGrad_();
+          reseed(i);
+          const y = run(() => seg.blocks[i](x));
+          y.backward(gOut);
+          const gx = x.grad;
+          if (gx === null)
+            throw new Error(`checkpointed: block ${i} output does not depend on its input`);
+          return gx;
+        });
+        gOut.dispose();
+        input.dispose();
+      }
+      if (seg.input.requiresGrad) seg.input.backward(g);
+      g.dispose();
+    },
+  };
+}
