@@ -506,6 +506,28 @@ Napi::Value Generator(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// rngState(device) -> id of a uint8 tensor holding the device's default generator state, and
+// setRngState(device, id): torch.get_rng_state / set_rng_state (torch.cuda.* for "cuda:N").
+Napi::Value RngState(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  at::Generator g = at::globalContext().defaultGenerator(c10::Device(info[0].As<Napi::String>().Utf8Value()));
+  std::lock_guard<std::mutex> lock(g.mutex());
+  return Napi::Number::New(info.Env(), putTensor(info.Env(), g.get_state()));
+  GUARD_END
+  return info.Env().Undefined();
+}
+
+Napi::Value SetRngState(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  at::Generator g = at::globalContext().defaultGenerator(c10::Device(info[0].As<Napi::String>().Utf8Value()));
+  const at::Tensor& state = getTensor(info.Env(), info[1]);
+  std::lock_guard<std::mutex> lock(g.mutex());
+  g.set_state(state);
+  return info.Env().Undefined();
+  GUARD_END
+  return info.Env().Undefined();
+}
+
 // freeGenerator(id): releases a generator; its slot is reused.
 Napi::Value FreeGenerator(const Napi::CallbackInfo& info) {
   uint32_t id = info[0].As<Napi::Number>().Uint32Value();
@@ -556,6 +578,8 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("autocast", Napi::Function::New(env, Autocast));
   exports.Set("generator", Napi::Function::New(env, Generator));
   exports.Set("freeGenerator", Napi::Function::New(env, FreeGenerator));
+  exports.Set("rngState", Napi::Function::New(env, RngState));
+  exports.Set("setRngState", Napi::Function::New(env, SetRngState));
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("stats", Napi::Function::New(env, Stats));

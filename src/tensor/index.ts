@@ -13,6 +13,8 @@ export {
   keep,
   noGrad,
   autocast,
+  getRngState,
+  setRngState,
   isGradEnabled,
   liveTensors,
   op,

@@ -68,6 +68,8 @@ export interface NativeAddon {
   autocast(device: string, enabled: boolean, scalarType: number): boolean;
   generator(seed: number, device: string): number;
   freeGenerator(id: number): void;
+  rngState(device: string): number;
+  setRngState(device: string, state: number): void;
   manualSeed(seed: number): void;
   setNumThreads(n: number): number;
   stats(): { liveTensors: number; slots: number; storages: number; generators: number };

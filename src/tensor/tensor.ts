@@ -691,6 +691,16 @@ export class Tensor {
 }
 
 /** A seeded random-number generator for one device (torch.Generator). */
+/** The state of `device`'s default random generator (torch.get_rng_state): a uint8 tensor. */
+export function getRngState(device = "cpu"): Tensor {
+  return new Tensor(native.rngState(device));
+}
+
+/** Restores a state from `getRngState` (torch.set_rng_state): the same draws follow. */
+export function setRngState(state: Tensor, device = "cpu"): void {
+  native.setRngState(device, state.handle);
+}
+
 const generatorFinalizer = new FinalizationRegistry<number>((h) => native.freeGenerator(h));
 
 export class Generator {

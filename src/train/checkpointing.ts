@@ -11,19 +11,17 @@
  * of its output, which yields the gradient of its input; the embeddings get block 0's.
  * Parameter gradients accumulate into `.grad` across these calls as in one backward.
  *
- * Dropout: the engine cannot read or restore the global RNG state, so with `seed` set, the RNG
- * is re-seeded from (seed, block) before a block's forward and before its recompute, and both see
- * the same masks. The draws then differ from an unsegmented forward's (the same distribution);
- * with dropout off the gradients equal the unsegmented ones.
+ * Dropout: as torch.utils.checkpoint's `preserve_rng_state`, the device's RNG state is saved
+ * before each block's forward and restored for its recompute (and put back afterwards), so the
+ * recompute draws the forward's masks, and the forward draws exactly what an unsegmented forward
+ * draws: gradients equal the plain forward's with dropout on too.
  */
 import type { CausalLM, CausalLMInputs, LanguageModel, Segments } from "../models/types.js";
-import { manualSeed, noGrad, tidy, type Tensor } from "../tensor/index.js";
+import { getRngState, keep, noGrad, setRngState, tidy, type Tensor } from "../tensor/index.js";
 
 export interface CheckpointOptions {
   /** Wraps every segment's computation (the precision policy's autocast); default: none. */
   run?: <T>(fn: () => T) => T;
-  /** Re-seeds the RNG per block (see the header) so dropout repeats in the recompute. */
-  seed?: number;
 }
 
 export interface Checkpointed {
@@ -51,11 +49,6 @@ export function assertCheckpointing(model: LanguageModel): asserts model is Caus
     );
 }
 
-/** The seed of block `block`'s dropout: (seed, block) mixed into 32 bits. */
-export function blockSeed(seed: number, block: number): number {
-  return (Math.imul(seed ^ 0x9e3779b9, 0x01000193) + Math.imul(block + 1, 0x85ebca6b)) >>> 0;
-}
-
 /**
  * Runs `build()` (a model's `segments(inputs)`) and its blocks the checkpointed way; see the
  * header. Call inside a `tidy` that also covers `backward`: the saved hidden states and the
@@ -65,16 +58,15 @@ export function checkpointed(build: () => Segments, o: CheckpointOptions = {}): 
   const run = o.run ?? (<T>(fn: () => T) => fn());
   const seg = run(build);
   const n = seg.blocks.length;
-  const reseed = (i: number) => {
-    if (o.seed !== undefined) manualSeed(blockSeed(o.seed, i));
-  };
+  const device = seg.input.device;
   const saved: Tensor[] = []; // input of block i, no graph
+  const rng: Tensor[] = []; // the RNG state block i's forward started from
   let h = seg.input.detach();
   noGrad(() => {
     for (let i = 0; i < n; i++) {
       saved.push(h);
+      rng.push(keep(getRngState(device)));
       const x = h;
-      reseed(i);
       h = tidy(() => run(() => seg.blocks[i](x))); // the block's inner activations go at once
     }
   });
@@ -94,8 +86,10 @@ export function checkpointed(build: () => Segments, o: CheckpointOptions = {}): 
         const input = saved[i];
         g = tidy(() => {
           const x = input.detach().requiresGrad_();
-          reseed(i);
+          const now = getRngState(device);
+          setRngState(rng[i], device); // the forward's dropout masks again
           const y = run(() => seg.blocks[i](x));
+          setRngState(now, device);
           y.backward(gOut);
           const gx = x.grad;
           if (gx === null)
@@ -104,6 +98,7 @@ export function checkpointed(build: () => Segments, o: CheckpointOptions = {}): 
         });
         gOut.dispose();
         input.dispose();
+        rng[i].dispose();
       }
       if (seg.input.requiresGrad) seg.input.backward(g);
       g.dispose();

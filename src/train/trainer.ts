@@ -546,7 +546,6 @@ export function trainStage(o: TrainStageOptions): StageResult {
           const { sum, logits, backward } = cfg.gradientCheckpointing
             ? checkpointedTokenLossSum(model, batch, {
                 run: (fn) => withPrecision(precision, device, fn),
-                seed: seedOf(cfg.seed, stage, "checkpointing", step, m),
               })
             : { ...tokenLossSum(net, batch), backward: (root: Tensor) => root.backward() };
           let loss = sum.div(tokens);

@@ -6,7 +6,18 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { crossEntropy, Generator, manualSeed, randint, tidy } from "../../src/tensor/index.js";
+import {
+  crossEntropy,
+  dropout,
+  Generator,
+  getRngState,
+  manualSeed,
+  ones,
+  randint,
+  randn,
+  setRngState,
+  tidy,
+} from "../../src/tensor/index.js";
 import { GPT2LMHeadModel, gpt2Config } from "../../src/models/gpt2.js";
 import { AdamW } from "../../src/optim/index.js";
 
@@ -46,4 +57,18 @@ test("two seeded training runs with dropout are bitwise identical", () => {
   for (const [k, bytes] of a.weights) assert.deepEqual(b.weights.get(k), bytes, `${k} differs`);
   const c = run(4321);
   assert.notDeepEqual(c.losses, a.losses, "a different dropout seed changes the run");
+});
+
+test("getRngState/setRngState: a restored state repeats the same draws (dropout masks included)", () => {
+  tidy(() => {
+    manualSeed(9);
+    const state = getRngState();
+    assert.equal(state.dtype, "uint8");
+    const a = randn([6]).toNumbers();
+    const m = dropout(ones([32]), 0.5, true).toNumbers();
+    setRngState(state);
+    assert.deepEqual(randn([6]).toNumbers(), a);
+    assert.deepEqual(dropout(ones([32]), 0.5, true).toNumbers(), m);
+    assert.notDeepEqual(randn([6]).toNumbers(), a, "and the stream goes on from there");
+  });
 });
