@@ -29,6 +29,7 @@ import {
 import type {
   LayerCache,
   ModelFamily,
+  Segments,
   Seq2SeqInputs,
   Seq2SeqLM,
   Seq2SeqLMOutput,
@@ -528,6 +529,33 @@ class T5Stack extends Module {
     return { hidden: dropout(h, this.cfg.dropout_rate, this.training), cache };
   }
 
+  /**
+   * `forward`'s pre-block part (no cache) for checkpoint segments: the embedded, dropped-out
+   * input and the self-attention bias (relative positions plus masks) every block reads.
+   */
+  segmentInput(inputIds: Tensor, mask: Tensor | null): { h: Tensor; bias: Tensor } {
+    const T = inputIds.size(1);
+    let h = this.embed_tokens.forward(inputIds); // (B, T, d_model)
+    let bias = this.selfAttentionBias(0, T);
+    let allowed: Tensor | null = null;
+    if (this.isDecoder)
+      allowed = arange(T, undefined, 1, { device: h.device })
+        .unsqueeze(0)
+        .le(arange(0, T, 1, { device: h.device }).unsqueeze(1)) // (T, T) causal
+        .unsqueeze(0); // (1, T, T)
+    if (mask) {
+      const pad = mask.ne(0).unsqueeze(1); // (B, 1, T)
+      allowed = allowed ? allowed.logicalAnd(pad) : pad;
+    }
+    if (allowed) bias = bias.add(additiveMask(allowed, h.dtype).unsqueeze(1));
+    return { h: dropout(h, this.cfg.dropout_rate, this.training), bias };
+  }
+
+  /** `forward`'s post-block part: the final norm and its dropout. */
+  segmentOutput(h: Tensor): Tensor {
+    return dropout(this.final_layer_norm.forward(h), this.cfg.dropout_rate, this.training);
+  }
+
   private selfAttentionBias(P: number, T: number): Tensor {
     return this.block[0].selfAttention.SelfAttention.computeBias(P, T, P + T);
   }
@@ -599,6 +627,44 @@ export class T5ForConditionalGeneration extends Module implements Seq2SeqLM {
     return inputs.useCache
       ? { logits, encoderHidden, cache: out.cache, crossCache }
       : { logits, encoderHidden };
+  }
+
+  /**
+   * `forward` (no cache, every position) as checkpoint segments: the encoder runs with its full
+   * graph; the decoder blocks are the segments, sharing the decoder's self-attention bias and the
+   * encoder output (each block computes its cross-attention keys/values from it).
+   */
+  segments(inputs: Seq2SeqInputs): Segments {
+    const encMask = inputs.attentionMask ?? null;
+    const dec = inputs.decoderInputIds;
+    checkMask(encMask, inputs.inputIds.size(0), inputs.inputIds.size(1), "attentionMask");
+    const decMask = inputs.decoderAttentionMask ?? null;
+    checkMask(decMask, dec.size(0), dec.size(1), "decoderAttentionMask");
+    const encoderHidden =
+      inputs.encoderHidden ??
+      this.encoder.forward(inputs.inputIds, { mask: encMask, past: null, cross: null }).hidden;
+    const crossBias = encMask
+      ? additiveMask(encMask.ne(0), encoderHidden.dtype).unsqueeze(1).unsqueeze(1)
+      : null;
+    const { h, bias } = this.decoder.segmentInput(dec, decMask);
+    return {
+      input: h,
+      shared: [bias, encoderHidden],
+      blocks: this.decoder.block.map((block) => (x: Tensor, shared: Tensor[]) => {
+        const cross = block.layer[1];
+        if (!(cross instanceof T5LayerCrossAttention))
+          throw new Error("t5: the encoder has no cross-attention");
+        const kv = cross.EncDecAttention.keyValues(shared[1]);
+        return block.forward(x, shared[0], null, { kv, bias: crossBias }).h;
+      }),
+      head: (x) => {
+        const hidden = this.decoder.segmentOutput(x);
+        let logits: Tensor;
+        if (this.lm_head) logits = this.lm_head.forward(hidden);
+        else logits = linear(hidden.mul(this.config.d_model ** -0.5), this.shared.weight);
+        return logits.dtype === "float32" ? logits : logits.float();
+      },
+    };
   }
 
   /** Decoder inputs for teacher forcing (HF `_shift_right`): start token, labels[:-1], -100 → pad. */

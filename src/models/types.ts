@@ -46,8 +46,14 @@ export interface CausalLMInputs {
 export interface Segments {
   /** Block 0's input (B, T, C), computed with grad (the embeddings train too). */
   input: Tensor;
-  /** One per transformer block: its input hidden state to its output. */
-  blocks: ((h: Tensor) => Tensor)[];
+  /**
+   * Tensors every block reads besides its hidden state, computed with grad (T5's position bias,
+   * the encoder output its decoder attends to); blocks get them as `shared`. Absent: none.
+   * Their graphs and `input`'s share no intermediate node (each is back-propagated on its own).
+   */
+  shared?: Tensor[];
+  /** One per transformer block: its input hidden state (and the shared tensors) to its output. */
+  blocks: ((h: Tensor, shared: Tensor[]) => Tensor)[];
   /** Final norm and LM head: the last block's output to float32 logits (B, T, vocab). */
   head: (h: Tensor) => Tensor;
 }
@@ -96,6 +102,8 @@ export interface Seq2SeqLM extends Module {
     [k: string]: unknown;
   };
   forward(inputs: Seq2SeqInputs): Seq2SeqLMOutput;
+  /** `forward` (no cache, every position) as checkpoint segments; absent: not supported. */
+  segments?(inputs: Seq2SeqInputs): Segments;
 }
 
 export type LanguageModel = CausalLM | Seq2SeqLM;

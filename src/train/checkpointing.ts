@@ -15,8 +15,21 @@
  * before each block's forward and restored for its recompute (and put back afterwards), so the
  * recompute draws the forward's masks, and the forward draws exactly what an unsegmented forward
  * draws: gradients equal the plain forward's with dropout on too.
+ *
+ * Shared inputs (`Segments.shared`: T5's position bias, the encoder output of its decoder): the
+ * no-grad forward gives the blocks detached copies; each recompute gets fresh detached copies that
+ * require grad, their gradients are summed over the blocks, and at the end each shared tensor is
+ * back-propagated with its sum (T5's encoder thus runs with its full graph and only the decoder
+ * blocks are checkpointed).
  */
-import type { CausalLM, CausalLMInputs, LanguageModel, Segments } from "../models/types.js";
+import type {
+  CausalLM,
+  CausalLMInputs,
+  LanguageModel,
+  Segments,
+  Seq2SeqInputs,
+  Seq2SeqLM,
+} from "../models/types.js";
 import { getRngState, keep, noGrad, setRngState, tidy, type Tensor } from "../tensor/index.js";
 
 export interface CheckpointOptions {
@@ -34,15 +47,17 @@ export interface Checkpointed {
   backward(root: Tensor): void;
 }
 
-/** Whether `model`'s family cuts its forward into segments (T5 does not yet). */
+/** Whether `model`'s family cuts its forward into segments. */
 export function supportsCheckpointing(model: LanguageModel): boolean {
-  return model.kind === "causal" && typeof model.segments === "function";
+  return typeof model.segments === "function";
 }
 
 /** Throws, naming the model type, unless `model` supports checkpointing. */
-export function assertCheckpointing(model: LanguageModel): asserts model is CausalLM & {
-  segments(inputs: CausalLMInputs): Segments;
-} {
+export function assertCheckpointing(
+  model: LanguageModel,
+): asserts model is
+  | (CausalLM & { segments(inputs: CausalLMInputs): Segments })
+  | (Seq2SeqLM & { segments(inputs: Seq2SeqInputs): Segments }) {
   if (!supportsCheckpointing(model))
     throw new Error(
       `gradient checkpointing: model_type "${model.config.model_type}" does not support it yet (its family has no segments); set gradientCheckpointing to false`,
@@ -59,6 +74,9 @@ export function checkpointed(build: () => Segments, o: CheckpointOptions = {}): 
   const seg = run(build);
   const n = seg.blocks.length;
   const device = seg.input.device;
+  const shared = seg.shared ?? [];
+  const sharedNoGrad = shared.map((t) => t.detach());
+  const sharedGrad: (Tensor | null)[] = shared.map(() => null); // summed over the recomputes
   const saved: Tensor[] = []; // input of block i, no graph
   const rng: Tensor[] = []; // the RNG state block i's forward started from
   let h = seg.input.detach();
@@ -67,7 +85,7 @@ export function checkpointed(build: () => Segments, o: CheckpointOptions = {}): 
       saved.push(h);
       rng.push(keep(getRngState(device)));
       const x = h;
-      h = tidy(() => run(() => seg.blocks[i](x))); // the block's inner activations go at once
+      h = tidy(() => run(() => seg.blocks[i](x, sharedNoGrad))); // the block's inner activations go at once
     }
   });
   const last = h.detach().requiresGrad_();
@@ -86,11 +104,19 @@ export function checkpointed(build: () => Segments, o: CheckpointOptions = {}): 
         const input = saved[i];
         g = tidy(() => {
           const x = input.detach().requiresGrad_();
+          const s = shared.map((t) => t.detach().requiresGrad_());
           const now = getRngState(device);
           setRngState(rng[i], device); // the forward's dropout masks again
-          const y = run(() => seg.blocks[i](x));
+          const y = run(() => seg.blocks[i](x, s));
           setRngState(now, device);
           y.backward(gOut);
+          s.forEach((t, j) => {
+            const gs = t.grad;
+            if (gs === null) return;
+            const prev = sharedGrad[j];
+            sharedGrad[j] = keep(prev === null ? gs : prev.add(gs));
+            prev?.dispose();
+          });
           const gx = x.grad;
           if (gx === null)
             throw new Error(`checkpointed: block ${i} output does not depend on its input`);
@@ -102,6 +128,12 @@ export function checkpointed(build: () => Segments, o: CheckpointOptions = {}): 
       }
       if (seg.input.requiresGrad) seg.input.backward(g);
       g.dispose();
+      shared.forEach((t, j) => {
+        const gs = sharedGrad[j];
+        if (gs === null) return;
+        if (t.requiresGrad) t.backward(gs);
+        gs.dispose();
+      });
     },
   };
 }

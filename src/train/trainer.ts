@@ -26,7 +26,7 @@
  *   counts) a step whose gradients hold an inf or NaN. A non-finite loss still stops the stage:
  *   loss scaling cannot cure a forward pass that overflows.
  * - `gradientCheckpointing` as transformers' `gradient_checkpointing_enable()` (one segment per
- *   decoder layer), run as two passes in src/train/checkpointing.ts; causal models only. Plugins
+ *   decoder layer), run as two passes in src/train/checkpointing.ts (T5/mT5: decoder layers). Plugins
  *   see the same logits and loss; a plugin's own forward keeps its full graph.
  *
  * Exact resume: nothing random carries state between steps. The epoch order comes from
@@ -276,7 +276,7 @@ export function tokenLossSum(model: LanguageModel, batch: Batch): { sum: Tensor;
 }
 
 /**
- * `tokenLossSum` of a causal model through checkpointed blocks (src/train/checkpointing.ts):
+ * `tokenLossSum` through checkpointed blocks (src/train/checkpointing.ts):
  * `backward(root)` back-propagates the loss built on `sum` (and on `logits`) in place of
  * `root.backward()`.
  */
@@ -286,6 +286,22 @@ export function checkpointedTokenLossSum(
   o: CheckpointOptions = {},
 ): { sum: Tensor; logits: Tensor; backward(root: Tensor): void } {
   assertCheckpointing(model);
+  if (model.kind === "seq2seq") {
+    const decoderInputIds = batch.decoderInputIds;
+    if (decoderInputIds === null)
+      throw new Error("checkpointedTokenLossSum: a seq2seq batch needs decoderInputIds");
+    const inputs = {
+      inputIds: batch.inputIds,
+      attentionMask: batch.attentionMask,
+      decoderInputIds,
+    };
+    const c = checkpointed(() => model.segments(inputs), o);
+    const V = c.logits.size(-1); // (B, L, V) against the labels, as tokenLossSum
+    const sum = crossEntropy(c.logits.reshape(-1, V), batch.labels.reshape(-1), {
+      reduction: "sum",
+    });
+    return { sum, logits: c.logits, backward: (root) => c.backward(root) };
+  }
   const inputs = { inputIds: batch.inputIds, attentionMask: batch.attentionMask };
   const c = checkpointed(() => model.segments(inputs), o);
   const labels = batch.labels.slice(1, 1); // (B, T-1)

@@ -5,7 +5,8 @@
  * sees the forward's masks (gradients equal a straight pass over the same segments and seeds);
  * checkpointing holds fewer live tensors between forward and backward and a lower peak RSS on an
  * 8-layer model at 128 tokens; the trainer's losses with `gradientCheckpointing` equal those
- * without; a family without segments (T5) is refused by name.
+ * without. T5 and mT5 (decoder blocks checkpointed, the position bias and the encoder output
+ * shared by every block) likewise, with a padded encoder batch and with dropout.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -13,7 +14,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { families } from "../../src/models/index.js";
-import type { CausalLM, LanguageModel, ModelFamily } from "../../src/models/types.js";
+import type { CausalLM, LanguageModel, ModelFamily, Seq2SeqLM } from "../../src/models/types.js";
 import {
   liveTensors,
   manualSeed,
@@ -32,7 +33,8 @@ import {
 } from "../../src/train/trainer.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { applyLora, loraConfigOf } from "../../src/models/lora.js";
-import { TINY_CONFIGS, tinyModel } from "../models/tiny.js";
+import { TINY_CONFIGS } from "../models/tiny.js";
+import { t5Family } from "../../src/models/t5.js";
 import { skipReason } from "../helpers/data.js";
 import { BASE_CONFIG, examples, tinyLlama, TOK512, tok512Path } from "./helpers.js";
 
@@ -52,6 +54,39 @@ function paddedBatch(vocab: number): Batch {
   const labels = inputIds.maskedFill(attentionMask.eq(0), -100);
   return { inputIds, attentionMask, labels, decoderInputIds: null };
 }
+
+/** A seq2seq batch: encoder (B = 3, S = 9) with rows 1 and 2 padded, decoder (B = 3, L = 6). */
+function seq2seqBatch(vocab: number): Batch {
+  manualSeed(12);
+  const inputIds = randint(0, vocab, [3, 9]);
+  const attentionMask = tensor(
+    [Array(9).fill(1), [...Array(5).fill(1), 0, 0, 0, 0], [...Array(7).fill(1), 0, 0]],
+    { dtype: "int64" },
+  );
+  const labels = randint(1, vocab, [3, 6]).maskedFill(
+    tensor(
+      [
+        [0, 0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 1, 1],
+        [0, 0, 0, 1, 1, 1],
+      ],
+      { dtype: "int64" },
+    ).eq(1),
+    -100,
+  );
+  const decoderInputIds = randint(1, vocab, [3, 6]);
+  return { inputIds, attentionMask, labels, decoderInputIds };
+}
+
+const SEQ2SEQ: Record<string, Record<string, unknown>> = {
+  t5: TINY_CONFIGS.t5,
+  mt5: {
+    ...TINY_CONFIGS.t5,
+    model_type: "mt5",
+    feed_forward_proj: "gated-gelu",
+    tie_word_embeddings: false,
+  },
+};
 
 function clearGrads(model: LanguageModel): void {
   for (const p of model.parameters()) p.grad = null;
@@ -117,6 +152,50 @@ for (const modelType of CAUSAL) {
     );
   });
 }
+
+for (const [modelType, raw] of Object.entries(SEQ2SEQ)) {
+  test(`${modelType}: checkpointed gradients equal the forward's (padded encoder batch)`, () => {
+    const family = (families as Record<string, ModelFamily>)[modelType];
+    const model = family.create(family.parseConfig(raw), { seed: 3 }).eval();
+    assert.ok(supportsCheckpointing(model));
+    const batch = seq2seqBatch(model.config.vocab_size);
+    const plain = gradsOf(model, () => tokenLossSum(model, batch).sum.backward());
+    const ckpt = gradsOf(model, () => {
+      const r = checkpointedTokenLossSum(model, batch);
+      r.backward(r.sum);
+    });
+    assert.equal(plain.size, model.parameters().length, "every parameter got a gradient");
+    const worst = assertSameGrads(plain, ckpt, modelType);
+    console.log(
+      `# ${modelType}: ${plain.size} gradients, max diff ${worst.toExponential(2)} of max |grad|`,
+    );
+  });
+}
+
+test("t5 dropout: the recompute sees the forward's masks; gradients equal the plain forward's", () => {
+  const family = (families as Record<string, ModelFamily>).t5;
+  const model = family
+    .create(family.parseConfig({ ...TINY_CONFIGS.t5, dropout_rate: 0.3 }), { seed: 1 })
+    .train() as Seq2SeqLM;
+  const batch = seq2seqBatch(model.config.vocab_size);
+  const inputs = {
+    inputIds: batch.inputIds,
+    attentionMask: batch.attentionMask,
+    decoderInputIds: batch.decoderInputIds!,
+  };
+  const lossOf = (logits: Tensor) => logits.reshape(-1, logits.size(-1)).logSoftmax(-1).mean();
+  const ckpt = gradsOf(model, () => {
+    manualSeed(5);
+    const c = checkpointed(() => model.segments!(inputs), {});
+    c.backward(lossOf(c.logits));
+  });
+  const plain = gradsOf(model, () => {
+    manualSeed(5);
+    lossOf(model.forward(inputs).logits).backward();
+  });
+  const worst = assertSameGrads(plain, ckpt, "t5 dropout 0.3");
+  console.log(`# t5 dropout 0.3: max diff ${worst.toExponential(2)} of max |grad|`);
+});
 
 test("dropout: the recompute sees the forward's masks; gradients equal the plain forward's", () => {
   const family = (families as Record<string, ModelFamily>).gpt2;
@@ -212,7 +291,7 @@ test("memory: fewer live tensors after the forward and a lower peak RSS (gpt2, 8
   );
 });
 
-test("trainer: gradientCheckpointing gives the same losses (1e-6 relative) in 32-true, bf16-mixed, 16-mixed and with LoRA; T5 is refused by name", async (t) => {
+test("trainer: gradientCheckpointing gives the same losses (1e-6 relative) in 32-true, bf16-mixed, 16-mixed, with LoRA and for T5", async (t) => {
   const path = tok512Path();
   if (!path) return t.skip(skipReason(...TOK512));
   const tokenizer = await loadTokenizer(path);
@@ -237,11 +316,13 @@ test("trainer: gradientCheckpointing gives the same losses (1e-6 relative) in 32
     applyLora(m, { r: 4, alpha: 8, dropout: 0, seed: 1 });
     return m;
   };
+  const tinyT5 = () => t5Family.create({ ...TINY_CONFIGS.t5, vocab_size: 512 }, { seed: 0 });
   const cases: [string, () => LanguageModel, TrainConfigInput][] = [
     ["32-true", tinyLlama, {}],
     ["bf16-mixed", tinyLlama, { precision: "bf16-mixed" }],
     ["16-mixed", tinyLlama, { precision: "16-mixed" }],
     ["lora", lora, {}],
+    ["t5", tinyT5, {}],
   ];
   for (const [what, make, config] of cases) {
     const plain = run(make(), config);
@@ -257,8 +338,4 @@ test("trainer: gradientCheckpointing gives the same losses (1e-6 relative) in 32
       ),
     );
   }
-  assert.throws(
-    () => run(tinyModel("t5"), { gradientCheckpointing: true }),
-    /model_type "t5" does not support it yet/,
-  );
 });
