@@ -17,6 +17,7 @@ import { applyLora, loraLayers } from "../../src/models/lora.js";
 import { llamaFamily } from "../../src/models/llama.js";
 import { noGrad } from "../../src/tensor/index.js";
 import { dataPath, skipReason } from "../helpers/data.js";
+import { capture } from "../helpers/capture.js";
 
 const llamaTok = dataPath("tokenizers", "llama2");
 const bench = dataPath("benchmarks");
@@ -35,17 +36,8 @@ function tinyLlama() {
   return llamaFamily.create(config, { seed: 11 });
 }
 
-/** Runs evalCommand and returns its exit code and what it printed. */
-async function run(argv: string[]): Promise<{ code: number; out: string }> {
-  const write = process.stdout.write.bind(process.stdout);
-  let out = "";
-  process.stdout.write = ((s: string) => ((out += s), true)) as typeof process.stdout.write;
-  try {
-    return { code: await evalCommand(argv), out };
-  } finally {
-    process.stdout.write = write;
-  }
-}
+/** Runs evalCommand in-process; its exit code and what it printed. */
+const run = (argv: string[]) => capture(() => evalCommand(argv));
 
 test("lethe eval writes lm-eval's layout, reruns from cache, honours --adapter", async (t) => {
   if (!llamaTok || !bench) return t.skip(skipReason("tokenizers/llama2 | benchmarks"));

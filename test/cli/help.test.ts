@@ -20,35 +20,13 @@ import {
 } from "../../src/cli/commands.js";
 import { helpText, type OptionSpec } from "../../src/cli/flags.js";
 import { repoRoot } from "../helpers/data.js";
+import { capture } from "../helpers/capture.js";
 
 const pkg = JSON.parse(readFileSync(join(repoRoot, "package.json"), "utf8")) as {
   version: string;
 };
 const NAMES = Object.keys(COMMANDS) as CommandName[];
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
-
-/** Runs `fn` with stdout and stderr captured. */
-async function capture(
-  fn: () => Promise<number>,
-): Promise<{ code: number; out: string; err: string }> {
-  const [stdout, stderr] = [process.stdout.write, process.stderr.write];
-  let out = "";
-  let err = "";
-  // Strings are lethe's; the test runner's own messages to its parent (buffers) pass through.
-  process.stdout.write = ((s: string | Uint8Array, ...rest: never[]) =>
-    typeof s === "string"
-      ? ((out += s), true)
-      : stdout.call(process.stdout, s, ...rest)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array, ...rest: never[]) =>
-    typeof s === "string"
-      ? ((err += s), true)
-      : stderr.call(process.stderr, s, ...rest)) as typeof process.stderr.write;
-  try {
-    return { code: await fn(), out, err };
-  } finally {
-    [process.stdout.write, process.stderr.write] = [stdout, stderr];
-  }
-}
 
 const lethe = (...argv: string[]) => capture(() => main(argv));
 

@@ -17,35 +17,11 @@ import { loadStudy } from "../../src/continual/config.js";
 import { acquireLock } from "../../src/continual/lock.js";
 import { makeDir } from "../../src/util/fs.js";
 import { dataPath, repoRoot, sharedDataRoot, skipReason } from "../helpers/data.js";
+import { capture } from "../helpers/capture.js";
 
 const NEEDS = ["models", "stories260K", "tok512.bin"] as const;
 const SEQ = "tiny-llama__sequential__order0__seed0";
 const REPLAY = "tiny-llama__replay__order0__seed0";
-
-/**
- * Runs a command function; returns its exit code and what it wrote to stdout and stderr. Strings
- * are lethe's; the test runner's own messages to its parent (buffers) pass through.
- */
-async function capture(
-  fn: () => Promise<number>,
-): Promise<{ code: number; out: string; err: string }> {
-  const [stdout, stderr] = [process.stdout.write, process.stderr.write];
-  let out = "";
-  let err = "";
-  process.stdout.write = ((s: string | Uint8Array, ...rest: never[]) =>
-    typeof s === "string"
-      ? ((out += s), true)
-      : stdout.call(process.stdout, s, ...rest)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array, ...rest: never[]) =>
-    typeof s === "string"
-      ? ((err += s), true)
-      : stderr.call(process.stderr, s, ...rest)) as typeof process.stderr.write;
-  try {
-    return { code: await fn(), out, err };
-  } finally {
-    [process.stdout.write, process.stderr.write] = [stdout, stderr];
-  }
-}
 
 test("resume finishes the whole grid of study.yaml; status lists runs not started", async (t) => {
   if (!dataPath(...NEEDS)) return t.skip(skipReason(...NEEDS));

@@ -17,28 +17,7 @@ import { main } from "../../src/cli/main.js";
 import { expandGrid, parseStudy, runConfig } from "../../src/continual/config.js";
 import { acquireLock } from "../../src/continual/lock.js";
 import { makeDir } from "../../src/util/fs.js";
-
-async function capture(
-  fn: () => Promise<number>,
-): Promise<{ code: number; out: string; err: string }> {
-  const [stdout, stderr] = [process.stdout.write, process.stderr.write];
-  let out = "";
-  let err = "";
-  // Strings are lethe's; the test runner's own messages to its parent (buffers) pass through.
-  process.stdout.write = ((s: string | Uint8Array, ...rest: never[]) =>
-    typeof s === "string"
-      ? ((out += s), true)
-      : stdout.call(process.stdout, s, ...rest)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array, ...rest: never[]) =>
-    typeof s === "string"
-      ? ((err += s), true)
-      : stderr.call(process.stderr, s, ...rest)) as typeof process.stderr.write;
-  try {
-    return { code: await fn(), out, err };
-  } finally {
-    [process.stdout.write, process.stderr.write] = [stdout, stderr];
-  }
-}
+import { capture } from "../helpers/capture.js";
 
 const NAMES = [0, 1, 2, 3].map((s) => `m__sequential__order0__seed${s}`);
 

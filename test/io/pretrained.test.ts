@@ -19,7 +19,6 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { crc32 } from "node:zlib";
 import {
   createModel,
   families,
@@ -33,6 +32,7 @@ import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { tensor, tidy, type Tensor } from "../../src/tensor/index.js";
 import { PYTHON, pythonHas } from "../../src/util/python.js";
 import { dataPath, skipReason } from "../helpers/data.js";
+import { storedZip } from "../helpers/zip.js";
 
 /** A tiny config per registered model_type; a new family must add one here. */
 const TINY: Record<string, Record<string, unknown>> = {
@@ -292,41 +292,6 @@ test("saving over an existing directory replaces it whole; tokenizer files are c
   }
 });
 
-/** A stored (uncompressed) zip, laid out as torch.save writes one. */
-function zip(entries: Record<string, Uint8Array>): Buffer {
-  const locals: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const [name, data] of Object.entries(entries)) {
-    const n = Buffer.from(name);
-    const crc = crc32(data);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(n.length, 26);
-    const cd = Buffer.alloc(46);
-    cd.writeUInt32LE(0x02014b50, 0);
-    cd.writeUInt32LE(crc, 16);
-    cd.writeUInt32LE(data.length, 20);
-    cd.writeUInt32LE(data.length, 24);
-    cd.writeUInt16LE(n.length, 28);
-    cd.writeUInt32LE(offset, 42);
-    locals.push(local, n, Buffer.from(data));
-    central.push(cd, n);
-    offset += 30 + n.length + data.length;
-  }
-  const cdBytes = Buffer.concat(central);
-  const eocd = Buffer.alloc(22);
-  eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(Object.keys(entries).length, 8);
-  eocd.writeUInt16LE(Object.keys(entries).length, 10);
-  eocd.writeUInt32LE(cdBytes.length, 12);
-  eocd.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, cdBytes, eocd]);
-}
-
 test("pytorch_model.bin that calls anything but torch's tensor rebuild is refused with how to convert", async () => {
   const model = tiny("gpt2");
   const dir = tmp();
@@ -343,7 +308,7 @@ test("pytorch_model.bin that calls anything but torch's tensor rebuild is refuse
     ]);
     writeFileSync(
       join(dir, "pytorch_model.bin"),
-      zip({ "archive/data.pkl": pkl, "archive/version": Buffer.from("3\n") }),
+      storedZip({ "archive/data.pkl": pkl, "archive/version": Buffer.from("3\n") }),
     );
     await assert.rejects(loadPretrained(dir), (e: Error) => {
       assert.match(

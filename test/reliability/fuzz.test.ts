@@ -22,11 +22,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { crc32 } from "node:zlib";
 import { loadTensors, saveTensors } from "../../src/io/checkpoint.js";
 import { TorchCheckpoint } from "../../src/io/pickle.js";
 import { tensor, tidy } from "../../src/tensor/index.js";
 import { PYTHON, pythonHas } from "../../src/util/python.js";
+import { storedZip } from "../helpers/zip.js";
+import { makeRng } from "../../src/continual/rng.js";
 
 /**
  * Mutated files in all (a multiple of 3; LETHE_FUZZ_CASES runs more, for a deeper local search):
@@ -52,22 +53,10 @@ interface WorkerJob {
 
 // ---- deterministic randomness ------------------------------------------------------------------
 
-/** mulberry32: a small, well-mixed 32-bit PRNG, enough for choosing mutations. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Rng {
   private readonly next: () => number;
   constructor(seed: number) {
-    this.next = mulberry32(seed);
+    this.next = makeRng(seed);
   }
   /** An integer in [0, n). */
   int(n: number): number {
@@ -402,46 +391,11 @@ function stateDictPickle(): Buffer {
   ]);
 }
 
-/** A stored (uncompressed) zip, laid out as torch.save writes one. */
-function zip(entries: Record<string, Uint8Array>): Buffer {
-  const locals: Buffer[] = [];
-  const central: Buffer[] = [];
-  let offset = 0;
-  for (const [name, data] of Object.entries(entries)) {
-    const n = Buffer.from(name);
-    const crc = crc32(data);
-    const local = Buffer.alloc(30);
-    local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(data.length, 18);
-    local.writeUInt32LE(data.length, 22);
-    local.writeUInt16LE(n.length, 26);
-    const cd = Buffer.alloc(46);
-    cd.writeUInt32LE(0x02014b50, 0);
-    cd.writeUInt32LE(crc, 16);
-    cd.writeUInt32LE(data.length, 20);
-    cd.writeUInt32LE(data.length, 24);
-    cd.writeUInt16LE(n.length, 28);
-    cd.writeUInt32LE(offset, 42);
-    locals.push(local, n, Buffer.from(data));
-    central.push(cd, n);
-    offset += 30 + n.length + data.length;
-  }
-  const cdBytes = Buffer.concat(central);
-  const eocd = Buffer.alloc(22);
-  eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(Object.keys(entries).length, 8);
-  eocd.writeUInt16LE(Object.keys(entries).length, 10);
-  eocd.writeUInt32LE(cdBytes.length, 12);
-  eocd.writeUInt32LE(offset, 16);
-  return Buffer.concat([...locals, cdBytes, eocd]);
-}
-
 const bytesOf = (a: Float32Array | BigInt64Array) =>
   new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 function zipSeed(): Buffer {
-  return zip({
+  return storedZip({
     "archive/data.pkl": stateDictPickle(),
     "archive/byteorder": Buffer.from("little"),
     "archive/data/0": bytesOf(SEED_STORAGES["0"]),

@@ -24,6 +24,7 @@ import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { dataPath, repoRoot, sharedDataRoot, skipReason } from "../helpers/data.js";
+import { makeRng } from "../../src/continual/rng.js";
 
 const LETHE = join(repoRoot, "bin", "lethe.js");
 const TINY = join(repoRoot, "examples", "tiny-study.yaml");
@@ -175,18 +176,6 @@ function lethe(args: string[], o: { shell?: boolean; kill?: KillPlan } = {}): Pr
 /** A progress line without what varies between runs (speed, ETA): the kill points' clock. */
 const key = (line: string) => line.replace(/(step \d+\/\d+) .*$/, "$1");
 
-/** mulberry32: a small seeded generator for the kill points. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 let reference: {
   keys: string[];
   times: number[];
@@ -244,7 +233,7 @@ test("SIGTERM, SIGINT, kill -9 of the lethe PID: status 128+n, no survivor, resu
 test("kill -9 loop: 6 seeded random kill points, each resumed; the same bytes, nothing left behind", async (t) => {
   if (!reference) return t.skip("needs the reference run");
   const out = join(tmp, "loop");
-  const random = rng(15);
+  const random = makeRng(15); // the kill points
   // Kill points: moments of the reference run, one uniform in each sixth of the time between its
   // first progress line and its last evaluation, as (the line before, ms after it); a kill comes
   // that long after the first line at or past that line.
