@@ -7,11 +7,27 @@ import { llamaFamily } from "../../src/models/llama.js";
 import type { LanguageModel } from "../../src/models/types.js";
 import type { SftText } from "../../src/train/data.js";
 import type { TrainConfigInput } from "../../src/train/trainer.js";
-import { dataPath } from "../helpers/data.js";
+import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.js";
+import { dataPath, skipReason } from "../helpers/data.js";
 
 /** llama2.c's tok512 (BOS 1, EOS 2), the tokenizer of the stories260K model. */
 export const TOK512 = ["models", "stories260K", "tok512.bin"] as const;
 export const tok512Path = (): string | null => dataPath(...TOK512);
+
+/** stories260K's tokenizer, or null after skipping the test `t` with the reason. */
+export async function tok512(t: { skip(msg: string): void }): Promise<Tokenizer | null> {
+  const path = tok512Path();
+  if (!path) {
+    t.skip(skipReason(...TOK512));
+    return null;
+  }
+  return loadTokenizer(path);
+}
+
+/** Every parameter's values, by name. */
+export function weights(model: LanguageModel): Map<string, number[]> {
+  return new Map(model.namedParameters().map(([n, p]) => [n, p.toNumbers()]));
+}
 
 /** GPT-2 with dropout 0.1 everywhere (so per-step dropout seeding is exercised). */
 export function tinyGpt2(seed = 0): LanguageModel {

@@ -16,7 +16,6 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ModelLM } from "../../src/eval/model_lm.js";
-import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.js";
 import type { CausalLM, LanguageModel } from "../../src/models/types.js";
 import { linear, randn, tensor, tidy } from "../../src/tensor/index.js";
 import type { TrainPlugin } from "../../src/train/plugin.js";
@@ -30,8 +29,15 @@ import {
 import { formatProgress, type ProgressEvent } from "../../src/train/progress.js";
 import { trainStage } from "../../src/train/trainer.js";
 import { assertNear, type Tol } from "../helpers/close.js";
-import { skipReason } from "../helpers/data.js";
-import { BASE_CONFIG, examples, tinyLlama, TOK512, tok512Path } from "./helpers.js";
+import {
+  BASE_CONFIG,
+  examples,
+  tinyLlama,
+  TOK512,
+  tok512,
+  tok512Path,
+  weights,
+} from "./helpers.js";
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -39,19 +45,6 @@ const tmp = () => {
   return dirs.at(-1)!;
 };
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-async function tok512(t: { skip(msg: string): void }): Promise<Tokenizer | null> {
-  const path = tok512Path();
-  if (!path) {
-    t.skip(skipReason(...TOK512));
-    return null;
-  }
-  return loadTokenizer(path);
-}
-
-function weights(model: LanguageModel): Map<string, number[]> {
-  return new Map(model.namedParameters().map(([n, p]) => [n, p.toNumbers()]));
-}
 
 /** Elements equal in both (per tensor and in all). */
 function unchanged(a: Map<string, number[]>, b: Map<string, number[]>) {

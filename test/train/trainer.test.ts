@@ -14,7 +14,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.js";
+import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { applyLora } from "../../src/models/lora.js";
 import { t5Family } from "../../src/models/t5.js";
@@ -33,7 +33,16 @@ import {
 } from "../../src/train/trainer.js";
 import { assertNear, type Tol } from "../helpers/close.js";
 import { dataPath, repoRoot, skipReason } from "../helpers/data.js";
-import { BASE_CONFIG, examples, tinyGpt2, tinyLlama, TOK512, tok512Path } from "./helpers.js";
+import {
+  BASE_CONFIG,
+  examples,
+  tinyGpt2,
+  tinyLlama,
+  TOK512,
+  tok512,
+  tok512Path,
+  weights,
+} from "./helpers.js";
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -41,19 +50,6 @@ const tmp = () => {
   return dirs.at(-1)!;
 };
 after(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-async function tok512(t: { skip(msg: string): void }): Promise<Tokenizer | null> {
-  const path = tok512Path();
-  if (!path) {
-    t.skip(skipReason(...TOK512));
-    return null;
-  }
-  return loadTokenizer(path);
-}
-
-function weights(model: LanguageModel): Map<string, number[]> {
-  return new Map(model.namedParameters().map(([n, p]) => [n, p.toNumbers()]));
-}
 
 function maxDiff(a: Map<string, number[]>, b: Map<string, number[]>): number {
   let d = 0;
