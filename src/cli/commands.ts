@@ -30,6 +30,13 @@ const DEVICE = {
   help: "device to run on: cpu, cuda, cuda:1, …",
 } as const;
 
+const MODEL = {
+  type: "string",
+  value: "DIR",
+  required: true,
+  help: "a Hugging Face model directory or hf:ORG/NAME[@REV]",
+} as const;
+
 export const COMMANDS = {
   study: {
     summary: "the built-in miniature study, end to end: world, model zoo, grid, report",
@@ -65,12 +72,7 @@ Run the same command again, or \`lethe resume DIR\`, to continue after an interr
   logits: {
     summary: "logits of a model for the input ids of a safetensors file",
     options: {
-      model: {
-        type: "string",
-        value: "DIR",
-        required: true,
-        help: "a Hugging Face model directory or hf:ORG/NAME[@REV]",
-      },
+      model: MODEL,
       inputs: {
         type: "string",
         value: "IN.safetensors",
@@ -91,12 +93,7 @@ Run the same command again, or \`lethe resume DIR\`, to continue after an interr
     summary: "greedy or sampled continuation of a prompt or of an inputs file's rows",
     usage: "--model DIR (--prompt TEXT | --inputs IN.safetensors) --max-new-tokens N [options]",
     options: {
-      model: {
-        type: "string",
-        value: "DIR",
-        required: true,
-        help: "a Hugging Face model directory or hf:ORG/NAME[@REV]",
-      },
+      model: MODEL,
       prompt: { type: "string", value: "TEXT", help: "text to continue (needs tokenizer files)" },
       inputs: {
         type: "string",
@@ -137,12 +134,7 @@ Run the same command again, or \`lethe resume DIR\`, to continue after an interr
   eval: {
     summary: "lm-eval-compatible log-likelihood evaluation, results in lm-eval's JSON layout",
     options: {
-      model: {
-        type: "string",
-        value: "DIR|hf:ORG/NAME",
-        required: true,
-        help: "a Hugging Face model directory or hf:ORG/NAME[@REV]",
-      },
+      model: { ...MODEL, value: "DIR|hf:ORG/NAME" },
       adapter: { type: "string", value: "DIR", help: "a PEFT LoRA adapter folder to apply" },
       tasks: {
         type: "string",

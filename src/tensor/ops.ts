@@ -254,6 +254,15 @@ export function multinomial(
   return op("aten::multinomial", [probs, n, replacement], { generator: generator?.handle ?? null });
 }
 
+/** Options of scaledDotProductAttention and of its oracle attentionMath. */
+export interface AttentionOptions {
+  mask?: Tensor | null;
+  isCausal?: boolean;
+  dropoutP?: number;
+  scale?: number;
+  enableGqa?: boolean;
+}
+
 /**
  * softmax(q kᵀ · scale + mask) v over (B, nh, T, hs): libtorch's fused
  * `scaled_dot_product_attention` (flash / memory-efficient / math kernels as the device has
@@ -264,13 +273,7 @@ export function scaledDotProductAttention(
   q: Tensor,
   k: Tensor,
   v: Tensor,
-  o: {
-    mask?: Tensor | null;
-    isCausal?: boolean;
-    dropoutP?: number;
-    scale?: number;
-    enableGqa?: boolean;
-  } = {},
+  o: AttentionOptions = {},
 ): Tensor {
   return op(
     "aten::scaled_dot_product_attention",
@@ -280,18 +283,7 @@ export function scaledDotProductAttention(
 }
 
 /** The explicit attention math: the oracle for the fused kernel (same options). */
-export function attentionMath(
-  q: Tensor,
-  k: Tensor,
-  v: Tensor,
-  o: {
-    mask?: Tensor | null;
-    isCausal?: boolean;
-    dropoutP?: number;
-    scale?: number;
-    enableGqa?: boolean;
-  } = {},
-): Tensor {
+export function attentionMath(q: Tensor, k: Tensor, v: Tensor, o: AttentionOptions = {}): Tensor {
   const scale = o.scale ?? 1 / Math.sqrt(q.size(-1));
   if (o.enableGqa && k.size(-3) !== q.size(-3)) {
     const rep = q.size(-3) / k.size(-3); // each k/v head serves `rep` consecutive query heads

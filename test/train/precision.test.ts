@@ -29,15 +29,7 @@ import {
 import { formatProgress, type ProgressEvent } from "../../src/train/progress.js";
 import { trainStage } from "../../src/train/trainer.js";
 import { assertNear, type Tol } from "../helpers/close.js";
-import {
-  BASE_CONFIG,
-  examples,
-  tinyLlama,
-  TOK512,
-  tok512,
-  tok512Path,
-  weights,
-} from "./helpers.js";
+import { BASE_CONFIG, examples, tinyLlama, tok512, weights } from "./helpers.js";
 
 const dirs: string[] = [];
 const tmp = () => {
