@@ -20,7 +20,20 @@
 #include <ATen/Version.h>
 #include <ATen/autocast_mode.h>
 
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#if defined(USE_C10D_GLOO)
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#endif
+#if defined(USE_C10D_NCCL)
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+
 #include <dlfcn.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
 
 #include <cstring>
 #include <fstream>
@@ -291,6 +304,16 @@ Napi::Value Init(const Napi::CallbackInfo& info) {
   o.Set("cuda", torch::cuda::is_available());
   o.Set("cudaDevices", static_cast<double>(torch::cuda::device_count()));
   o.Set("threads", at::get_num_threads());
+#if defined(USE_C10D_GLOO)
+  o.Set("gloo", true);
+#else
+  o.Set("gloo", false);
+#endif
+#if defined(USE_C10D_NCCL)
+  o.Set("nccl", true);
+#else
+  o.Set("nccl", false);
+#endif
   return o;
 }
 
@@ -561,6 +584,191 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+
+// ---- distributed: PyTorch's c10d (TCPStore, ProcessGroupGloo / ProcessGroupNCCL) ------------
+// One process group per id. A heartbeat thread adds 1 to "hb/<rank>" in the store every second,
+// so that after a failed collective the survivors can tell which rank is gone (src/dist/).
+struct Group {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> backend;
+  int rank = 0, world = 1;
+  std::string backendName;
+  std::shared_ptr<std::atomic<bool>> stop = std::make_shared<std::atomic<bool>>(false);
+  std::thread heartbeat;
+  ~Group() {
+    stop->store(true);
+    if (heartbeat.joinable()) heartbeat.join();
+  }
+};
+std::vector<std::unique_ptr<Group>> groups;
+std::vector<c10::intrusive_ptr<c10d::Work>> works;  // pending async collectives (freed slots null)
+
+Group& getGroup(Napi::Env env, const Napi::Value& v) {
+  uint32_t id = v.As<Napi::Number>().Uint32Value();
+  if (id >= groups.size() || !groups[id]) throwTorch(env, "lethe: use of a destroyed or invalid process group");
+  return *groups[id];
+}
+
+// processGroup({backend, host, port, rank, world, timeoutMs, isServer}) -> id. Rendezvous
+// through a TCPStore at host:port (hosted by the rank with isServer, e.g. rank 0, or by the
+// launcher as torchrun's agent does), then the backend: "gloo" (CPU) or "nccl" (CUDA builds).
+Napi::Value ProcessGroup(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  Napi::Env env = info.Env();
+  Napi::Object o = info[0].As<Napi::Object>();
+  auto g = std::make_unique<Group>();
+  g->backendName = o.Get("backend").As<Napi::String>().Utf8Value();
+  g->rank = o.Get("rank").As<Napi::Number>().Int32Value();
+  g->world = o.Get("world").As<Napi::Number>().Int32Value();
+  auto timeout = std::chrono::milliseconds(o.Get("timeoutMs").As<Napi::Number>().Int64Value());
+  c10d::TCPStoreOptions so;
+  so.port = static_cast<uint16_t>(o.Get("port").As<Napi::Number>().Uint32Value());
+  so.isServer = o.Get("isServer").ToBoolean().Value();
+  so.numWorkers = g->world;
+  so.waitWorkers = false;
+  so.timeout = timeout;
+  auto tcp = c10::make_intrusive<c10d::TCPStore>(o.Get("host").As<Napi::String>().Utf8Value(), so);
+  g->store = c10::make_intrusive<c10d::PrefixStore>("lethe", tcp);
+  if (g->backendName == "gloo") {
+#if defined(USE_C10D_GLOO)
+    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(o.Get("localHost").As<Napi::String>().Utf8Value()));
+    g->backend = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, g->rank, g->world, opts);
+#else
+    throwTorch(env, "lethe: this addon was built without Gloo (gloo headers were not found at build time)");
+#endif
+  } else if (g->backendName == "nccl") {
+#if defined(USE_C10D_NCCL)
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = timeout;
+    g->backend = c10::make_intrusive<c10d::ProcessGroupNCCL>(g->store, g->rank, g->world, opts);
+#else
+    throwTorch(env, "lethe: this addon was built without NCCL (a CUDA build with nccl.h is needed)");
+#endif
+  } else {
+    throwTorch(env, "lethe: unknown process group backend \"" + g->backendName + "\" (gloo, nccl)");
+  }
+  g->heartbeat = std::thread([store = g->store, stop = g->stop, key = "hb/" + std::to_string(g->rank)] {
+    while (!stop->load()) {
+      try {
+        store->add(key, 1);
+      } catch (...) {
+        return;  // the store is gone (its host died): the next collective reports it
+      }
+      for (int i = 0; i < 10 && !stop->load(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  groups.push_back(std::move(g));
+  return Napi::Number::New(env, static_cast<double>(groups.size() - 1));
+  GUARD_END
+  return info.Env().Undefined();
+}
+
+// collective(group, op, tensors[], {reduce, root, async}) -> work id (async) or undefined.
+// ops: allreduce, broadcast, reduce, allgather ([input, ...outputs]), reduceScatter
+// ([output, ...inputs]), barrier. The backend's timeout bounds every op; a dead peer or a
+// timeout is thrown as TorchError with the backend's message.
+Napi::Value Collective(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  Napi::Env env = info.Env();
+  Group& g = getGroup(env, info[0]);
+  std::string op = info[1].As<Napi::String>().Utf8Value();
+  Napi::Array ids = info[2].As<Napi::Array>();
+  std::vector<at::Tensor> ts;
+  for (uint32_t i = 0; i < ids.Length(); i++) ts.push_back(getTensor(env, ids.Get(i)));
+  Napi::Object o = info[3].IsObject() ? info[3].As<Napi::Object>() : Napi::Object::New(env);
+  auto red = c10d::ReduceOp::SUM;
+  if (o.Has("reduce")) {
+    std::string r = o.Get("reduce").As<Napi::String>().Utf8Value();
+    red = r == "sum" ? c10d::ReduceOp::SUM : r == "max" ? c10d::ReduceOp::MAX : r == "min" ? c10d::ReduceOp::MIN : c10d::ReduceOp::AVG;
+  }
+  int64_t root = o.Has("root") ? o.Get("root").As<Napi::Number>().Int64Value() : 0;
+  c10::intrusive_ptr<c10d::Work> w;
+  if (op == "allreduce") {
+    c10d::AllreduceOptions a;
+    a.reduceOp = red;
+    w = g.backend->allreduce(ts, a);
+  } else if (op == "broadcast") {
+    c10d::BroadcastOptions b;
+    b.rootRank = root;
+    w = g.backend->broadcast(ts, b);
+  } else if (op == "reduce") {
+    c10d::ReduceOptions r;
+    r.reduceOp = red;
+    r.rootRank = root;
+    w = g.backend->reduce(ts, r);
+  } else if (op == "allgather") {
+    std::vector<at::Tensor> in{ts.at(0)};
+    std::vector<std::vector<at::Tensor>> out{std::vector<at::Tensor>(ts.begin() + 1, ts.end())};
+    w = g.backend->allgather(out, in);
+  } else if (op == "reduceScatter") {
+    std::vector<at::Tensor> out{ts.at(0)};
+    std::vector<std::vector<at::Tensor>> in{std::vector<at::Tensor>(ts.begin() + 1, ts.end())};
+    c10d::ReduceScatterOptions r;
+    r.reduceOp = red;
+    w = g.backend->reduce_scatter(out, in, r);
+  } else if (op == "barrier") {
+    w = g.backend->barrier();
+  } else {
+    throwTorch(env, "lethe: unknown collective \"" + op + "\"");
+  }
+  if (!o.Get("async").ToBoolean().Value()) {
+    w->wait();
+    return env.Undefined();
+  }
+  for (size_t i = 0; i < works.size(); i++)
+    if (!works[i]) {
+      works[i] = w;
+      return Napi::Number::New(env, static_cast<double>(i));
+    }
+  works.push_back(w);
+  return Napi::Number::New(env, static_cast<double>(works.size() - 1));
+  GUARD_END
+  return info.Env().Undefined();
+}
+
+// wait(work id): waits for an async collective and frees its id.
+Napi::Value Wait(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  if (id >= works.size() || !works[id]) throwTorch(info.Env(), "lethe: wait on an unknown or finished collective");
+  auto w = std::move(works[id]);
+  works[id].reset();
+  w->wait();
+  GUARD_END
+  return info.Env().Undefined();
+}
+
+// store(group, op, key, value?) -> "add": the new count; "get": the value as a string ("" when
+// the key is absent, checked without waiting); "set": undefined.
+Napi::Value Store(const Napi::CallbackInfo& info) {
+  GUARD_BEGIN
+  Napi::Env env = info.Env();
+  Group& g = getGroup(env, info[0]);
+  std::string op = info[1].As<Napi::String>().Utf8Value(), key = info[2].As<Napi::String>().Utf8Value();
+  if (op == "add") return Napi::Number::New(env, static_cast<double>(g.store->add(key, info[3].As<Napi::Number>().Int64Value())));
+  if (op == "get") {
+    if (!g.store->check({key})) return Napi::String::New(env, "");
+    auto v = g.store->get(key);
+    return Napi::String::New(env, std::string(v.begin(), v.end()));
+  }
+  if (op == "set") {
+    std::string v = info[3].As<Napi::String>().Utf8Value();
+    g.store->set(key, std::vector<uint8_t>(v.begin(), v.end()));
+    return env.Undefined();
+  }
+  throwTorch(env, "lethe: unknown store op \"" + op + "\"");
+  GUARD_END
+  return info.Env().Undefined();
+}
+
+// destroyGroup(group): stops the heartbeat, drops the backend and the store.
+Napi::Value DestroyGroup(const Napi::CallbackInfo& info) {
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  if (id < groups.size()) groups[id].reset();
+  return info.Env().Undefined();
+}
+
 Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("init", Napi::Function::New(env, Init));
   exports.Set("config", Napi::Function::New(env, Config));
@@ -583,6 +791,11 @@ Napi::Object Module(Napi::Env env, Napi::Object exports) {
   exports.Set("manualSeed", Napi::Function::New(env, ManualSeed));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreads));
   exports.Set("stats", Napi::Function::New(env, Stats));
+  exports.Set("processGroup", Napi::Function::New(env, ProcessGroup));
+  exports.Set("collective", Napi::Function::New(env, Collective));
+  exports.Set("wait", Napi::Function::New(env, Wait));
+  exports.Set("store", Napi::Function::New(env, Store));
+  exports.Set("destroyGroup", Napi::Function::New(env, DestroyGroup));
   return exports;
 }
 

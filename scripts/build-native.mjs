@@ -61,7 +61,30 @@ function libtorch() {
   const version = existsSync(versionPy)
     ? (/__version__ = '([^']+)'/.exec(readFileSync(versionPy, "utf8"))?.[1] ?? "?")
     : existsSync(join(dir, "build-version")) ? readFileSync(join(dir, "build-version"), "utf8").trim() : "?";
-  return { inc, libDir: join(dir, "lib"), libs, abi, cuda, version };
+  // c10d's backends: Gloo's headers are not in the wheel (Debian's libgloo-dev, or GLOO_INCLUDE,
+  // provides them; the code is in libtorch_cpu), NCCL's come with a CUDA wheel's nvidia-nccl.
+  const defs = [];
+  const glooInc = [process.env.GLOO_INCLUDE, "/usr/include", "/usr/local/include"].find(
+    (d) => d && existsSync(join(d, "gloo", "algorithm.h")),
+  );
+  if (glooInc) {
+    defs.push("-DUSE_C10D_GLOO");
+    if (!["/usr/include", "/usr/local/include"].includes(glooInc)) inc.push(glooInc);
+  }
+  if (cuda) {
+    const site = dirname(dir);
+    const ncclInc = [join(site, "nvidia", "nccl", "include"), "/usr/include"].find((d) => existsSync(join(d, "nccl.h")));
+    // ProcessGroupNCCL.hpp reaches the CUDA runtime and libraries' headers: a toolkit's (CUDA_HOME,
+    // /usr/local/cuda) for the runtime, and the wheel's nvidia/cu13 for cuBLAS, cuSPARSE, cuSOLVER.
+    const toolkit = [process.env.CUDA_HOME && join(process.env.CUDA_HOME, "include"), "/usr/local/cuda/include"]
+      .find((d) => d && existsSync(join(d, "crt", "host_config.h")));
+    const libsInc = [join(site, "nvidia", "cu13", "include"), toolkit].find((d) => d && existsSync(join(d, "cusparse.h")));
+    if (ncclInc && toolkit && libsInc) {
+      defs.push("-DUSE_C10D_NCCL", "-DUSE_CUDA");
+      inc.push(ncclInc, ...new Set([toolkit, libsInc]));
+    }
+  }
+  return { inc, libDir: join(dir, "lib"), libs, abi, cuda, version, defs };
 }
 
 const t = libtorch();
@@ -70,7 +93,7 @@ const napiInc = require("node-api-headers").include_dir;
 const cxx = process.env.CXX ?? "g++";
 const args = [
   "-std=c++20", "-O2", "-fPIC", "-shared", "-fvisibility=hidden", "-Wall",
-  "-DNAPI_VERSION=8", "-DNAPI_CPP_EXCEPTIONS", `-D_GLIBCXX_USE_CXX11_ABI=${t.abi}`, `-DLETHE_CUDA=${t.cuda ? 1 : 0}`,
+  "-DNAPI_VERSION=8", "-DNAPI_CPP_EXCEPTIONS", `-D_GLIBCXX_USE_CXX11_ABI=${t.abi}`, `-DLETHE_CUDA=${t.cuda ? 1 : 0}`, ...t.defs,
   "-Wno-unused-parameter",
   `-I${addonInc}`, `-I${napiInc}`, ...t.inc.map((i) => `-isystem${i}`),
   src, "-o", out + ".tmp",

@@ -32,4 +32,9 @@ grep -q "libtorch ${TORCH_CUDA} (built against), ${TORCH_CUDA}+" <<<"$v" && grep
   echo "check-cuda-build: the CUDA addon does not report torch $TORCH_CUDA with CUDA compiled in" >&2
   exit 1
 }
-echo "check-cuda-build: ok (torch $TORCH_CUDA, CUDA compiled in)"
+# Its process groups: NCCL (CUDA ranks) and Gloo (CPU ranks), from c10d in the same libtorch.
+LETHE_ADDON="$PWD/build/lethe-cuda.node" node bin/lethe.js --version --verbose | grep -q "process groups: gloo yes.*nccl yes" || {
+  echo "check-cuda-build: the CUDA addon was built without ProcessGroupNCCL or ProcessGroupGloo" >&2
+  exit 1
+}
+echo "check-cuda-build: ok (torch $TORCH_CUDA, CUDA compiled in, NCCL and Gloo process groups)"

@@ -2,7 +2,7 @@
 # Installs what lethe needs on Debian/Ubuntu (run as root, or with sudo available) and builds the
 # native addon against PyTorch 2.x's own libtorch. Quick when everything is already there.
 #
-#   scripts/setup.sh          build tools, Node >= 20, npm packages, the project venv (.venv) with
+#   scripts/setup.sh          build tools, Gloo's headers, Node >= 20, npm packages, the project venv (.venv) with
 #                             the pinned torch, and the addon (build/lethe.node)
 #   scripts/setup.sh test     the same, plus Chromium for the report's browser test
 #   scripts/setup.sh bench    the same, plus the pinned Python references of bench/ (transformers,
@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 TORCH=2.13.0 # the CPU libtorch every test and benchmark here runs on
 BENCH_PY=(transformers==4.57.6 peft==0.17.1 lm-eval==0.4.7 numpy)
 
-pkgs=(g++ make python3 python3-venv)
+pkgs=(g++ make python3 python3-venv libgloo-dev) # libgloo-dev: the Gloo headers c10d's ProcessGroupGloo needs (its code is in libtorch)
 [[ "${1:-}" == test ]] && pkgs+=(chromium)
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if ((node_major < 20)); then pkgs+=(nodejs npm); fi

@@ -37,6 +37,13 @@ const MODEL = {
   help: "a Hugging Face model directory or hf:ORG/NAME[@REV]",
 } as const;
 
+const NPROC = {
+  type: "string",
+  value: "N",
+  default: "1",
+  help: "ranks to start on this machine, as torchrun (train.distributed: ddp, zero1, zero2)",
+} as const;
+
 export const COMMANDS = {
   study: {
     summary: "the built-in miniature study, end to end: world, model zoo, grid, report",
@@ -201,10 +208,48 @@ Run the same command again, or \`lethe resume DIR\`, to continue after an interr
         defaultText: "runs/<study name>",
         help: "the study folder; one the same config started is continued",
       },
+      "nproc-per-node": NPROC,
+      "ignore-plan": {
+        type: "boolean",
+        help: "start even when `lethe plan` says a run does not fit its device's memory",
+      },
     },
     notes:
+      "Refuses up front (exit status 1) a run whose memory plan does not fit its device.\n" +
       "Writes the report when done. Exit status 1 while any run of the grid is incomplete\n" +
-      "(e.g. held by another process).",
+      "(e.g. held by another process). Under torchrun, srun or another launcher, each rank\n" +
+      "reads RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT.",
+  },
+  plan: {
+    summary:
+      "the memory each run of a study needs on its device before anything loads, and whether it fits",
+    args: { name: "CONFIG.yaml", min: 1, max: 1, help: "the study config (YAML or JSON)" },
+    options: {
+      device: {
+        type: "string",
+        value: "D",
+        defaultText: "each model's device",
+        help: "plan every run for this device: cpu, cuda, cuda:1, …",
+      },
+      "memory-gb": {
+        type: "string",
+        value: "N",
+        defaultText: "the device's: CUDA total (nvidia-smi), RAM on CPU",
+        help: "the device's memory in GiB, e.g. 80 or 141 for another machine's GPU",
+      },
+      "nproc-per-node": { ...NPROC, help: "ranks the runs would train on (train.distributed)" },
+      fetch: {
+        type: "boolean",
+        help: "download the config.json of hf: models missing from the hub cache",
+      },
+      json: { type: "boolean", help: "the plans as JSON" },
+    },
+    notes: `Per run: weights (the policy's dtype; mixed: float32 master weights), autocast's 16-bit
+weight copies, gradients, AdamW state, the method's own tensors (θ₀, Fisher, teacher logits),
+one micro-batch's activations without and with gradient checkpointing, one evaluation batch, and
+the peak against the device's memory. A run that does not fit gets the changes that would make
+it fit: checkpointing, bf16-mixed, LoRA, a smaller batch, zero1 sharding. hf: models are planned
+from config.json in the hub cache (--fetch downloads it), else shown as unknown.`,
   },
   resume: {
     summary: "finish a study's whole grid (runs never started too), or one run folder",
@@ -214,7 +259,13 @@ Run the same command again, or \`lethe resume DIR\`, to continue after an interr
       max: 1,
       help: "a study folder (holds study.yaml) or a run folder",
     },
-    options: {},
+    options: {
+      "nproc-per-node": NPROC,
+      slurm: {
+        type: "boolean",
+        help: "submit the unfinished runs to Slurm instead, with the last submission's settings",
+      },
+    },
     notes: "Exit status 1 while any run is incomplete (e.g. held by another process).",
   },
   status: {
@@ -225,7 +276,111 @@ Run the same command again, or \`lethe resume DIR\`, to continue after an interr
 error: failed.json, and "error" in --json), stopped (started, incomplete, no live process, not
 failed: interrupted) or not started; \`lethe resume\` continues failed and stopped runs.
 Stage m/N: stages 0 (the base model's evaluation) to m of N tasks are done; -/N: none yet.
-FG: the run's last forgetting per category, in percent.`,
+FG: the run's last forgetting per category, in percent. slurm (a study sent with lethe submit):
+pending, running on NODE, requeued N×, completed, failed with its log, cancelled.`,
+  },
+  export: {
+    summary: "a run's model after a stage as a Hugging Face folder (hf) or a PEFT adapter (peft)",
+    args: { name: "RUN_DIR", min: 1, max: 1, help: "a run folder (a study's runs/<name>)" },
+    options: {
+      stage: {
+        type: "string",
+        value: "M",
+        defaultText: "the last finished",
+        help: "0 (the starting model) to the number of tasks",
+      },
+      out: {
+        ...OUT_DIR,
+        required: true,
+        help: "the folder to write (must not exist, or be empty)",
+      },
+      format: {
+        type: "string",
+        default: "hf",
+        choices: ["hf", "peft"], // src/continual/config.ts EXPORT_FORMATS
+        help: "hf: full weights, LoRA merged; peft: a LoRA run's adapter",
+      },
+      "max-shard-size": {
+        type: "string",
+        value: "SIZE",
+        default: "5GB",
+        help: "hf: largest weights file before sharding (bytes, or KB/MB/GB as save_pretrained)",
+      },
+    },
+    notes: `Reads the run's config.yaml and the stage's final checkpoint (train.keep: none removes
+those: export while training with \`export: [hf, peft]\` in the study config instead).
+hf copies config.json, generation_config.json and the tokenizer files from the base model.`,
+  },
+  submit: {
+    summary: "run a study's grid on a Slurm cluster: a job array, one element per unfinished run",
+    args: { name: "CONFIG.yaml", min: 1, max: 1, help: "the study config (YAML or JSON)" },
+    options: {
+      out: {
+        ...OUT_DIR,
+        defaultText: "runs/<study name>",
+        help: "the study folder, on storage every node sees; one the same config started is continued",
+      },
+      partition: { type: "string", value: "NAME", help: "sbatch --partition" },
+      account: { type: "string", value: "NAME", help: "sbatch --account" },
+      time: {
+        type: "string",
+        value: "LIMIT",
+        help: "each run's time limit (sbatch --time: 4:00:00)",
+      },
+      "gpus-per-run": { type: "string", value: "N", help: "GPUs per node of each run" },
+      "cpus-per-run": { type: "string", value: "N", defaultText: "1", help: "CPUs of each run" },
+      mem: {
+        type: "string",
+        value: "SIZE",
+        help: "memory per node of each run (sbatch --mem: 16G)",
+      },
+      "nodes-per-run": { type: "string", value: "N", defaultText: "1", help: "nodes of each run" },
+      "sbatch-arg": {
+        type: "string",
+        value: "ARG",
+        help: "another sbatch option, repeatable: --sbatch-arg=--qos=high",
+      },
+      "max-retries": {
+        type: "string",
+        value: "N",
+        defaultText: "2",
+        help: "requeues of a run that keeps failing before it counts as failed",
+      },
+    },
+    notes: `Writes DIR as \`lethe run\` does, plus DIR/slurm/array.sbatch (element i runs \`lethe run-one
+DIR i\`) and report.sbatch; prints the job ids. Options override the config's \`slurm:\` section
+(same names in camelCase: partition, account, time, gpusPerRun, cpusPerRun, mem, nodesPerRun,
+sbatchArgs, maxRetries). Elements run with --requeue and --signal=B:USR1@120: on SIGUSR1 or
+SIGTERM a run checkpoints, releases its lock and exits, and resumes from there when requeued.
+The report job runs when the array ends (afterany): DIR/status.txt, then the report.
+Logs: DIR/runs/<run>/slurm-<job id>.out. One rank per run.`,
+  },
+  "run-one": {
+    summary: "run one run of a study's grid, from where it stopped (a Slurm element's command)",
+    usage: "DIR INDEX [options]",
+    args: {
+      name: "DIR INDEX",
+      min: 2,
+      max: 2,
+      help: "a study folder (holds study.yaml) and the run's index in its grid, from 0",
+    },
+    options: {
+      "max-retries": {
+        type: "string",
+        value: "N",
+        default: "2",
+        help: "under Slurm: failures requeued (exit status 75) before the run counts as failed",
+      },
+    },
+    notes: `SIGUSR1 and SIGTERM, or the file $LETHE_STOP_FILE appearing, stop the run gracefully: a
+checkpoint at the current step, the lock released, exit status 75 after SIGUSR1 (the batch
+script requeues the element), 128 + n after another signal n.`,
+  },
+  cancel: {
+    summary: "cancel a study's Slurm jobs that are still pending or running",
+    args: { name: "DIR", min: 1, max: 1, help: "a study folder submitted with lethe submit" },
+    options: {},
+    notes: "Running runs checkpoint and stop; `lethe resume DIR --slurm` submits them again.",
   },
   report: {
     summary: "self-contained HTML report and Markdown/CSV/LaTeX FG tables",
@@ -291,6 +446,7 @@ export const EXIT_CODES: [string, string][] = [
   ["0", "success"],
   ["1", "the work failed (an error; run/resume: a run of the grid is incomplete)"],
   ["2", "usage error: unknown command or option, missing argument, bad value"],
+  ["75", "run-one: requeue this Slurm element (stopped by SIGUSR1, or a retry)"],
   ["130, 143", "interrupted by SIGINT (Ctrl-C) or SIGTERM (128 + the signal's number)"],
 ];
 

@@ -50,6 +50,8 @@ export async function versionText(verbose: boolean): Promise<string> {
     lines.push(
       backend("NCCL", "USE_NCCL"),
       backend("Gloo", "USE_GLOO"),
+      `lethe's process groups: gloo ${build.gloo ? "yes" : "no (no Gloo headers at build time: apt install libgloo-dev)"}, ` +
+        `nccl ${build.nccl ? "yes" : "no"}`,
       `BLAS ${blas}${c.mkl ? ` (${c.mkl})` : ""}`,
       `oneDNN ${c.mkldnn || "not available"}`,
       `CPU ${cpus()[0]?.model ?? "unknown"}, ${cpus().length} core(s); libtorch kernels: ${c.cpuCapability}`,

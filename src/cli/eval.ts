@@ -21,6 +21,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { filesFingerprint, ResultCache } from "../eval/cache.js";
 import { checkWritable, writeAtomic } from "../util/fs.js";
+import { currentDist } from "../dist/index.js";
 import { evaluate, formatResults } from "../eval/evaluate.js";
 import { ModelLM, type ModelLMOptions } from "../eval/model_lm.js";
 import { loadLoraAdapter } from "../io/peft.js";
@@ -66,17 +67,24 @@ export const evalCommand = command("eval", async ({ values: v }) => {
     model.eval();
 
     let cache: ModelLMOptions["cache"] = null;
+    // Under torchrun (or srun, or `WORLD_SIZE` ranks): the requests are shared among the ranks.
+    const dist = currentDist();
     if (!v["no-cache"]) {
       const files = [...filesIn(loaded.dir), ...(adapter ? filesIn(adapter) : [])];
       const fingerprint = `${filesFingerprint(files)}:${dtype}:${v.device}${precision ? `:${precision}` : ""}`;
       const base = process.env.LETHE_CACHE ?? join(homedir(), ".cache", "lethe");
-      cache = { store: ResultCache.open(v["cache-dir"] ?? join(base, "eval")), fingerprint };
+      const readOnly = !(dist?.isMain ?? true); // rank 0 writes the cache
+      cache = {
+        store: ResultCache.open(v["cache-dir"] ?? join(base, "eval"), { readOnly }),
+        fingerprint,
+      };
     }
     const lm = new ModelLM(precision ? precisionView(model, precision) : model, loaded.tokenizer, {
       batchSize,
       maxLength,
       cache,
       name: modelRef,
+      dist,
     });
     const t0 = performance.now();
     const res = await evaluate(lm, taskNames, {
@@ -99,6 +107,7 @@ export const evalCommand = command("eval", async ({ values: v }) => {
         fewshot_seed: 1234,
       },
     };
+    if (dist && !dist.isMain) return 0; // every rank scored its share; rank 0 writes
     writeAtomic(output, JSON.stringify(out, null, 2) + "\n");
     process.stdout.write(formatResults(res) + "\n");
     process.stdout.write(

@@ -6,7 +6,9 @@
  *
  * Exit status: 0 success, 1 the work failed, 2 a usage error (UsageError), and 128 + n when
  * signal n stops the process: no signal handler is installed, so SIGINT and SIGTERM end lethe as
- * they end any process (bin/lethe.js runs in the process it was started as).
+ * they end any process (bin/lethe.js runs in the process it was started as). The exception is
+ * `lethe run-one`, a Slurm element's command (src/cli/submit.ts): SIGUSR1 and SIGTERM stop its
+ * run gracefully (src/train/stop.ts), and it exits with 75 when the element should be requeued.
  */
 import {
   COMMANDS,
@@ -29,8 +31,13 @@ const IMPLEMENTATIONS = {
   generate: async () => (await import("./model.js")).generateCommand,
   eval: async () => (await import("./eval.js")).evalCommand,
   run: async () => (await import("./run.js")).runCommand,
+  plan: async () => (await import("./plan.js")).planCommand,
   resume: async () => (await import("./run.js")).resumeCommand,
   status: async () => (await import("./run.js")).statusCommand,
+  export: async () => (await import("./export.js")).exportCommand,
+  submit: async () => (await import("./submit.js")).submitCommand,
+  "run-one": async () => (await import("./submit.js")).runOneCommand,
+  cancel: async () => (await import("./submit.js")).cancelCommand,
   report: async () => (await import("./report.js")).reportCommand,
   compare: async () => (await import("./report.js")).compareCommand,
   doctor: async () => (await import("./doctor.js")).doctorCommand,

@@ -18,10 +18,14 @@
 import { existsSync } from "node:fs";
 import { basename, isAbsolute, join, relative, resolve } from "node:path";
 import { loadStudy } from "../continual/config.js";
+import { unfitMessage } from "../continual/plan.js";
 import { isLocked, type LockInfo } from "../continual/lock.js";
 import { resumeRuns, runStudy, studyProgress, type RunStatus } from "../continual/run.js";
+import { slurmStatus, type SlurmStatus } from "../continual/slurm.js";
 import { writeReport } from "../report/index.js";
 import { command } from "./commands.js";
+import { launchLocal, nprocOf, shouldLaunch } from "./launch.js";
+import { currentDist } from "../dist/index.js";
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
@@ -96,7 +100,7 @@ function summaryOf(rows: RunRow[]): Record<"runs" | RunState, number> {
 }
 
 /** Columns padded to their widest cell; `right` columns aligned right (numbers). */
-function table(rows: string[][], right: boolean[]): string {
+export function table(rows: string[][], right: boolean[]): string {
   const width = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows
     .map((r) =>
@@ -115,7 +119,11 @@ function shown(dir: string): string {
 }
 
 /** The text of `lethe status`: a summary line, then the table. */
-export function formatStatus(dir: string, rows: RunRow[]): string {
+export function formatStatus(
+  dir: string,
+  rows: RunRow[],
+  slurm: SlurmStatus | null = null,
+): string {
   const s = summaryOf(rows);
   const head =
     `${shown(dir)}: ${s.runs} run${s.runs === 1 ? "" : "s"}: ` +
@@ -123,17 +131,31 @@ export function formatStatus(dir: string, rows: RunRow[]): string {
   if (rows.length === 0) return head + "\n";
   const categories = [...new Set(rows.flatMap((r) => Object.keys(r.fg ?? {})))];
   const cells = [
-    ["run", "state", "stage", ...categories.map((c) => `FG ${c}`), "process"],
+    [
+      "run",
+      "state",
+      "stage",
+      ...categories.map((c) => `FG ${c}`),
+      ...(slurm ? ["slurm"] : []),
+      "process",
+    ],
     ...rows.map((r) => [
       r.name,
       r.state,
       stageText(r),
       ...categories.map((c) => (r.fg?.[c] === undefined ? "-" : r.fg[c].toFixed(2))),
+      ...(slurm ? [slurm.runs.get(r.name)?.text ?? "-"] : []),
       r.process ? `pid ${r.process.pid} on ${r.process.host}` : "",
     ]),
   ];
-  const right = cells[0].map((_, i) => i === 2 || (i > 2 && i < cells[0].length - 1));
-  return `${head}\n${table(cells, right)}\n`;
+  const right = cells[0].map((_, i) => i >= 2 && i < 3 + categories.length); // stage, FG
+  // Slurm (src/continual/slurm.ts): the report job, and why squeue could not be asked.
+  const foot = slurm
+    ? `slurm: report ${slurm.report}` +
+      (slurm.unreachable ? `\nslurm: squeue not reachable: ${slurm.unreachable}` : "") +
+      "\n"
+    : "";
+  return `${head}\n${table(cells, right)}\n${foot}`;
 }
 
 /** 0 when every run of the study (or the run) in `dir` is complete; else names the rest, 1. */
@@ -149,17 +171,39 @@ function exitStatus(dir: string): number {
 }
 
 export const runCommand = command("run", async ({ values, positionals: [file] }) => {
+  const nproc = nprocOf(values["nproc-per-node"]);
   const study = loadStudy(file);
   const out = resolve(values.out ?? join("runs", study.config.name));
+  if (!values["ignore-plan"]) {
+    // Before anything loads: a run that cannot fit its device's memory is refused (lethe plan).
+    const world = Math.max(nproc, Number(process.env.WORLD_SIZE ?? "1"));
+    const unfit = await unfitMessage(study, file, { worldSize: world });
+    if (unfit !== null) {
+      process.stderr.write(`lethe run: ${unfit}\n`);
+      return 1;
+    }
+  }
+  if (shouldLaunch(nproc)) return launchLocal(nproc, ["run", resolve(file), "--out", out]);
+  if (!(currentDist()?.isMain ?? true)) {
+    await runStudy(study, out, {}); // rank 0 prints and reports
+    return 0;
+  }
   const dirs = await runStudy(study, out, { log });
   log(`${dirs.length} run(s) complete in ${out}`);
   await report(out);
   return exitStatus(out);
 });
 
-export const resumeCommand = command("resume", async ({ positionals: [arg] }) => {
+export const resumeCommand = command("resume", async ({ values, positionals: [arg] }) => {
   const dir = resolve(arg);
   if (!existsSync(dir)) throw new Error(`${dir}: no such directory`);
+  if (values.slurm) return (await import("./submit.js")).resubmit(dir);
+  const nproc = nprocOf(values["nproc-per-node"]);
+  if (shouldLaunch(nproc)) return launchLocal(nproc, ["resume", dir]);
+  if (!(currentDist()?.isMain ?? true)) {
+    await resumeRuns(dir, {}); // rank 0 prints and reports
+    return 0;
+  }
   const dirs = await resumeRuns(dir, { log });
   log(`${dirs.length} run(s) complete in ${dir}`);
   await report(dir);
@@ -170,10 +214,13 @@ export const statusCommand = command("status", async ({ values, positionals }) =
   const dir = resolve(positionals[0] ?? ".");
   if (!existsSync(dir)) throw new Error(`${dir}: no such directory`);
   const rows = statusRows(dir);
-  if (values.json)
+  const slurm = slurmStatus(dir); // null unless `lethe submit` sent the study to Slurm
+  if (values.json) {
+    const runs = slurm ? rows.map((r) => ({ ...r, slurm: slurm.runs.get(r.name) ?? null })) : rows;
+    const extra = slurm ? { slurm: { report: slurm.report, unreachable: slurm.unreachable } } : {};
     process.stdout.write(
-      JSON.stringify({ dir, summary: summaryOf(rows), runs: rows }, null, 2) + "\n",
+      JSON.stringify({ dir, summary: summaryOf(rows), runs, ...extra }, null, 2) + "\n",
     );
-  else process.stdout.write(formatStatus(dir, rows));
+  } else process.stdout.write(formatStatus(dir, rows, slurm));
   return 0;
 });

@@ -18,7 +18,7 @@ import { basename, dirname, extname, isAbsolute, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { TrainConfigSchema } from "../train/trainer.js";
-import { expandTaskNames } from "../eval/tasks/index.js";
+import { expandTaskNames, tasks as evalTasks } from "../eval/tasks/index.js";
 import { methodOf } from "./methods/index.js";
 import { getSequence, getTask } from "./tasks/index.js";
 import { formatIssue } from "../util/schema.js";
@@ -32,6 +32,9 @@ const ModelSchema = z
   .strictObject({
     name, // names the run folders and results.json `run.model`
     ref: z.string().optional(), // `hf:org/name[@rev]` or a model directory
+    // A PEFT LoRA adapter it starts from (a folder or hf:org/name[@rev]): LoRA runs train it on,
+    // full fine-tuning merges it into the weights first.
+    adapter: z.string().optional(),
     build: z // a model with seeded random weights built by lethe (tests, benchmarks)
       .strictObject({
         config: z.record(z.string(), z.unknown()), // config.json fields, `model_type` first
@@ -69,6 +72,28 @@ const BenchmarkSchema = z.union([
     category: z.string().optional(), // FG category; default: the paper's (CATEGORIES)
   }),
 ]);
+
+/** What a run can export after each finished stage (src/continual/export.ts). */
+export const EXPORT_FORMATS = ["hf", "peft"] as const;
+
+/** `lethe submit`'s settings, the names of its flags in camelCase; its flags override them. */
+export const SlurmSchema = z.strictObject({
+  partition: z.string().min(1).optional(), // sbatch --partition
+  account: z.string().min(1).optional(), // sbatch --account
+  time: z // sbatch --time of each run: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS
+    .string()
+    .regex(/^(\d+-)?\d+(:\d+){0,2}$/, "use sbatch's --time format, e.g. 90, 4:00:00 or 1-12")
+    .optional(),
+  gpusPerRun: z.number().int().min(0).optional(), // sbatch --gpus-per-node
+  cpusPerRun: z.number().int().positive().optional(), // sbatch --cpus-per-task
+  mem: z // sbatch --mem, per node: e.g. 16G
+    .string()
+    .regex(/^\d+[KMGT]?$/, "use sbatch's --mem format, e.g. 16G or 4000M")
+    .optional(),
+  nodesPerRun: z.number().int().positive().optional(), // sbatch --nodes
+  sbatchArgs: z.array(z.string().regex(/^-/, "an sbatch option, e.g. --qos=high")).optional(),
+  maxRetries: z.number().int().min(0).optional(), // requeues of a failing run; default 2
+});
 
 export const StudySchema = z.strictObject({
   name, // the study's name: the default output folder
@@ -130,20 +155,41 @@ export const StudySchema = z.strictObject({
       bootstrapIters: z.number().int().min(0).default(1000), // FG CIs over items; 0 = none
     })
     .default({ benchmarks: [], batchSize: 32, bootstrapIters: 1000 }),
+  slurm: SlurmSchema.optional(), // `lethe submit`'s defaults (src/continual/slurm.ts); not in run configs
+  // Written to runs/<run>/export/stage-<m>/<format> after each trained stage: hf (the full
+  // weights, LoRA merged) and/or peft (the LoRA adapter). Default none (`lethe export` later).
+  export: z.array(z.enum(EXPORT_FORMATS)).optional(),
 });
 
 export type StudyConfig = z.output<typeof StudySchema>;
 export type ModelSpec = z.output<typeof ModelSchema>;
 
-/** Luo et al.'s categories of their general benchmarks. */
+/** CrowS-Pairs English per bias type (crows_pairs_english_age, ...). */
+const CROWS_TYPES = Object.keys(evalTasks).filter((n) => n.startsWith("crows_pairs_english_"));
+
+/**
+ * Luo et al.'s categories of their general benchmarks: domain knowledge = MMLU's STEM,
+ * humanities, social sciences and other (each lm-eval's group, its questions pooled) or MMLU
+ * whole; reasoning = BoolQ, PIQA, WinoGrande, HellaSwag, MathQA, MuTual; reading comprehension =
+ * RACE-high and RACE-middle; bias = CrowS-Pairs English and its per-type subsets.
+ */
 export const CATEGORIES: Record<string, string> = {
   mmlu: "domain_knowledge",
+  mmlu_stem: "domain_knowledge",
+  mmlu_humanities: "domain_knowledge",
+  mmlu_social_sciences: "domain_knowledge",
+  mmlu_other: "domain_knowledge",
   boolq: "reasoning",
   piqa: "reasoning",
   winogrande: "reasoning",
   hellaswag: "reasoning",
+  mathqa: "reasoning",
+  mutual: "reasoning",
+  mutual_plus: "reasoning",
   race: "reading_comprehension",
+  race_middle: "reading_comprehension",
   crows_pairs_english: "bias",
+  ...Object.fromEntries(CROWS_TYPES.map((n) => [n, "bias"])),
   mini_mmlu: "domain_knowledge",
   mini_piqa: "reasoning",
   mini_hellaswag: "reasoning",
@@ -151,9 +197,15 @@ export const CATEGORIES: Record<string, string> = {
   mini_crows_pairs: "bias",
 };
 
-/** Metric keys FG and the matrix use by default: accuracy, CrowS-Pairs' share of stereotypes. */
+/**
+ * Metric keys FG and the matrix use by default: accuracy (MuTual's r@1), CrowS-Pairs' share of
+ * stereotypes.
+ */
 const PRIMARY: Record<string, string> = {
+  mutual: "r@1,none",
+  mutual_plus: "r@1,none",
   crows_pairs_english: "pct_stereotype,none",
+  ...Object.fromEntries(CROWS_TYPES.map((n) => [n, "pct_stereotype,none"])),
   mini_crows_pairs: "pct_stereotype,none",
 };
 
@@ -248,6 +300,9 @@ export function parseStudy(
       throw new Error(
         `${source}: field "models.${i}.build.tokenizer": ${m.build.tokenizer} not found`,
       );
+    if (m.adapter !== undefined) m.adapter = abs(m.adapter);
+    if (m.adapter !== undefined && !m.adapter.startsWith("hf:") && !existsSync(m.adapter))
+      throw new Error(`${source}: field "models.${i}.adapter": ${m.adapter} not found`);
   });
   unique(
     config.models.map((m) => m.name),
@@ -282,6 +337,19 @@ export function parseStudy(
     "methods (labels)",
     source,
   );
+  unique(config.export ?? [], "export", source);
+  if (config.export?.includes("peft")) {
+    if (config.tuning.kind !== "lora")
+      throw new Error(
+        `${source}: field "export": peft writes a LoRA adapter, and tuning.kind is ${config.tuning.kind}; export hf, or set tuning.kind: lora`,
+      );
+    // OLoRA merges each finished task's adapter into the base weights: no one adapter holds them.
+    const olora = methods.findIndex((m) => m.name === "olora");
+    if (olora >= 0)
+      throw new Error(
+        `${source}: field "export": peft cannot hold the later stages of method "olora" (methods.${olora}), which merges each finished task's adapter into the base weights; export hf`,
+      );
+  }
   const labels = methods.map((m) => m.label);
   config.models.forEach((m, i) => {
     m.methods?.forEach((label, j) => {
@@ -383,6 +451,7 @@ export function runConfig(study: Study, run: RunSpec): StudyConfig {
     methods: [{ name: m.name, options: m.options, label: m.label }],
     orders: [{ name: run.order.name, tasks: run.order.tasks }],
     seeds: [run.seed],
+    slurm: undefined, // the study's, not the run's
     eval: {
       ...study.config.eval,
       benchmarks: study.benchmarks.map((b) => ({ ...b })),

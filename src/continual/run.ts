@@ -21,6 +21,8 @@
  * exists (written last, atomically); results.json is always rebuilt from the stage files on disk,
  * so a run killed at any point and resumed writes the same bytes as one never interrupted.
  * Resuming also removes the temporary files a kill left (`*.tmp-<pid>` of dead processes).
+ * A graceful stop (src/train/stop.ts: a Slurm element's SIGUSR1/SIGTERM) ends the run at the next
+ * training step with a checkpoint, or before the next stage or evaluation, without failed.json.
  *
  * `study.yaml` is the grid: resuming a study runs every cell of it, including cells whose folder a
  * kill prevented from being made, and status lists those as not started.
@@ -47,19 +49,29 @@ import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
 import { stringify as toYaml } from "yaml";
 import { keep as keepTensor, type Tensor } from "../tensor/index.js";
+import { currentDist, type Dist } from "../dist/index.js";
 import { createModel, parseModelConfig, type LanguageModel } from "../models/index.js";
 import { applyLora } from "../models/lora.js";
+import {
+  loadLoraAdapter,
+  mergeLoraAdapter,
+  readAdapterConfig,
+  resolveAdapter,
+} from "../io/peft.js";
+import { loadTensors } from "../io/checkpoint.js";
 import { loadPretrained } from "../io/pretrained.js";
 import { loadTokenizer, type Tokenizer } from "../io/tokenizer.js";
 import { sha256File } from "../io/hash.js";
 import type { SftText } from "../train/data.js";
 import { DEFAULT_KEEP, trainStage } from "../train/trainer.js";
+import { StopRequested, throwIfStopRequested } from "../train/stop.js";
 import {
   applyPrecision,
   POLICIES,
   precisionView,
   resolvePrecision,
   tensorBytes,
+  type Precision,
 } from "../train/precision.js";
 import { filesFingerprint, moduleFingerprint, ResultCache } from "../eval/cache.js";
 import { emptyResults, evaluate, type EvalResults } from "../eval/evaluate.js";
@@ -76,7 +88,7 @@ import {
   type Study,
 } from "./config.js";
 import { renderPrompt, resolveTemplate, type InstructionTask } from "./instruction.js";
-import { acquireLock, RunLockedError } from "./lock.js";
+import { acquireLock, RunLockedError, type LockInfo, type RunLock } from "./lock.js";
 import { createMethod, needsStartWeights } from "./methods/index.js";
 import {
   avgAcc,
@@ -92,6 +104,7 @@ import {
 } from "./metrics.js";
 import { RESULTS_FORMAT, type MetricScores, type RunResults } from "./results.js";
 import { dataFiles, FileHashes, makeRunCard } from "./runcard.js";
+import { exportStage } from "./export.js";
 import { loadTask } from "./tasks/index.js";
 import { formatProgress } from "../train/progress.js";
 import { makeDir, removeStaleTemps, writeAtomic } from "../util/fs.js";
@@ -139,6 +152,13 @@ export async function runStudy(
   outDir: string,
   o: RunnerOptions = {},
 ): Promise<string[]> {
+  prepareStudy(study, outDir);
+  return runGrid(study, outDir, o);
+}
+
+/** Writes `outDir/study.yaml` (and runs/), or checks that the one there is this study's. */
+export function prepareStudy(study: Study, outDir: string): void {
+  if (!isMain()) return; // rank 0 writes; executeRun's lock handshake orders the others after it
   makeDir(join(outDir, "runs"));
   const studyFile = join(outDir, STUDY_FILE);
   const text = toYaml(study.config);
@@ -147,7 +167,6 @@ export async function runStudy(
       `${studyFile}: ${outDir} holds a study with another config; use another --out or \`lethe resume ${outDir}\``,
     );
   if (!existsSync(studyFile)) writeAtomic(studyFile, text);
-  return runGrid(study, outDir, o);
 }
 
 /**
@@ -156,28 +175,44 @@ export async function runStudy(
  * skipped with a note (studyProgress then shows it incomplete). Returns the folders completed.
  */
 async function runGrid(study: Study, outDir: string, o: RunnerOptions): Promise<string[]> {
-  removeStaleTemps(outDir, { recursive: false }); // the report's files; runs/ and cache/ by run
+  if (isMain()) removeStaleTemps(outDir, { recursive: false }); // the report's files; runs/ and cache/ by run
   const dirs: string[] = [];
   const grid = expandGrid(study);
   for (const [i, spec] of grid.entries()) {
     o.log?.(`run ${i + 1}/${grid.length}: ${spec.name}`);
-    const dir = join(outDir, "runs", spec.name);
-    makeDir(dir);
-    const file = join(dir, RUN_FILE);
-    const runText = toYaml(runConfig(study, spec));
-    if (!existsSync(file)) writeAtomic(file, runText);
-    else if (readFileSync(file, "utf8") !== runText)
-      throw new Error(`${file}: differs from the study's config for this run`);
     try {
-      await executeRun(dir, study.config.cacheDir ?? join(outDir, "cache"), o);
+      dirs.push(await runCell(study, outDir, spec, o));
     } catch (e) {
       if (!(e instanceof RunLockedError)) throw e;
       o.log?.(`[${spec.name}] skipped: ${e.message}`);
-      continue;
     }
-    dirs.push(dir);
   }
   return dirs;
+}
+
+/** Makes a cell's folder and config.yaml under `outDir/runs/` when missing (else checks them). */
+export function prepareRun(study: Study, outDir: string, spec: RunSpec): string {
+  const dir = join(outDir, "runs", spec.name);
+  if (!isMain()) return dir;
+  makeDir(dir);
+  const file = join(dir, RUN_FILE);
+  const runText = toYaml(runConfig(study, spec));
+  if (!existsSync(file)) writeAtomic(file, runText);
+  else if (readFileSync(file, "utf8") !== runText)
+    throw new Error(`${file}: differs from the study's config for this run`);
+  return dir;
+}
+
+/** One cell of a study's grid, from wherever it stopped: `lethe run` and a Slurm element alike. */
+export async function runCell(
+  study: Study,
+  outDir: string,
+  spec: RunSpec,
+  o: RunnerOptions = {},
+): Promise<string> {
+  const dir = prepareRun(study, outDir, spec);
+  await executeRun(dir, study.config.cacheDir ?? join(outDir, "cache"), o);
+  return dir;
 }
 
 /**
@@ -277,6 +312,8 @@ interface Base {
   tokenizer: Tokenizer;
   /** The model folder read (for `ref`), else null. */
   dir: string | null;
+  /** The folder of the spec's starting adapter (`adapter`), else null. */
+  adapter: string | null;
 }
 
 /** A `build` model: seeded random weights, in the spec's dtype and on its device. */
@@ -291,19 +328,149 @@ function buildModel(spec: ModelSpec): LanguageModel {
   return model;
 }
 
-async function loadBase(spec: ModelSpec): Promise<Base> {
-  if (spec.build)
-    return {
-      model: buildModel(spec),
-      tokenizer: await loadTokenizer(spec.build.tokenizer),
-      dir: null,
-    };
-  const p = await loadPretrained(spec.ref!, { dtype: spec.dtype, device: spec.device });
-  if (!p.tokenizer) {
-    p.model.dispose();
-    throw new Error(`${p.dir}: model "${spec.name}" has no tokenizer files`);
+/** The starting model: built or loaded; full fine-tuning merges the spec's adapter into it. */
+async function loadBase(spec: ModelSpec, kind: "full" | "lora"): Promise<Base> {
+  const adapter = spec.adapter === undefined ? null : await resolveAdapter(spec.adapter);
+  const base = async (): Promise<Omit<Base, "adapter">> => {
+    if (spec.build)
+      return {
+        model: buildModel(spec),
+        tokenizer: await loadTokenizer(spec.build.tokenizer),
+        dir: null,
+      };
+    const p = await loadPretrained(spec.ref!, { dtype: spec.dtype, device: spec.device });
+    if (!p.tokenizer) {
+      p.model.dispose();
+      throw new Error(`${p.dir}: model "${spec.name}" has no tokenizer files`);
+    }
+    return { model: p.model, tokenizer: p.tokenizer, dir: p.dir };
+  };
+  const b = await base();
+  try {
+    if (adapter !== null && kind === "full") mergeLoraAdapter(b.model, adapter);
+  } catch (e) {
+    b.model.dispose();
+    throw e;
   }
-  return { model: p.model, tokenizer: p.tokenizer, dir: p.dir };
+  return { ...b, adapter };
+}
+
+/**
+ * The run's model as it trains: the precision's dtype (a stated precision casts; without one the
+ * weights stay as loaded) and, for LoRA, the adapters: the study's tuning.lora, or the starting
+ * adapter, trained on (its r, lora_alpha and target_modules; tuning.lora's dropout).
+ */
+function prepareModel(
+  model: LanguageModel,
+  c: Study["config"],
+  spec: RunSpec,
+  adapter: string | null,
+): Precision {
+  const precision = resolvePrecision(c.train.precision, spec.model.dtype);
+  if (c.train.precision !== undefined) applyPrecision(model, precision);
+  if (c.tuning.kind !== "lora") return precision;
+  const saved = adapter === null ? null : readAdapterConfig(adapter);
+  applyLora(model, {
+    r: saved?.r ?? c.tuning.lora.r,
+    alpha: saved?.lora_alpha ?? c.tuning.lora.alpha,
+    dropout: c.tuning.lora.dropout,
+    targetModules: saved?.target_modules ?? c.tuning.lora.targetModules,
+    seed: spec.seed,
+  });
+  if (adapter !== null) loadLoraAdapter(model, adapter);
+  return precision;
+}
+
+/** The folder of stage m's checkpoints. */
+const stageCheckpoints = (dir: string, order: readonly string[], m: number) =>
+  join(dir, "checkpoints", `${m}-${order[m - 1]}`);
+
+/** A finished stage of a run folder and what rebuilding its model needs (runStage). */
+export interface RunStage {
+  dir: string;
+  study: Study;
+  spec: RunSpec;
+  /** 0 (the starting model) to the number of tasks. */
+  stage: number;
+  /** Stage m's final checkpoint weights; null for stage 0. */
+  checkpoint: string | null;
+}
+
+/**
+ * Stage m of the run folder `dir` (null: the last finished), checked: the run, the stage, its
+ * checkpoint. For `lethe export` (src/cli/export.ts), with loadRunModel.
+ */
+export function runStage(dir: string, m: number | null): RunStage {
+  const file = join(dir, RUN_FILE);
+  if (!existsSync(file))
+    throw new Error(`${dir}: not a run folder (no ${RUN_FILE}); a study's runs are in its runs/`);
+  const study = loadStudy(file);
+  const spec: RunSpec = { ...expandGrid(study)[0], name: basename(dir) };
+  const order = spec.order.tasks;
+  const done = stagesDone(dir, order.length + 1);
+  const resume = `\`lethe resume ${dir}\` continues it`;
+  if (m === null && done === 0)
+    throw new Error(`${dir}: no stage is finished yet (${resume}; stage 0 is its starting model)`);
+  const stage = m ?? done - 1;
+  if (!Number.isInteger(stage) || stage < 0 || stage > order.length)
+    throw new Error(
+      `${dir}: no stage ${stage}: the run has stages 0 (its starting model) to ${order.length}`,
+    );
+  if (stage > 0 && stage >= done)
+    throw new Error(
+      `${dir}: stage ${stage} is not finished yet (${done === 0 ? "no stage is" : `stages 0 to ${done - 1} are`}; ${resume})`,
+    );
+  if (spec.method.name === "olora" && stage >= 2)
+    throw new Error(
+      `${dir}: olora merges earlier tasks' adapters into the base weights as each stage starts, so stage ${stage} cannot be rebuilt from its checkpoint; a run with export: [hf] in its config writes it while it trains`,
+    );
+  if (stage === 0) return { dir, study, spec, stage, checkpoint: null };
+  const stageDir = stageCheckpoints(dir, order, stage);
+  if (!existsSync(stageDir))
+    throw new Error(
+      `${stageDir}: stage ${stage}'s checkpoint is gone (train.keep: ${study.config.train.keep ?? DEFAULT_KEEP}); a run with export: in its config writes it while it trains`,
+    );
+  const checkpoint = join(finalCheckpoint(stageDir), "model.safetensors");
+  return { dir, study, spec, stage, checkpoint };
+}
+
+/**
+ * The model of a run's stage as the run held it: the base model (with its adapter), the
+ * precision's dtype, LoRA layers, then the stage's final checkpoint. On the CPU unless `device`
+ * says otherwise; in eval mode. Returns it and the base model's folder (null: a `build` model).
+ */
+export async function loadRunModel(
+  s: RunStage,
+  o: { device?: string } = {},
+): Promise<{ model: LanguageModel; baseDir: string | null }> {
+  const c = s.study.config;
+  const base = await loadBase({ ...s.spec.model, device: o.device ?? "cpu" }, c.tuning.kind);
+  const { model } = base;
+  try {
+    prepareModel(model, c, s.spec, base.adapter);
+    if (s.checkpoint !== null) {
+      // The checkpoint holds the trainable parameters: all of them, or LoRA's.
+      const saved = loadTensors(s.checkpoint);
+      try {
+        const { unexpected } = model.loadStateDict(saved, { strict: false, source: s.checkpoint });
+        const missing = model
+          .namedParameters()
+          .filter(([n, p]) => p.requiresGrad && !saved.has(n))
+          .map(([n]) => n);
+        if (unexpected.length > 0 || missing.length > 0)
+          throw new Error(
+            `${s.checkpoint}: does not match the run's trainable parameters: missing [${missing.join(", ")}], unexpected [${unexpected.join(", ")}]`,
+          );
+      } finally {
+        for (const t of saved.values()) t.dispose();
+      }
+    }
+    model.eval();
+  } catch (e) {
+    model.dispose();
+    throw e;
+  }
+  return { model, baseDir: base.dir };
 }
 
 /** The final checkpoint folder of a finished stage (the trainer's highest `ckpt-<step>`). */
@@ -333,30 +500,62 @@ const bytes = (n: number) => `${n.toLocaleString("en-US")} bytes`;
 const toSft = (t: InstructionTask): SftText[] =>
   t.train.map((ex) => ({ prompt: renderPrompt(t.template, ex), response: ex.output }));
 
+/** Rank 0 of the group (or the one process) — the one that writes. */
+const isMain = () => currentDist()?.isMain ?? true;
+
+/**
+ * The run's lock, taken by rank 0 for the whole group (null on the other ranks); every rank
+ * throws the same RunLockedError when another process holds it. Doubles as the handshake
+ * that orders the other ranks after rank 0's writes of the study's and run's files.
+ */
+function lockForGroup(dir: string, dist: Dist | null): RunLock | null {
+  if (!dist) return acquireLock(dir);
+  let lock: RunLock | null = null;
+  let held: LockInfo | null = null;
+  let error: string | null = null;
+  if (dist.isMain)
+    try {
+      lock = acquireLock(dir);
+    } catch (e) {
+      if (e instanceof RunLockedError) held = e.holder;
+      else error = (e as Error).message;
+    }
+  const said = dist.broadcastJson({ held, error });
+  if (said.held) throw new RunLockedError(dir, said.held);
+  if (said.error) throw new Error(dist.isMain ? said.error : `rank 0: ${said.error}`);
+  return lock;
+}
+
 /** Trains and evaluates one run folder from wherever it stopped. */
 export async function executeRun(
   dir: string,
   cacheDir: string,
   o: RunnerOptions = {},
 ): Promise<void> {
-  const log = (line: string) => o.log?.(`[${basename(dir)}] ${line}`);
-  const lock = acquireLock(dir);
-  if (lock.tookOver)
+  // Several ranks: rank 0 holds the lock for the group, logs and writes every file; all ranks
+  // train and evaluate (src/train/distributed.ts, ModelLM's `dist`).
+  const dist = currentDist();
+  const main = dist === null || dist.isMain;
+  const log = (line: string) => (main ? o.log?.(`[${basename(dir)}] ${line}`) : undefined);
+  const lock = lockForGroup(dir, dist);
+  if (lock?.tookOver)
     log(
       `note: took over the lock of process ${lock.tookOver.pid} on ${lock.tookOver.host}, which is gone`,
     );
   const disposers: (() => void)[] = [];
-  rmSync(join(dir, FAILED_FILE), { force: true });
+  if (main) rmSync(join(dir, FAILED_FILE), { force: true });
   try {
-    removeStaleTemps(dir);
-    removeStaleTemps(cacheDir);
+    if (main) {
+      removeStaleTemps(dir);
+      removeStaleTemps(cacheDir);
+    }
     const study = loadStudy(join(dir, RUN_FILE));
     const c = study.config;
     const spec: RunSpec = { ...expandGrid(study)[0], name: basename(dir) };
     const order = spec.order.tasks;
     const total = order.length + 1;
     let done = stagesDone(dir, total);
-    const ckptDir = (m: number) => join(dir, "checkpoints", `${m}-${order[m - 1]}`);
+    const ckptDir = (m: number) => stageCheckpoints(dir, order, m);
     // keep: none: a finished stage's checkpoint goes once a later stage is done (a resume starts
     // from the last done stage's), the last one when the run is complete.
     const retire = () => {
@@ -365,9 +564,12 @@ export async function executeRun(
         rmSync(ckptDir(m), { recursive: true, force: true });
     };
     if (done === total) {
-      writeResults(dir, study, spec);
-      retire();
+      if (main) {
+        writeResults(dir, study, spec);
+        retire();
+      }
       log("already complete");
+      dist?.barrier();
       return;
     }
     let wall = performance.now();
@@ -396,16 +598,18 @@ export async function executeRun(
         )
       : null;
 
-    const base = await loadBase(spec.model);
+    const base = await loadBase(spec.model, c.tuning.kind);
     disposers.push(() => base.model.dispose());
     const { model, tokenizer } = base;
     // The data is known now (it loaded): the card hashes it; a resume writes it again.
-    makeDir(cacheDir);
-    const hashes = new FileHashes(cacheDir);
-    writeAtomic(
-      join(dir, "run-card.json"),
-      json(makeRunCard(study, spec, c, model, dataFiles(study, spec, base.dir), hashes)),
-    );
+    if (main) {
+      makeDir(cacheDir);
+      const hashes = new FileHashes(cacheDir);
+      writeAtomic(
+        join(dir, "run-card.json"),
+        json(makeRunCard(study, spec, c, model, dataFiles(study, spec, base.dir), hashes)),
+      );
+    }
     let fingerprint = sha256(
       [
         base.dir === null
@@ -418,19 +622,18 @@ export async function executeRun(
         spec.model.dtype,
         spec.model.device,
         ...(c.train.precision === undefined ? [] : [c.train.precision]),
+        ...(base.adapter === null
+          ? []
+          : [
+              filesFingerprint(
+                readdirSync(base.adapter)
+                  .sort()
+                  .map((f) => join(base.adapter!, f)),
+              ),
+            ]),
       ].join(":"),
     );
-    // A stated precision decides the weights' dtype; without one they stay as loaded.
-    const precision = resolvePrecision(c.train.precision, spec.model.dtype);
-    if (c.train.precision !== undefined) applyPrecision(model, precision);
-    if (c.tuning.kind === "lora")
-      applyLora(model, {
-        r: c.tuning.lora.r,
-        alpha: c.tuning.lora.alpha,
-        dropout: c.tuning.lora.dropout,
-        targetModules: c.tuning.lora.targetModules,
-        seed: spec.seed,
-      });
+    const precision = prepareModel(model, c, spec, base.adapter);
 
     // θ₀ is a second copy of the base model (as loaded), so no checkpoint loaded into `model`
     // can touch it; only methods that declare they read it get one (loaded up front: loading is
@@ -438,7 +641,7 @@ export async function executeRun(
     const method = spec.method.name;
     let start: Map<string, Tensor> | null = null;
     if (needsStartWeights(method, spec.method.options, c.tuning.kind)) {
-      const copy = spec.model.build ? buildModel(spec.model) : (await loadBase(spec.model)).model;
+      const copy = (await loadBase(spec.model, c.tuning.kind)).model;
       disposers.push(() => copy.dispose());
       start = new Map(copy.namedParameters().map(([n, p]) => [n, keepTensor(p)]));
     }
@@ -461,7 +664,7 @@ export async function executeRun(
       },
     });
     const evalModel = precisionView(model, precision);
-    const cache = ResultCache.open(cacheDir);
+    const cache = ResultCache.open(cacheDir, { readOnly: !main });
     const trainConfig = { ...c.train, seed: spec.seed };
     // Training speed, and when the last step ended: the rest of trainStage (stage-end hooks, the
     // final checkpoint) counts as bookkeeping.
@@ -476,6 +679,7 @@ export async function executeRun(
         config: trainConfig,
         plugins: [plugin],
         dir: ckptDir(m),
+        dist,
         onProgress: (e) => {
           speed.tokensPerSecond = e.tokensPerSecond;
           speed.lastStep = performance.now();
@@ -491,11 +695,12 @@ export async function executeRun(
     else
       for (let m = 1; m < done; m++)
         fingerprint = chainFingerprint(fingerprint, finalCheckpoint(ckptDir(m)));
-    retire();
+    if (main) retire();
     if (done > 1) train(done - 1);
     let bookkeeping = (performance.now() - wall) / 1000;
 
     for (let m = done; m < total; m++) {
+      throwIfStopRequested(`before stage ${m}/${total - 1}`, dist);
       wall = performance.now();
       let trainSeconds = 0;
       let skippedSteps: number | undefined;
@@ -505,10 +710,13 @@ export async function executeRun(
         const t0 = performance.now();
         speed.lastStep = t0;
         const res = train(m);
+        if (res.resumedFrom)
+          log(`stage ${m}/${total - 1}: resumed from ${basename(res.resumedFrom)}`);
         trainSeconds = (speed.lastStep - t0) / 1000;
         if (POLICIES[precision].lossScaling) skippedSteps = res.skippedSteps.length;
         fingerprint = chainFingerprint(fingerprint, res.checkpoint);
       }
+      throwIfStopRequested(`before stage ${m}/${total - 1}'s evaluation`, dist);
       log(`stage ${m}/${total - 1}: evaluating`);
       const t1 = performance.now();
       const lm = new ModelLM(evalModel, tokenizer, {
@@ -517,44 +725,50 @@ export async function executeRun(
         maxGenToks: c.tasks.maxGenToks,
         cache: { store: cache, fingerprint },
         name: `${spec.model.name} after stage ${m}`,
+        dist,
       });
       const generalOut = await evaluateGeneral(lm, study);
       const taskOut = await evaluateTasks(lm, tasks, c.tasks.until);
       const evalSeconds = (performance.now() - t1) / 1000;
 
-      const stageDir = join(dir, "stages", String(m));
-      makeDir(join(stageDir, "items"));
-      for (const [name, items] of [...generalOut.items, ...taskOut.items])
-        writeAtomic(
-          join(stageDir, "items", `${name}.jsonl`),
-          items.map((r) => JSON.stringify(r)).join("\n") + "\n",
-        );
-      writeAtomic(join(stageDir, "general.json"), json(generalOut.results));
-      writeAtomic(join(stageDir, "model.sha256"), fingerprint + "\n");
-      writeAtomic(join(stageDir, "tasks.json"), json(taskOut.scores));
-      const seconds = (performance.now() - wall) / 1000;
-      timings.stages.push({
-        stage: m,
-        train: trainSeconds,
-        eval: evalSeconds,
-        bookkeeping: bookkeeping + seconds - trainSeconds - evalSeconds,
-        tokensPerSecond: speed.tokensPerSecond,
-        ...(skippedSteps === undefined ? {} : { skippedSteps }),
-      });
-      bookkeeping = 0;
-      writeAtomic(timingsFile, json(timings));
-      writeResults(dir, study, spec);
+      if (main) {
+        const stageDir = join(dir, "stages", String(m));
+        makeDir(join(stageDir, "items"));
+        for (const [name, items] of [...generalOut.items, ...taskOut.items])
+          writeAtomic(
+            join(stageDir, "items", `${name}.jsonl`),
+            items.map((r) => JSON.stringify(r)).join("\n") + "\n",
+          );
+        writeAtomic(join(stageDir, "general.json"), json(generalOut.results));
+        writeAtomic(join(stageDir, "model.sha256"), fingerprint + "\n");
+        await exportStage(dir, m, model, { study, spec, baseDir: base.dir }, log); // before "done"
+        writeAtomic(join(stageDir, "tasks.json"), json(taskOut.scores));
+        const seconds = (performance.now() - wall) / 1000;
+        timings.stages.push({
+          stage: m,
+          train: trainSeconds,
+          eval: evalSeconds,
+          bookkeeping: bookkeeping + seconds - trainSeconds - evalSeconds,
+          tokensPerSecond: speed.tokensPerSecond,
+          ...(skippedSteps === undefined ? {} : { skippedSteps }),
+        });
+        bookkeeping = 0;
+        writeAtomic(timingsFile, json(timings));
+        writeResults(dir, study, spec);
+      }
       done = m + 1;
-      retire();
+      if (main) retire();
+      dist?.barrier(); // the stage's files are written before any rank reads them
       log(`stage ${m}/${total - 1}: results written`);
     }
   } catch (e) {
     // Said in the folder, so `lethe status` can tell a failed run from an interrupted one.
-    writeAtomic(join(dir, FAILED_FILE), json({ error: (e as Error).message }));
+    if (main && !(e instanceof StopRequested))
+      writeAtomic(join(dir, FAILED_FILE), json({ error: (e as Error).message }));
     throw e;
   } finally {
     for (const d of disposers.reverse()) d();
-    lock.release();
+    lock?.release();
   }
 }
 

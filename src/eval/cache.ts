@@ -15,7 +15,7 @@
  * state dict in memory (names, dtypes, shapes and raw bytes, in `stateDict()` order).
  */
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { basename, join } from "node:path";
 import { sha256File } from "../io/hash.js";
 import type { Module } from "../nn/index.js";
@@ -55,17 +55,26 @@ export class ResultCache {
   readonly #values = new Map<string, unknown>();
   readonly #pending = new Map<string, unknown>();
 
-  private constructor(readonly dir: string) {}
+  private constructor(
+    readonly dir: string,
+    readonly readOnly: boolean,
+  ) {}
 
-  /** Opens (creating it if needed) the cache in `dir` and reads every segment. */
-  static open(dir: string): ResultCache {
-    mkdirSync(dir, { recursive: true });
-    const cache = new ResultCache(dir);
-    const segments = readdirSync(dir)
-      .filter((f) => f.startsWith("seg-") && f.endsWith(".jsonl"))
-      .sort();
+  /**
+   * Opens (creating it if needed) the cache in `dir` and reads every segment. `readOnly` (the
+   * ranks other than 0 of a group): results are recorded in memory only, and nothing is written.
+   */
+  static open(dir: string, o: { readOnly?: boolean } = {}): ResultCache {
+    const readOnly = o.readOnly ?? false;
+    if (!readOnly) mkdirSync(dir, { recursive: true });
+    const cache = new ResultCache(dir, readOnly);
+    const segments = existsSync(dir)
+      ? readdirSync(dir)
+          .filter((f) => f.startsWith("seg-") && f.endsWith(".jsonl"))
+          .sort()
+      : [];
     for (const f of segments) cache.#read(join(dir, f));
-    if (segments.length > MAX_SEGMENTS) {
+    if (segments.length > MAX_SEGMENTS && !readOnly) {
       cache.#write(cache.#values);
       for (const f of segments) rmSync(join(dir, f), { force: true });
     }
@@ -118,7 +127,7 @@ export class ResultCache {
   /** Records a result; it reaches the disk at the next `flush()`. */
   set(key: string, value: unknown): void {
     this.#values.set(key, value);
-    this.#pending.set(key, value);
+    if (!this.readOnly) this.#pending.set(key, value);
   }
 
   /** Writes the results recorded since the last flush as one new segment (atomic). */

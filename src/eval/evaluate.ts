@@ -62,7 +62,10 @@ function choicesOf(task: Task, doc: Doc): string[] {
 }
 
 function fewshotContext(task: Task, doc: Doc, shots: number, rnd: PyRandom, pool: Doc[]): string {
-  const sameSplit = fewshotSplit(task) === evalSplit(task);
+  // lm-eval 0.4.7 (api/samplers.py) compares the declared splits, absent ones included: k+1 are
+  // drawn when fewshot_split == test_split as written (None == None too), else k, even when the
+  // few-shot docs fall back to the test split, which can then leave k-1 examples.
+  const sameSplit = (task.fewshotSplit ?? null) === (task.testSplit ?? null);
   const n = sameSplit ? shots + 1 : shots;
   if (n > pool.length)
     throw new Error(`${task.task}: ${n} few-shot examples requested, ${pool.length} available`);

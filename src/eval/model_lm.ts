@@ -40,6 +40,7 @@ import { generate, modelName, NonFiniteLogitsError } from "../models/generate.js
 import type { CausalLM, LanguageModel, Seq2SeqLM } from "../models/types.js";
 import { cat, full, noGrad, tensor, tidy, type Tensor } from "../tensor/index.js";
 import { requestKey, type ResultCache } from "./cache.js";
+import type { Dist } from "../dist/index.js";
 import {
   shown,
   type GenerateRequest,
@@ -69,6 +70,13 @@ export interface ModelLMOptions {
   cache?: { store: ResultCache; fingerprint: string } | null;
   /** What errors call the model (a path, a hub name). @default see `modelName` */
   name?: string;
+  /**
+   * Several ranks evaluate together: request i of what is left to compute goes to rank
+   * i mod N, and every rank gets every result (gathered in request order), so results, item
+   * files and cache entries are those of one process (open the cache read-only on the ranks
+   * other than 0, so that only rank 0 writes it).
+   */
+  dist?: Dist | null;
 }
 
 /** HFLM `_DEFAULT_MAX_LENGTH`. */
@@ -159,6 +167,7 @@ export class ModelLM implements LM {
   readonly stats = { cached: 0, computed: 0 };
   readonly #cache: ModelLMOptions["cache"];
   readonly #device: string;
+  readonly #dist: Dist | null;
 
   constructor(
     readonly model: LanguageModel,
@@ -171,6 +180,7 @@ export class ModelLM implements LM {
     this.addBosToken = o.addBosToken ?? false;
     this.maxGenToks = o.maxGenToks ?? DEFAULT_MAX_GEN_TOKS;
     this.#cache = o.cache ?? null;
+    this.#dist = o.dist ?? null;
     this.name = o.name ?? modelName(model);
     for (const [name, v] of [
       ["maxLength", this.maxLength],
@@ -294,8 +304,17 @@ export class ModelLM implements LM {
     kind: string,
     reqs: R[],
     keyOf: (r: R) => unknown[],
-    compute: (todo: R[]) => unknown[],
+    computeHere: (todo: R[]) => unknown[],
   ): unknown[] {
+    const dist = this.#dist;
+    const compute = !dist
+      ? computeHere
+      : (todo: R[]) => {
+          const shares = dist.allGatherJson(
+            computeHere(todo.filter((_, i) => i % dist.world === dist.rank)),
+          );
+          return todo.map((_, i) => shares[i % dist.world][Math.floor(i / dist.world)]);
+        };
     const c = this.#cache;
     if (!c) {
       this.stats.computed += reqs.length;

@@ -10,10 +10,18 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { applyLora, loraConfigOf, loraLayers, type LoraConfig } from "../models/lora.js";
+import {
+  applyLora,
+  isLoraTarget,
+  loraConfigOf,
+  loraLayers,
+  type LoraConfig,
+} from "../models/lora.js";
 import type { LanguageModel } from "../models/types.js";
-import { noGrad, type Tensor } from "../tensor/index.js";
+import { noGrad, Tensor, tidy } from "../tensor/index.js";
 import { loadTensors, saveTensors } from "./checkpoint.js";
+import { type HubOptions, snapshotDownload } from "./hub.js";
+import { parseModelRef } from "./pretrained.js";
 
 export const ADAPTER_CONFIG_FILE = "adapter_config.json";
 export const ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors";
@@ -110,6 +118,106 @@ export function readAdapterConfig(dir: string): z.infer<typeof AdapterConfigSche
 }
 
 /**
+ * An adapter folder: a local one as it is, or `hf:org/name[@revision]` downloaded into the hub
+ * cache (adapter_config.json and adapter_model.safetensors only).
+ */
+export async function resolveAdapter(ref: string, o: HubOptions = {}): Promise<string> {
+  const where = parseModelRef(ref);
+  const dir =
+    "dir" in where
+      ? where.dir
+      : await snapshotDownload(where.repo, {
+          ...o,
+          revision: where.revision ?? o.revision,
+          allowPatterns: [ADAPTER_CONFIG_FILE, ADAPTER_WEIGHTS_FILE],
+        });
+  readAdapterConfig(dir); // a clear error now if it is not an adapter folder
+  return dir;
+}
+
+/** `dir/adapter_model.safetensors`, or an error that names it (and a pickle found instead). */
+function adapterWeightsFile(dir: string): string {
+  const file = join(dir, ADAPTER_WEIGHTS_FILE);
+  if (existsSync(file)) return file;
+  const bin = existsSync(join(dir, "adapter_model.bin"))
+    ? " (adapter_model.bin is a pickle: re-save it with safe_serialization=True)"
+    : "";
+  throw new Error(`${file}: not found${bin}`);
+}
+
+/**
+ * The tensors of `dir/adapter_model.safetensors`, checked against `expected` (PEFT name → shape):
+ * every one present with its shape, nothing else. The caller disposes them.
+ */
+function readAdapterWeights(dir: string, expected: Map<string, number[]>): Map<string, Tensor> {
+  const weightsFile = adapterWeightsFile(dir);
+  const tensors = loadTensors(weightsFile);
+  try {
+    const missing = [...expected.keys()].filter((k) => !tensors.has(k));
+    const unexpected = [...tensors.keys()].filter((k) => !expected.has(k));
+    if (missing.length || unexpected.length)
+      throw new Error(
+        `${weightsFile}: does not match the model's adapters: missing [${missing.join(", ")}], unexpected [${unexpected.join(", ")}]`,
+      );
+    for (const [k, shape] of expected) {
+      const src = tensors.get(k)!;
+      if (src.shape.join(",") !== shape.join(","))
+        throw new Error(
+          `${weightsFile}: tensor "${k}" has shape [${src.shape}] but the adapter expects [${shape}]`,
+        );
+    }
+  } catch (e) {
+    for (const t of tensors.values()) t.dispose();
+    throw e;
+  }
+  return tensors;
+}
+
+/**
+ * Adds the PEFT LoRA adapter in `dir` into `model`'s weights, as PEFT's `merge_and_unload()`:
+ * each target weight W becomes W + (lora_alpha / r)·B A (transposed for GPT-2's Conv1D, which
+ * stores W as (in, out)), the formula of LoraLinear.deltaWeight. The model gets no LoRA layer: it trains and
+ * saves as a plain model.
+ */
+export function mergeLoraAdapter(model: LanguageModel, dir: string): void {
+  if (loraConfigOf(model))
+    throw new Error("mergeLoraAdapter: the model has LoRA adapters; use loadLoraAdapter");
+  const saved = readAdapterConfig(dir);
+  // Layout by layer class, as applyLora (and PEFT, which overrides fan_in_fan_out for Conv1D).
+  const targets: [string, Tensor, boolean][] = [];
+  for (const [path, m] of model.namedModules()) {
+    const w = (m as unknown as { weight?: unknown }).weight;
+    if (path !== "" && isLoraTarget(path, saved.target_modules) && w instanceof Tensor)
+      targets.push([path, w, m.constructor.name === "Conv1D"]);
+  }
+  if (targets.length === 0)
+    throw new Error(
+      `${join(dir, ADAPTER_CONFIG_FILE)}: target_modules ${JSON.stringify(saved.target_modules)} match no layer of ${model.config.model_type}`,
+    );
+  const expected = new Map<string, number[]>();
+  for (const [path, w, fanInFanOut] of targets) {
+    const [outF, inF] = fanInFanOut ? [...w.shape].reverse() : w.shape;
+    expected.set(peftKey(path, "lora_A"), [saved.r, inF]);
+    expected.set(peftKey(path, "lora_B"), [outF, saved.r]);
+  }
+  const tensors = readAdapterWeights(dir, expected);
+  try {
+    const scaling = saved.lora_alpha / saved.r;
+    noGrad(() => {
+      for (const [path, w, fanInFanOut] of targets)
+        tidy(() => {
+          const A = tensors.get(peftKey(path, "lora_A"))!.to(w.dtype).to(w.device);
+          const B = tensors.get(peftKey(path, "lora_B"))!.to(w.dtype).to(w.device);
+          const d = B.matmul(A).mul(scaling); // (out, in)
+          w.add_(fanInFanOut ? d.t() : d);
+        });
+    });
+  } finally {
+    for (const t of tensors.values()) t.dispose();
+  }
+}
+
+/**
  * Loads a PEFT LoRA adapter from `dir` into `model`: applies LoRA with the saved settings (unless
  * the model already has the same adapters) and copies lora_A / lora_B in. Every adapter weight
  * must be in the file, and nothing else. Returns the settings.
@@ -117,13 +225,7 @@ export function readAdapterConfig(dir: string): z.infer<typeof AdapterConfigSche
 export function loadLoraAdapter(model: LanguageModel, dir: string): LoraConfig {
   const saved = readAdapterConfig(dir);
   const configFile = join(dir, ADAPTER_CONFIG_FILE);
-  const weightsFile = join(dir, ADAPTER_WEIGHTS_FILE);
-  if (!existsSync(weightsFile)) {
-    const bin = existsSync(join(dir, "adapter_model.bin"))
-      ? " (adapter_model.bin is a pickle: re-save it with safe_serialization=True)"
-      : "";
-    throw new Error(`${weightsFile}: not found${bin}`);
-  }
+  adapterWeightsFile(dir); // checked before applyLora, so a missing file changes nothing
   let config = loraConfigOf(model);
   if (!config)
     config = applyLora(model, {
@@ -141,28 +243,14 @@ export function loadLoraAdapter(model: LanguageModel, dir: string): LoraConfig {
       `${configFile}: r ${saved.r}, lora_alpha ${saved.lora_alpha}, target_modules ${JSON.stringify(saved.target_modules)} ` +
         `differ from the model's adapters (r ${config.r}, alpha ${config.alpha}, ${JSON.stringify(config.targetModules)})`,
     );
-  const tensors = loadTensors(weightsFile);
+  const expected = new Map<string, Tensor>();
+  for (const [path, layer] of loraLayers(model)) {
+    if (layer.merged) throw new Error(`loadLoraAdapter: "${path}" is merged; unmergeLora first`);
+    expected.set(peftKey(path, "lora_A"), layer.lora_A.weight);
+    expected.set(peftKey(path, "lora_B"), layer.lora_B.weight);
+  }
+  const tensors = readAdapterWeights(dir, new Map([...expected].map(([k, t]) => [k, t.shape])));
   try {
-    const layers = loraLayers(model);
-    const expected = new Map<string, Tensor>();
-    for (const [path, layer] of layers) {
-      if (layer.merged) throw new Error(`loadLoraAdapter: "${path}" is merged; unmergeLora first`);
-      expected.set(peftKey(path, "lora_A"), layer.lora_A.weight);
-      expected.set(peftKey(path, "lora_B"), layer.lora_B.weight);
-    }
-    const missing = [...expected.keys()].filter((k) => !tensors.has(k));
-    const unexpected = [...tensors.keys()].filter((k) => !expected.has(k));
-    if (missing.length || unexpected.length)
-      throw new Error(
-        `${weightsFile}: does not match the model's adapters: missing [${missing.join(", ")}], unexpected [${unexpected.join(", ")}]`,
-      );
-    for (const [k, dst] of expected) {
-      const src = tensors.get(k)!;
-      if (src.shape.join(",") !== dst.shape.join(","))
-        throw new Error(
-          `${weightsFile}: tensor "${k}" has shape [${src.shape}] but the adapter expects [${dst.shape}]`,
-        );
-    }
     noGrad(() => {
       for (const [k, dst] of expected) dst.copy_(tensors.get(k)!);
     });

@@ -15,6 +15,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { copyFile, mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { familyOf, parseModelConfig, type LanguageModel } from "../models/index.js";
+import { loraLayers, type LoraLinear } from "../models/lora.js";
 import { type DType, dtypeInfo, fromBytes, noGrad, type Tensor, tidy } from "../tensor/index.js";
 import { saveTensors } from "./checkpoint.js";
 import { type HubOptions, snapshotDownload } from "./hub.js";
@@ -359,7 +360,11 @@ function loadWeights(model: LanguageModel, dir: string): void {
 }
 
 export interface SavePretrainedOptions {
-  /** Copy these tokenizer files (tokenizer.json, vocab.json + merges.txt, tokenizer_config.json, ...) beside the model. */
+  /**
+   * Copy these tokenizer files (tokenizer.json, vocab.json + merges.txt, tokenizer_config.json, ...)
+   * beside the model. A file (e.g. llama2.c's `tok512.bin`) is copied under the name loadTokenizer
+   * looks for (`tokenizer.bin`), with the tokenizer config files of its folder.
+   */
   tokenizerDir?: string;
   /** Dtype of the stored floating-point tensors. @default the model's */
   dtype?: ComputeDtype;
@@ -367,12 +372,20 @@ export interface SavePretrainedOptions {
   maxShardBytes?: number;
   /** generation_config.json content. @default the config's token ids (`from_model_config`) */
   generationConfig?: Record<string, unknown>;
+  /**
+   * config.json content, e.g. the base model's own (fields lethe does not read kept verbatim);
+   * `torch_dtype` (and `dtype`, if present) become the stored dtype. @default the model's config
+   */
+  config?: Record<string, unknown>;
 }
 
 /**
  * Writes `dir` as transformers' save_pretrained does: config.json, model.safetensors (or shards and
  * an index), generation_config.json, tokenizer files. Everything is written into a temp folder
  * beside `dir` that then replaces it, so a crash leaves either the old directory or the new one.
+ * A model with LoRA adapters is saved merged, as PEFT's `merge_and_unload()` then
+ * `save_pretrained`: each target weight W is stored as W + (alpha / r)·B A under its own name
+ * and no adapter tensor is stored; the model itself is not changed.
  */
 export async function savePretrained(
   model: LanguageModel,
@@ -381,6 +394,12 @@ export async function savePretrained(
 ): Promise<void> {
   const family = familyOf(model.config.model_type);
   const state = new Map(model.stateDict());
+  // LoRA: the adapter tensors go; an unmerged target weight is stored plus its update.
+  const deltas = new Map<string, LoraLinear>();
+  for (const [path, layer] of loraLayers(model)) {
+    for (const k of ["lora_A", "lora_B"]) state.delete(`${path}.${k}.weight`);
+    if (!layer.merged) deltas.set(`${path}.weight`, layer);
+  }
   // Store each tied group once, under its canonical name (transformers drops `_tied_weights_keys`).
   for (const [alias, canonical] of family.tiedWeights?.(model.config) ?? []) {
     const t = state.get(alias);
@@ -425,7 +444,8 @@ export async function savePretrained(
       tidy(() => {
         const cast = new Map(
           shard.map((n) => {
-            const t = state.get(n)!;
+            const d = deltas.get(n);
+            const t = d ? noGrad(() => state.get(n)!.add(d.deltaWeight())) : state.get(n)!;
             return [n, dtypeInfo[t.dtype].float && t.dtype !== dtype ? t.to(dtype) : t];
           }),
         );
@@ -440,10 +460,11 @@ export async function savePretrained(
       });
     }
     const config = {
-      ...model.config,
-      architectures: [model.constructor.name],
+      ...(o.config ?? model.config),
+      architectures: o.config?.architectures ?? [model.constructor.name],
       model_type: model.config.model_type,
       torch_dtype: dtype,
+      ...(o.config !== undefined && "dtype" in o.config ? { dtype } : {}), // transformers ≥ 4.56
     };
     await writeJson(join(tmp, "config.json"), sortKeys(config));
     const generation =
@@ -453,27 +474,49 @@ export async function savePretrained(
       );
     await writeJson(join(tmp, "generation_config.json"), sortKeys(generation));
     if (o.tokenizerDir !== undefined) {
-      const present = new Set(await readdir(o.tokenizerDir));
-      const files = TOKENIZER_FILES.filter((f) => present.has(f));
-      if (!files.slice(0, 4).some((f) => present.has(f))) {
+      const one = statSync(o.tokenizerDir).isFile() ? o.tokenizerDir : null;
+      const from = one === null ? o.tokenizerDir : dirname(one);
+      const present = new Set(await readdir(from));
+      // From a folder every tokenizer file; beside one file, only the config files.
+      const files = TOKENIZER_FILES.filter((f, i) => present.has(f) && (one === null || i >= 4));
+      if (one !== null) await copyFile(one, join(tmp, tokenizerFileName(one)));
+      else if (!files.slice(0, 4).some((f) => present.has(f))) {
         throw new PretrainedError(
           `${o.tokenizerDir}: no tokenizer file to copy (looked for ${TOKENIZER_FILES.slice(0, 4).join(", ")})`,
         );
       }
-      for (const f of files) await copyFile(join(o.tokenizerDir, f), join(tmp, f));
+      for (const f of files) await copyFile(join(from, f), join(tmp, f));
     }
-    if (existsSync(final)) {
-      if (!statSync(final).isDirectory())
-        throw new PretrainedError(`${final} exists and is not a directory`);
-      const old = `${tmp}.old`;
-      await rename(final, old);
-      await rename(tmp, final);
-      await rm(old, { recursive: true, force: true });
-    } else await rename(tmp, final);
+    await replaceDir(tmp, final);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * Moves the finished folder `tmp` to `dir`, replacing what is there (the old folder is renamed
+ * away first and removed last), so `dir` is always either the old folder or the new one.
+ */
+export async function replaceDir(tmp: string, dir: string): Promise<void> {
+  const final = resolve(dir);
+  if (!existsSync(final)) return rename(tmp, final);
+  if (!statSync(final).isDirectory())
+    throw new PretrainedError(`${final} exists and is not a directory`);
+  const old = `${tmp}.old`;
+  await rename(final, old);
+  await rename(tmp, final);
+  await rm(old, { recursive: true, force: true });
+}
+
+/** The name loadTokenizer reads a single tokenizer file under (llama2.c `tok512.bin` → tokenizer.bin). */
+function tokenizerFileName(file: string): string {
+  const name = basename(file);
+  if (TOKENIZER_FILES.slice(0, 4).includes(name)) return name;
+  for (const ext of [".json", ".model", ".bin"]) if (name.endsWith(ext)) return `tokenizer${ext}`;
+  throw new PretrainedError(
+    `${file}: not a tokenizer file (expected ${TOKENIZER_FILES.slice(0, 4).join(", ")} or a .json, .model or .bin tokenizer)`,
+  );
 }
 
 function pad5(n: number): string {

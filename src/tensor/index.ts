@@ -24,3 +24,10 @@ export {
   hasOp,
 } from "./tensor.js";
 export * from "./ops.js";
+export {
+  NativeProcessGroup,
+  Work,
+  type Backend,
+  type ReduceOp,
+  type ProcessGroupOptions,
+} from "./dist.js";

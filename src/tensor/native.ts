@@ -25,6 +25,22 @@ export class TorchError extends Error {
   }
 }
 
+/** A c10d process group's rendezvous and backend (src/tensor/dist.ts). */
+export interface ProcessGroupOptions {
+  backend: "gloo" | "nccl";
+  /** The rendezvous store's address (MASTER_ADDR, MASTER_PORT). */
+  host: string;
+  port: number;
+  /** This process hosts the store (rank 0, unless a launcher hosts it as torchrun's agent does). */
+  isServer: boolean;
+  rank: number;
+  world: number;
+  /** Bounds the rendezvous and every collective. */
+  timeoutMs: number;
+  /** The address this rank's Gloo transport binds to; default: `host` when it is a loopback one. */
+  localHost?: string;
+}
+
 /** The generic exports of native/lethe.cc. */
 export interface NativeAddon {
   init(errorClass: typeof TorchError): {
@@ -36,6 +52,9 @@ export interface NativeAddon {
     cuda: boolean;
     cudaDevices: number;
     threads: number;
+    /** The addon's c10d process groups (src/tensor/dist.ts): built with Gloo's / NCCL's headers. */
+    gloo: boolean;
+    nccl: boolean;
   };
   config(): {
     showConfig: string;
@@ -73,6 +92,16 @@ export interface NativeAddon {
   manualSeed(seed: number): void;
   setNumThreads(n: number): number;
   stats(): { liveTensors: number; slots: number; storages: number; generators: number };
+  processGroup(o: Required<ProcessGroupOptions>): number;
+  collective(
+    group: number,
+    op: string,
+    tensors: number[],
+    o: { reduce?: string; root?: number; async?: boolean },
+  ): number | undefined;
+  wait(work: number): void;
+  store(group: number, op: "add" | "get" | "set", key: string, value?: number | string): unknown;
+  destroyGroup(group: number): void;
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");

@@ -92,6 +92,9 @@ import {
   type Precision,
 } from "./precision.js";
 import { assertCheckpointing, checkpointed, type CheckpointOptions } from "./checkpointing.js";
+import { StopRequested, stopRequestedByAny } from "./stop.js";
+import { DataParallel, DistributedSchema, readOptimizerState } from "./distributed.js";
+import type { Dist } from "../dist/index.js";
 
 /** Which checkpoints stay: see the header. */
 export const KEEP = ["last", "all", "none"] as const;
@@ -116,6 +119,7 @@ export const TrainConfigSchema = z.strictObject({
   precision: PrecisionSchema.optional(), // default: the weights' dtype's (float32 → 32-true, bfloat16 → bf16-true)
   keep: z.enum(KEEP).optional(), // checkpoints kept: last (default), all or none (see the header)
   gradientCheckpointing: z.boolean().optional(), // default false; true: block activations recomputed in backward (causal models)
+  distributed: DistributedSchema.optional(), // with several ranks: ddp (default), zero1 or zero2 (src/train/distributed.ts)
 });
 
 export type TrainConfig = z.output<typeof TrainConfigSchema>;
@@ -193,6 +197,8 @@ export interface TrainStageOptions {
   plugins?: readonly TrainPlugin[];
   /** This stage's checkpoint folder (created); a stage resumes from the latest checkpoint in it. */
   dir: string;
+  /** The process group when this process is one rank of several (src/train/distributed.ts). */
+  dist?: Dist | null;
   onProgress?: (e: ProgressEvent) => void;
 }
 
@@ -347,18 +353,22 @@ class StagePlan {
 
 function fingerprint(o: TrainStageOptions, cfg: TrainConfig, rows: SftFeatures[]): string {
   const h = createHash("sha256");
-  // What is kept does not change what is trained, so a resume may change `keep`.
-  const trained = { ...cfg, keep: undefined };
+  // What is kept, and how ranks share the work, do not change what is trained, so a resume may
+  // change `keep` or `distributed` (and the world size).
+  const trained = { ...cfg, keep: undefined, distributed: undefined };
   h.update(JSON.stringify({ stage: o.stage, kind: o.kind, cfg: trained, rows: rows.length }));
   for (const r of rows) h.update(Int32Array.from([r.inputIds.length, ...r.inputIds, ...r.labels]));
   return h.digest("hex");
 }
 
-/** The latest complete checkpoint folder in `dir` (removing half-written `.tmp` ones), or null. */
-function latestCheckpoint(dir: string): string | null {
+/**
+ * The latest complete checkpoint folder in `dir`, or null; `clean` (one process, or rank 0)
+ * removes half-written `.tmp` ones.
+ */
+function latestCheckpoint(dir: string, clean = true): string | null {
   let best: { step: number; path: string } | null = null;
   for (const name of readdirSync(dir)) {
-    if (name.startsWith("ckpt-") && name.endsWith(".tmp")) {
+    if (clean && name.startsWith("ckpt-") && name.endsWith(".tmp")) {
       rmSync(join(dir, name), { recursive: true, force: true });
       continue;
     }
@@ -447,8 +457,10 @@ export function trainStage(o: TrainStageOptions): StageResult {
     return w === null ? startWarnings : [...startWarnings, w];
   };
 
+  const dist = o.dist ?? null;
+  const main = dist === null || dist.isMain;
   mkdirSync(o.dir, { recursive: true });
-  const resumeFrom = latestCheckpoint(o.dir);
+  const resumeFrom = latestCheckpoint(o.dir, main);
   const resumed = resumeFrom ? readState(resumeFrom) : null;
   if (resumed && resumed.fingerprint !== runId)
     throw new Error(
@@ -471,8 +483,14 @@ export function trainStage(o: TrainStageOptions): StageResult {
   const ndim = new Map(trainable.map(([n, p]) => [n, p.ndim]));
   const flats = flattenParameters(model, (n) => (ndim.get(n)! >= 2 ? "decay" : "no_decay"));
   trainable = trainableParameters(model); // now views into the flat buffers
+  const dp = dist && new DataParallel(dist, cfg.distributed ?? "ddp", flats, stage, cfg.gradAccum);
+  if (dp?.mode === "zero2" && plugins.some((p) => p.afterBackward))
+    throw new Error(
+      `stage "${stage}": distributed: zero2 leaves each rank a shard of the gradients, which the afterBackward hook of ${plugins.find((p) => p.afterBackward)!.name} reads whole; use zero1 or ddp`,
+    );
+  const decayOf = (f: { name: string }) => (f.name === "decay" ? cfg.weightDecay : 0);
   const optimizer = new AdamW(
-    flats.map((f) => ({ params: f, weightDecay: f.name === "decay" ? cfg.weightDecay : 0 })),
+    dp ? dp.groups(decayOf) : flats.map((f) => ({ params: f, weightDecay: decayOf(f) })),
     { lr: cfg.lr },
   );
   const scaler = POLICIES[precision].lossScaling ? new GradScaler() : null;
@@ -506,6 +524,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
     lastCheckpoint = writeCheckpoint(o.dir, step, {
       trainable,
       optimizer: final ? null : optimizer.stateDict(), // a finished stage needs no optimizer state
+      dp,
       plugins,
       state: {
         format: STATE_FORMAT,
@@ -521,7 +540,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
         ...(scaler ? { scaler: scaler.state(), skippedSteps } : {}),
       },
     });
-    retain(o.dir, lastCheckpoint, keep, final);
+    if (main) retain(o.dir, lastCheckpoint, keep, final);
     return lastCheckpoint;
   };
 
@@ -529,9 +548,9 @@ export function trainStage(o: TrainStageOptions): StageResult {
     model.train();
     if (resumed) {
       loadWeights(resumeFrom!, trainable, device);
-      loadOptimizer(resumeFrom!, resumed, optimizer, device);
+      loadOptimizer(resumeFrom!, resumed, optimizer, device, dp);
       loadPluginStates(resumeFrom!, resumed, plugins, model);
-    }
+    } else dp?.broadcastWeights();
     for (const p of plugins) p.stageStart?.(ctx);
 
     const started = performance.now();
@@ -555,6 +574,8 @@ export function trainStage(o: TrainStageOptions): StageResult {
 
       let stepLoss = 0;
       batches.forEach((b, m) => {
+        tokensSeen += b.reduce((n, r) => n + rowTokens(r, kind), 0); // every rank's: the step's
+        if (dp && !dp.mine(m)) return; // another rank's micro-batch
         ctx.micro = m;
         manualSeed(seedOf(cfg.seed, stage, "step", step, m));
         stepLoss += tidy(() => {
@@ -577,23 +598,29 @@ export function trainStage(o: TrainStageOptions): StageResult {
           backward(scaler ? scaler.scaleLoss(loss) : loss);
           return value;
         });
-        tokensSeen += b.reduce((n, r) => n + rowTokens(r, kind), 0);
       });
-      scaler?.unscale(optimizer.grads());
+      if (dp) {
+        dp.syncGrads();
+        stepLoss = dp.sum(stepLoss);
+      }
+      const grads = dp ? dp.grads() : optimizer.grads();
+      scaler?.unscale(grads);
       for (const p of plugins) p.afterBackward?.(ctx);
       // 16-mixed: an inf/NaN gradient (the scale overflowed float16) skips the step.
-      const skip = scaler !== null && !allFinite(optimizer.grads());
+      const skip = scaler !== null && !(dp ? dp.allFinite() : allFinite(grads));
       if (skip) skippedSteps.push(step);
       else {
         if (cfg.clip > 0) {
-          const norm = clipGradNorm(optimizer.grads(), cfg.clip);
+          const norm = clipGradNorm(grads, cfg.clip, dp?.sharded ? dp.sumSquares : undefined);
           if (!Number.isFinite(norm))
             throw new NonFiniteLossError(stage, step, lastCheckpoint, `gradient norm is ${norm}`);
         }
         optimizer.step();
+        dp?.gatherWeights();
       }
       scaler?.update(skip);
-      optimizer.zeroGrad();
+      if (dp) dp.zeroGrad();
+      else optimizer.zeroGrad();
       losses.push(stepLoss);
       for (const p of plugins) p.afterStep?.(ctx);
       if (cfg.checkpointEvery > 0 && step % cfg.checkpointEvery === 0 && step < total) save(step);
@@ -617,6 +644,12 @@ export function trainStage(o: TrainStageOptions): StageResult {
           ...(warnings.length > 0 ? { warnings } : {}),
         });
       else for (const w of warnings) process.stderr.write(`WARNING: ${w}\n`);
+      // A graceful stop (src/train/stop.ts): checkpoint this step, then leave.
+      const stop = step < total ? stopRequestedByAny(dist) : null; // every rank stops at this step
+      if (stop !== null) {
+        const at = lastCheckpoint === join(o.dir, `ckpt-${step}`) ? lastCheckpoint : save(step);
+        throw new StopRequested(stop, `in stage "${stage}" at step ${step}/${total}: ${at}`);
+      }
     }
     ctx.step = total;
     for (const p of plugins) p.stageEnd?.(ctx);
@@ -633,6 +666,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
     model.eval();
     releaseGradients(model, flats); // the weights stay in the flat buffers, for the next stage
     optimizer.dispose();
+    dp?.dispose();
   }
 }
 
@@ -658,16 +692,31 @@ function writeCheckpoint(
     trainable: [string, Tensor][];
     /** Null at a stage's end: only an in-progress checkpoint needs the optimizer state. */
     optimizer: { step: number; lr: number; tensors: Map<string, Tensor> } | null;
+    /** Several ranks: each writes its optimizer shard (zero), then rank 0 the rest. */
+    dp: DataParallel | null;
     plugins: readonly TrainPlugin[];
     state: TrainerState;
   },
 ): string {
   const final = join(dir, `ckpt-${step}`);
   const tmp = `${final}.tmp`;
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
+  const dist = c.dp?.dist;
+  const main = !dist || dist.isMain;
+  if (main) {
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp);
+  }
+  if (dist) {
+    dist.barrier(); // the folder exists
+    if (c.optimizer) c.dp!.saveOptimizer(tmp, c.optimizer);
+    dist.barrier(); // every shard is written
+    if (!main) {
+      dist.barrier(); // rank 0 has renamed the folder
+      return final;
+    }
+  }
   saveTensors(join(tmp, "model.safetensors"), new Map(c.trainable), { format: "pt" });
-  if (c.optimizer) saveTensors(join(tmp, "optimizer.safetensors"), c.optimizer.tensors);
+  if (c.optimizer && !dist) saveTensors(join(tmp, "optimizer.safetensors"), c.optimizer.tensors);
   const pluginTensors = new Map<string, Tensor>();
   for (const p of c.plugins) {
     const s = p.state?.();
@@ -685,6 +734,7 @@ function writeCheckpoint(
   }
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
+  dist?.barrier();
   return final;
 }
 
@@ -714,8 +764,14 @@ function loadWeights(path: string, trainable: [string, Tensor][], device: string
   }
 }
 
-function loadOptimizer(path: string, s: TrainerState, optimizer: AdamW, device: string): void {
-  const tensors = loadTensors(join(path, "optimizer.safetensors"), { device });
+function loadOptimizer(
+  path: string,
+  s: TrainerState,
+  optimizer: AdamW,
+  device: string,
+  dp: DataParallel | null,
+): void {
+  const tensors = dp ? dp.loadOptimizerState(path, device) : readOptimizerState(path, device);
   try {
     optimizer.loadStateDict({ step: s.optimizerStep, lr: optimizer.lr, tensors });
   } finally {

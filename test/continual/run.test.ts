@@ -182,7 +182,7 @@ test("config errors name the field and suggest the key", () => {
   // The paper's setup states 7 models × 2 methods over the luo2023 sequence.
   const luo = loadStudy(join(repoRoot, "examples", "luo2023.yaml"), env);
   assert.equal(luo.config.train.lr, 2e-5);
-  assert.equal(luo.benchmarks.find((b) => b.name === "mmlu")?.shots, 5);
+  assert.equal(luo.benchmarks.find((b) => b.name === "mmlu_stem")?.shots, 5);
   assert.equal(luo.benchmarks.find((b) => b.name === "race")?.category, "reading_comprehension");
   assert.deepEqual(luo.orders[0].tasks, ["asset", "haiku", "covid_qa", "esnli", "gigaword"]);
   assert.throws(

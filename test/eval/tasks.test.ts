@@ -132,17 +132,18 @@ test("prompts of the first docs equal lm-eval's templates", async (t) => {
   ]);
   assert.equal(wg.target, "always got the easier cases.");
 
+  // RACE-high test, doc 0 = release file test/high/73.txt (one question).
   const rc = await only("race");
   assert.ok(
     rc.arguments[0][0].startsWith(
-      "Article: Hotels can make a person's stay away from home as restful as possible.",
+      "Article: The hardworking blacksmith  Jones used to work all day",
     ),
   );
   assert.ok(
-    rc.arguments[0][0].endsWith("\n\nWhat is the purpose of the writer writing the article?"),
+    rc.arguments[0][0].endsWith("\n\nWhat can we learn from the young Mr. Smith's success?"),
   );
-  assert.equal(rc.arguments[1][1], " To give information about an uncommon hotel.");
-  assert.equal(rc.target, 1);
+  assert.equal(rc.arguments[1][1], " A friend in need is a friend indeed.");
+  assert.equal(rc.target, 2);
 
   const ae = await only("arc_easy");
   assert.deepEqual(ae.arguments[0], [
@@ -254,8 +255,15 @@ test("default sampler draws like Python's random.Random(1234).sample, doc after 
     [9, 0],
   ]);
   assert.equal(a[0].arguments[0][0], "q7? yes\n\nq1? yes\n\ne0?");
-  // Same split: k+1 drawn ([3,0,2], [0,2,3], [0,3,1], [1,0,2]) and the evaluated doc dropped.
-  const same = defineTask({ ...base, task: "s", original: async () => rows(4), testSplit: "test" });
+  // fewshot_split == test_split as declared: k+1 drawn ([3,0,2], [0,2,3], [0,3,1], [1,0,2]) and
+  // the evaluated doc dropped.
+  const same = defineTask({
+    ...base,
+    task: "s",
+    original: async () => rows(4),
+    testSplit: "test",
+    fewshotSplit: "test",
+  });
   const b = buildRequests(same, rows(4), { shots: 2, fewshotDocs: rows(4) });
   assert.deepEqual(b.map(shotsOf), [
     [3, 2],
@@ -263,6 +271,16 @@ test("default sampler draws like Python's random.Random(1234).sample, doc after 
     [0, 3],
     [1, 0],
   ]);
+  // No fewshot_split (None != "test"): k drawn from the test docs it falls back to
+  // (sample(range(4), 2) = [3,0], [0,3], [0,2], [0,3]), the evaluated doc still dropped: k-1 left.
+  const fallback = defineTask({
+    ...base,
+    task: "f",
+    original: async () => rows(4),
+    testSplit: "test",
+  });
+  const c = buildRequests(fallback, rows(4), { shots: 2, fewshotDocs: rows(4) });
+  assert.deepEqual(c.map(shotsOf), [[3], [0, 3], [0], [0]]);
 });
 
 test("acc and acc_norm (length-normalised) with mean stderr", async (t) => {

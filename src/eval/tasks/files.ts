@@ -5,7 +5,8 @@
  * rows is an error (an evaluation over no documents has no score). Rows come back as plain
  * objects; Parquet INT64 values (BigInt in hyparquet) become numbers.
  */
-import { readFile } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
 import { parse as parseCsv } from "csv-parse/sync";
 import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
 import { compressors } from "hyparquet-compressors";
@@ -51,6 +52,45 @@ export async function readJson(path: string): Promise<unknown> {
   } catch (e) {
     throw new Error(`${path}: invalid JSON (${(e as Error).message})`);
   }
+}
+
+/** A JSON file holding a list of objects (MathQA's release files); row i is "file: item i+1". */
+export async function readJsonList(path: string): Promise<FileRows> {
+  const value = await readJson(path);
+  if (!Array.isArray(value))
+    throw new Error(`${path}: expected a JSON list of objects, got ${describe(value)}`);
+  value.forEach((v, i) => {
+    if (!isObject(v))
+      throw new Error(`${path}: item ${i + 1}: expected a JSON object, got ${describe(v)}`);
+  });
+  return fileRows(path, value as Row[], (i) => `${path}: item ${i + 1}`);
+}
+
+/**
+ * One JSON object per file (RACE's and MuTual's releases): the files of `dir` named `*<ext>`,
+ * in `order` of their names (default: Python's `sorted`, by code point, as HF loading scripts
+ * list them), empty files skipped as those scripts do; row i is named by its file.
+ */
+export async function readJsonFolder(
+  dir: string,
+  ext: string,
+  order: (a: string, b: string) => number = (a, b) =>
+    Buffer.compare(Buffer.from(a), Buffer.from(b)),
+): Promise<FileRows> {
+  const names = (await readdir(dir)).filter((n) => n.endsWith(ext)).sort(order);
+  const rows: Row[] = [];
+  const paths: string[] = [];
+  for (const name of names) {
+    const path = join(dir, name);
+    if ((await stat(path)).size === 0) continue;
+    const value = await readJson(path);
+    if (!isObject(value))
+      throw new Error(`${path}: expected a JSON object, got ${describe(value)}`);
+    rows.push(value);
+    paths.push(path);
+  }
+  if (rows.length === 0) throw new Error(`${dir}: has no *${ext} files with data`);
+  return fileRows(dir, rows, (i) => paths[i]);
 }
 
 /** CSV (or TSV with `delimiter: "\t"`); with `header` the first row names the columns. */

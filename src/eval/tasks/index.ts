@@ -8,11 +8,13 @@ import { boolq } from "./boolq.js";
 import * as crows from "./crows_pairs.js";
 import { hellaswag } from "./hellaswag.js";
 import { lambada_openai } from "./lambada_openai.js";
+import { mathqa } from "./mathqa.js";
 import { miniTasks } from "./mini.js";
 import { mmluGroups, mmluTasks } from "./mmlu.js";
+import { mutual, mutual_plus } from "./mutual.js";
 import { openbookqa } from "./openbookqa.js";
 import { piqa } from "./piqa.js";
-import { race } from "./race.js";
+import { race, race_middle } from "./race.js";
 import { truthfulqa_mc1, truthfulqa_mc2 } from "./truthfulqa.js";
 import { winogrande } from "./winogrande.js";
 import { didYouMean } from "../../util/suggest.js";
@@ -26,6 +28,10 @@ export const tasks = {
   boolq,
   winogrande,
   race,
+  race_middle,
+  mathqa,
+  mutual,
+  mutual_plus,
   arc_easy,
   arc_challenge,
   openbookqa,

@@ -1,17 +1,24 @@
 /**
- * RACE (Lai et al. 2017) as lm-eval v0.4.x `lm_eval/tasks/race/race.yaml` + `preprocess_race.py`:
- * one doc per article (`EleutherAI/race`, config "high", test split) whose `problems` (a Python
- * literal string in HF) are asked in order: "Article: {article}\n\n", then each earlier problem
- * as "Question: q\nAnswer: a\n" (or, for a fill-in "  _  ." question, its tail + answer + "\n"),
- * then the last problem's question; choices = the last problem's options, target its answer
- * index; acc. Mapping of shared data: `race_subset/race.jsonl` holds single questions (middle and
- * high mixed, 994 articles for 1000 questions), so each line becomes one doc with one problem and
- * the prompt is "Article: ...\n\n" + question — file order and count are kept.
+ * RACE (Lai et al. 2017) as lm-eval v0.4.7 `lm_eval/tasks/race/race.yaml` + `preprocess_race.py`
+ * (version 2.0): one doc per article (`EleutherAI/race`, test split) whose `problems` (a Python
+ * literal string in HF) are asked in order: "Article: {article}\n\n", then each earlier problem as
+ * "Question: q\nAnswer: a\n" (or, for a fill-in question ending "  _  .", its last five
+ * characters + answer + "\n"), then the last problem's question; choices = the last problem's four
+ * options, target its answer index; acc. `race` is config "high" (lm-eval's task); `race_middle`
+ * the same rules on config "middle" (not an lm-eval 0.4.7 task; the paper reports both).
+ * Data: HF layout `race/<high|middle>/<split>.jsonl`, or the original release (RACE.tar.gz):
+ * `race/<test|dev|train>/<high|middle>/<n>.txt`, one article per file {article, questions,
+ * options, answers}. Those become EleutherAI/race docs as lm-eval v0.3 built that dataset: every
+ * question of the split, grouped per article text in order of first appearance, {question,
+ * answer, options} each. Files are read in numeric order; EleutherAI/race's row order (the archive's
+ * file order) is not known here, so only the document order differs: the same 1045 high / 362
+ * middle test docs and prompts (test/eval/benchmarks_paper.test.ts checks them all against
+ * lm-eval's own preprocess_race on these files), a different `--limit` prefix and few-shot draw.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { accMean, defineTask, type Doc } from "../task.js";
-import { checkFields, field, mapRows, readJsonl, type Row } from "./files.js";
+import { accMean, defineTask, type Doc, type Task } from "../task.js";
+import { checkFields, field, readJsonFolder, type Row } from "./files.js";
 
 interface Problem {
   question: string;
@@ -82,7 +89,10 @@ const problemsOf = (d: RaceDoc) =>
 const LETTER_TO_NUM: Record<string, number> = { A: 0, B: 1, C: 2, D: 3 };
 const answerOption = (p: Problem) => p.options[LETTER_TO_NUM[p.answer]];
 
-/** Every problem (parsed from its Python literal) has a question, options and an answer A-D among them. */
+/**
+ * Every problem (parsed from its Python literal) has a question, at least the four options the
+ * prompt takes and an answer A-D among them.
+ */
 function checkProblems(doc: Doc, where: string): void {
   let problems: unknown;
   try {
@@ -102,47 +112,77 @@ function checkProblems(doc: Doc, where: string): void {
       throw new Error(
         `${at}: field "answer" ${JSON.stringify(answer)} is not a letter of its ${options.length} options`,
       );
+    if (options.length < 4)
+      throw new Error(
+        `${at}: field "options" has ${options.length} options; the prompt takes four`,
+      );
   });
 }
 
-export const race = defineTask<RaceDoc>({
-  task: "race",
-  version: 2,
-  datasetPath: "EleutherAI/race",
-  datasetName: "high",
-  dir: "race",
-  async original(dataDir, split) {
-    const path = join(dataDir, "race_subset", "race.jsonl");
-    if (split !== "test" || !existsSync(path)) return null;
-    return mapRows(await readJsonl(path), (r, where) => {
-      const problem: Problem = {
-        question: field(r, "question", where, "string"),
-        options: field(r, "options", where, "string[]"),
-        answer: field(r, "answer", where, "string"),
-      };
-      const doc = {
-        example_id: r.example_id,
-        article: field(r, "article", where, "string"),
-        problems: [problem],
-      };
-      checkProblems(doc, where);
-      return doc;
+/** HF split → folder of the original release. */
+const RELEASE_SPLIT: Record<string, string> = { test: "test", validation: "dev", train: "train" };
+const numeric = (a: string, b: string) => parseInt(a, 10) - parseInt(b, 10) || (a < b ? -1 : 1);
+
+/**
+ * The release's per-article files of `split` and `level` as EleutherAI/race docs: every question,
+ * grouped per article text (lm-eval v0.3's `_collate_data`); each file's fields are checked.
+ */
+async function readRelease(dataDir: string, level: string, split: string): Promise<Doc[] | null> {
+  const dir = RELEASE_SPLIT[split] && join(dataDir, "race", RELEASE_SPLIT[split], level);
+  if (!dir || !existsSync(dir)) return null;
+  const file = await readJsonFolder(dir, ".txt", numeric);
+  const byArticle = new Map<string, Problem[]>();
+  file.rows.forEach((r, i) => {
+    const where = file.where(i);
+    const article = field(r, "article", where, "string");
+    const questions = field(r, "questions", where, "string[]");
+    const answers = field(r, "answers", where, "string[]");
+    const options = r.options;
+    if (!Array.isArray(options)) throw new Error(`${where}: field "options" must be a list`);
+    if (answers.length !== questions.length || options.length !== questions.length)
+      throw new Error(
+        `${where}: ${questions.length} questions, ${options.length} option lists and ${answers.length} answers; expected one each`,
+      );
+    const problems = byArticle.get(article) ?? [];
+    questions.forEach((question, j) => {
+      const opts = options[j];
+      if (!Array.isArray(opts) || !opts.every((o) => typeof o === "string"))
+        throw new Error(`${where}: field "options[${j}]" must be a list of strings`);
+      problems.push({ question, answer: answers[j], options: opts });
     });
-  },
-  fields: { article: "string", problems: "string|object[]" },
-  checkDoc: checkProblems,
-  testSplit: "test",
-  docToText(d) {
-    const problems = problemsOf(d);
-    let text = `Article: ${d.article}\n\n`;
-    for (const p of problems.slice(0, -1)) {
-      if (p.question.slice(-6) === "  _  .") text += p.question.slice(-5) + answerOption(p) + "\n";
-      else text += `Question: ${p.question}\nAnswer: ${answerOption(p)}\n`;
-    }
-    return text + problems[problems.length - 1].question;
-  },
-  docToTarget: (d) => LETTER_TO_NUM[problemsOf(d).at(-1)!.answer],
-  docToChoice: (d) => problemsOf(d).at(-1)!.options.slice(0, 4),
-  outputType: "multiple_choice",
-  metrics: [accMean],
-});
+    byArticle.set(article, problems);
+    checkProblems({ article, problems }, where);
+  });
+  return [...byArticle].map(([article, problems]) => ({ article, problems }));
+}
+
+function raceTask(task: "race" | "race_middle", level: "high" | "middle"): Task<RaceDoc> {
+  return defineTask<RaceDoc>({
+    task,
+    version: 2,
+    datasetPath: "EleutherAI/race",
+    datasetName: level,
+    dir: "race",
+    original: (dataDir, split) => readRelease(dataDir, level, split),
+    fields: { article: "string", problems: "string|object[]" },
+    checkDoc: checkProblems,
+    testSplit: "test",
+    docToText(d) {
+      const problems = problemsOf(d);
+      let text = `Article: ${d.article}\n\n`;
+      for (const p of problems.slice(0, -1)) {
+        if (p.question.slice(-6) === "  _  .")
+          text += p.question.slice(-5) + answerOption(p) + "\n";
+        else text += `Question: ${p.question}\nAnswer: ${answerOption(p)}\n`;
+      }
+      return text + problems[problems.length - 1].question;
+    },
+    docToTarget: (d) => LETTER_TO_NUM[problemsOf(d).at(-1)!.answer],
+    docToChoice: (d) => problemsOf(d).at(-1)!.options.slice(0, 4),
+    outputType: "multiple_choice",
+    metrics: [accMean],
+  });
+}
+
+export const race = raceTask("race", "high");
+export const race_middle = raceTask("race_middle", "middle");
