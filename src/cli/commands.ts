@@ -335,6 +335,12 @@ hf copies config.json, generation_config.json and the tokenizer files from the b
         help: "memory per node of each run (sbatch --mem: 16G)",
       },
       "nodes-per-run": { type: "string", value: "N", defaultText: "1", help: "nodes of each run" },
+      "ranks-per-node": {
+        type: "string",
+        value: "N",
+        defaultText: "--gpus-per-run, else 1",
+        help: "ranks of each run per node, started with srun (train.distributed)",
+      },
       "sbatch-arg": {
         type: "string",
         value: "ARG",
@@ -350,10 +356,11 @@ hf copies config.json, generation_config.json and the tokenizer files from the b
     notes: `Writes DIR as \`lethe run\` does, plus DIR/slurm/array.sbatch (element i runs \`lethe run-one
 DIR i\`) and report.sbatch; prints the job ids. Options override the config's \`slurm:\` section
 (same names in camelCase: partition, account, time, gpusPerRun, cpusPerRun, mem, nodesPerRun,
-sbatchArgs, maxRetries). Elements run with --requeue and --signal=B:USR1@120: on SIGUSR1 or
+ranksPerNode, sbatchArgs, maxRetries). Elements run with --requeue and --signal=B:USR1@120: on SIGUSR1 or
 SIGTERM a run checkpoints, releases its lock and exits, and resumes from there when requeued.
 The report job runs when the array ends (afterany): DIR/status.txt, then the report.
-Logs: DIR/runs/<run>/slurm-<job id>.out. One rank per run.`,
+Logs: DIR/runs/<run>/slurm-<job id>.out. A run of several ranks (nodes × ranks per node) starts
+them with srun, in torchrun's environment.`,
   },
   "run-one": {
     summary: "run one run of a study's grid, from where it stopped (a Slurm element's command)",

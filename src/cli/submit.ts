@@ -65,8 +65,6 @@ function submitted(dir: string, study: Study, settings: SlurmSettings): number {
   log(`report job ${r.reportJob}: when the array ends (afterany)`);
   log(`logs: ${join(dir, "runs", "<run>", "slurm-<job id>.out")}`);
   log(`lethe status ${dir} shows where they are; lethe cancel ${dir} cancels what is left`);
-  if ((settings.nodesPerRun ?? 1) > 1 || (settings.gpusPerRun ?? 0) > 1)
-    log("note: each run starts one process (one rank) on its first node, whatever it was granted");
   return 0;
 }
 
@@ -82,6 +80,7 @@ export const submitCommand = (argv: string[]) =>
       cpusPerRun: intValue(values["cpus-per-run"], "cpus-per-run", 1),
       mem: values.mem,
       nodesPerRun: intValue(values["nodes-per-run"], "nodes-per-run", 1),
+      ranksPerNode: intValue(values["ranks-per-node"], "ranks-per-node", 1),
       sbatchArgs: values["sbatch-arg"] === undefined ? undefined : repeated(argv, "sbatch-arg"),
       maxRetries: intValue(values["max-retries"], "max-retries", 0),
     };

@@ -91,6 +91,7 @@ export const SlurmSchema = z.strictObject({
     .regex(/^\d+[KMGT]?$/, "use sbatch's --mem format, e.g. 16G or 4000M")
     .optional(),
   nodesPerRun: z.number().int().positive().optional(), // sbatch --nodes
+  ranksPerNode: z.number().int().positive().optional(), // srun tasks per node (ranks); default gpusPerRun, else 1
   sbatchArgs: z.array(z.string().regex(/^-/, "an sbatch option, e.g. --qos=high")).optional(),
   maxRetries: z.number().int().min(0).optional(), // requeues of a failing run; default 2
 });

@@ -27,9 +27,12 @@
  * how often); slurm.json says how the finished ones ended, since without an accounting database
  * (`sacct`) Slurm forgets a job minutes after it ends.
  *
- * Ranks: one per run. `nodesPerRun` and `gpusPerRun` are requested from Slurm, and the run's one
- * process sees them (CUDA_VISIBLE_DEVICES); starting a rank per GPU with `srun` waits on the
- * study runner's distributed training.
+ * Ranks: `nodesPerRun` × `ranksPerNode` (default: `gpusPerRun`, else 1) per run. With more than
+ * one, the element starts them with `srun` in torchrun's environment (RANK = SLURM_PROCID,
+ * WORLD_SIZE = SLURM_NTASKS, LOCAL_RANK = SLURM_LOCALID, MASTER_ADDR = the first node, a port
+ * from the job id): the run trains data parallel (src/train/distributed.ts), rank 0 writes, and
+ * a stop request reaches every rank through the same stop file (they agree on the step).
+ * `cpusPerRun` is per node, shared among its ranks.
  *
  * References: sbatch(1) (`--array`, `--requeue`, `--signal=B:USR1@120`, `--dependency=afterany`,
  * `--parsable`), squeue(1) `--Format`, scontrol(1) `requeue`; sysexits.h (EX_TEMPFAIL = 75).
@@ -50,6 +53,7 @@ import {
   watchStopFile,
 } from "../train/stop.js";
 import { makeDir, writeAtomic } from "../util/fs.js";
+import { currentDist } from "../dist/index.js";
 import { parseWith } from "../util/schema.js";
 
 /** The settings of a submission: the study's `slurm:` section overridden by the command line. */
@@ -234,12 +238,17 @@ function runOptions(s: SlurmSettings): string[] {
     ...(s.account ? [`--account=${s.account}`] : []),
     ...(s.time ? [`--time=${s.time}`] : []),
     `--nodes=${s.nodesPerRun ?? 1}`,
-    "--ntasks-per-node=1",
-    `--cpus-per-task=${s.cpusPerRun ?? 1}`,
+    `--ntasks-per-node=${ranksPerNode(s)}`,
+    `--cpus-per-task=${Math.max(1, Math.floor((s.cpusPerRun ?? 1) / ranksPerNode(s)))}`,
     ...(s.gpusPerRun ? [`--gpus-per-node=${s.gpusPerRun}`] : []),
     ...(s.mem ? [`--mem=${s.mem}`] : []),
     ...(s.sbatchArgs ?? []),
   ];
+}
+
+/** Ranks (srun tasks) per node of each run. */
+export function ranksPerNode(s: SlurmSettings): number {
+  return s.ranksPerNode ?? (s.gpusPerRun || 1);
 }
 
 /** A string as one bash word. */
@@ -249,6 +258,24 @@ const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 export interface LetheCommand {
   node: string;
   lethe: string;
+}
+
+/**
+ * The element's command line: as is for one rank; else under `srun`, one task per rank, each in
+ * torchrun's environment (a single-quoted `bash -c` so that each task expands its own ids).
+ */
+function launch(cmd: string, ranks: number): string {
+  if (ranks === 1) return cmd;
+  const env = [
+    "RANK=$SLURM_PROCID",
+    "WORLD_SIZE=$SLURM_NTASKS",
+    "LOCAL_RANK=$SLURM_LOCALID",
+    "LOCAL_WORLD_SIZE=$SLURM_NTASKS_PER_NODE",
+  ].join(" ");
+  return `export DIR
+export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+export MASTER_PORT=$((20000 + SLURM_JOB_ID % 20000))
+srun --kill-on-bad-exit=1 --ntasks=${ranks} bash -c ${sh(`${env} exec ${cmd}`)}`;
 }
 
 /** DIR/slurm/array.sbatch: element i runs the grid's run i. */
@@ -286,7 +313,7 @@ export LETHE_STOP_FILE="$DIR/runs/$RUN/${STOP_FILE}"
 rm -f "$LETHE_STOP_FILE"
 trap 'echo SIGUSR1 >"$LETHE_STOP_FILE"' USR1
 trap 'echo SIGTERM >"$LETHE_STOP_FILE"' TERM
-${sh(cmd.node)} ${sh(cmd.lethe)} run-one "$DIR" "$SLURM_ARRAY_TASK_ID" --max-retries ${s.maxRetries ?? DEFAULT_MAX_RETRIES} &
+${launch(`${sh(cmd.node)} ${sh(cmd.lethe)} run-one "$DIR" "$SLURM_ARRAY_TASK_ID" --max-retries ${s.maxRetries ?? DEFAULT_MAX_RETRIES}`, (s.nodesPerRun ?? 1) * ranksPerNode(s))} &
 pid=$!
 # wait returns early when a trapped signal arrives: wait again until lethe has exited.
 while :; do
@@ -572,13 +599,14 @@ export async function runElement(
       `${join(dir, "study.yaml")}: the grid has runs 0 to ${grid.length - 1}, not ${index}`,
     );
   const runDir = join(dir, "runs", spec.name);
-  makeDir(runDir);
+  const main = currentDist()?.isMain ?? true; // several ranks (srun): rank 0 writes
+  if (main) makeDir(runDir);
   const job = env.SLURM_JOB_ID;
   const arrayJob = env.SLURM_ARRAY_JOB_ID ?? job;
   const previous = readRecord(runDir);
   let failures = previous !== null && previous.arrayJob === arrayJob ? previous.failures : 0;
   const record = (state: ElementRecord["state"], reason: string | null) => {
-    if (job === undefined) return; // not under Slurm
+    if (job === undefined || !main) return; // not under Slurm, or not rank 0
     const r: ElementRecord = {
       format: RECORD_FORMAT,
       arrayJob: arrayJob!,

@@ -9,7 +9,7 @@
  * what happened stage by stage, which items were lost, and how the runs were made.
  */
 import type { Finding } from "./findings.js";
-import { forgottenItems, type Run } from "./runs.js";
+import { forgottenItems, type Run, type UnfinishedRun } from "./runs.js";
 import { esc, fgTableHtml, metricsTableHtml, type FgTable } from "./tables.js";
 
 export interface Figure {
@@ -31,6 +31,8 @@ export interface ReportPage {
   curves: Figure[];
   bias: Figure[];
   matrices: Figure[];
+  /** Runs of the studies that failed or have no results (their rows say why and where the log is). */
+  unfinished: UnfinishedRun[];
 }
 
 const CSS = `
@@ -182,6 +184,19 @@ function forgottenJson(runs: Run[]): string {
   return JSON.stringify(data).replace(/</g, "\\u003c");
 }
 
+/** The "Unfinished runs" section, or nothing when every run finished. */
+function unfinishedHtml(runs: readonly UnfinishedRun[]): string {
+  if (runs.length === 0) return "";
+  const rows = runs
+    .map(
+      (r) =>
+        `<tr><td>${esc(r.name)}</td><td class="${r.state}">${r.state}</td><td>${esc(r.error ?? "")}</td><td>${r.log ? `<code>${esc(r.log)}</code>` : ""}</td></tr>`,
+    )
+    .join("");
+  return `<section id="unfinished"><h2>Unfinished runs</h2><p class="lead">Runs that failed (their results, if any, stop at the last stage done) or have no results yet; the tables and charts above leave out what they lack.</p><table><thead><tr><th>run</th><th>state</th><th>error</th><th>log</th></tr></thead><tbody>${rows}</tbody></table></section>
+`;
+}
+
 export function reportHtml(p: ReportPage): string {
   const models = new Set(p.runs.map((r) => r.model.name));
   const methods = new Set(p.runs.map((r) => r.results.run.method));
@@ -231,7 +246,7 @@ ${p.bias.map((f) => figure(f)).join("") || `<p class="lead">No bias benchmarks i
 <div class="controls"><label>run<select id="f-run"></select></label><label>benchmark<select id="f-bench"></select></label><label>wrong at<select id="f-stage"></select></label><label>search<input id="f-q" type="search" placeholder="id or text"></label></div>
 <div class="count" id="f-count">No item records in these runs (items/&lt;stage&gt;/&lt;benchmark&gt;.jsonl or results.json flips).</div>
 <div class="scroll"><table id="items"><thead><tr><th>doc_id</th><th>wrong at stage</th><th>text</th></tr></thead><tbody></tbody></table></div></section>
-<section id="cards"><h2>Run cards</h2><p class="lead">Each run's run-card.json: configuration, seeds, code and library versions, hardware, data checksums.</p><div class="cards">${cardsHtml(p.runs)}</div></section>
+${unfinishedHtml(p.unfinished)}<section id="cards"><h2>Run cards</h2><p class="lead">Each run's run-card.json: configuration, seeds, code and library versions, hardware, data checksums.</p><div class="cards">${cardsHtml(p.runs)}</div></section>
 </main>
 <footer>lethe report · ${p.runs.length} run${p.runs.length === 1 ? "" : "s"}</footer>
 <script type="application/json" id="forgotten-data">${forgottenJson(p.runs)}</script>

@@ -18,7 +18,7 @@ import {
 } from "./charts.js";
 import { defaultMethod, findings, type FindingsOptions, type RunSummary } from "./findings.js";
 import { reportHtml, type Figure } from "./html.js";
-import { compareModels, loadRuns, type Run } from "./runs.js";
+import { compareModels, loadRuns, unfinishedRuns, type Run } from "./runs.js";
 import { fgTables, fgTableCsv, fgTableLatex, fgTableMarkdown, runsMarkdown } from "./tables.js";
 
 export interface ReportFiles {
@@ -77,6 +77,7 @@ export async function writeReport(
     curves: await figures(methods.map((m) => curvesChart(runs, m))),
     bias: await figures(methods.map((m) => biasChart(runs, m))),
     matrices: await figures(runs.map((r, i) => heatmapChart(r, i))),
+    unfinished: unfinishedRuns(dirs),
   });
   mkdirSync(outDir, { recursive: true });
   const files: ReportFiles = {

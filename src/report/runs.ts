@@ -10,9 +10,10 @@
  * and `family` (sizes of one family are compared by the scale finding).
  */
 import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { z } from "zod";
 import { RESULTS_FORMAT, type RunResults } from "../continual/results.js";
+import { readRecord } from "../continual/slurm.js";
 import { parseWith } from "../util/schema.js";
 
 /** One evaluated item at one stage. */
@@ -197,6 +198,54 @@ export function loadRun(dir: string): Run {
     },
     items: readItems(dir),
   };
+}
+
+/** A run of a study that has no results, or stopped on an error (its results are partial). */
+export interface UnfinishedRun {
+  name: string;
+  dir: string;
+  state: "failed" | "incomplete";
+  /** failed.json's error, else the Slurm element's reason. */
+  error: string | null;
+  /** The Slurm element's log (runs/<run>/slurm-<job>.out), when it ran under `lethe submit`. */
+  log: string | null;
+}
+
+/**
+ * The runs under each study directory that failed (failed.json, or a failed Slurm element) or
+ * have no results yet, by name. A run directory given directly is only checked for failure.
+ */
+export function unfinishedRuns(dirs: readonly string[]): UnfinishedRun[] {
+  const out: UnfinishedRun[] = [];
+  for (const d of dirs) {
+    const runsDir = join(d, "runs");
+    const runDirs = existsSync(join(d, "results.json"))
+      ? [d]
+      : existsSync(runsDir)
+        ? readdirSync(runsDir)
+            .sort()
+            .map((n) => join(runsDir, n))
+            .filter((r) => statSync(r).isDirectory())
+        : [];
+    for (const dir of runDirs) {
+      const failedFile = join(dir, "failed.json");
+      const failed = existsSync(failedFile)
+        ? String((readJson(failedFile) as { error?: unknown }).error ?? "")
+        : null;
+      const record = readRecord(dir);
+      const slurmFailed = record?.state === "failed";
+      const hasResults = existsSync(join(dir, "results.json"));
+      if (failed === null && !slurmFailed && hasResults) continue;
+      out.push({
+        name: basename(dir),
+        dir,
+        state: failed !== null || slurmFailed ? "failed" : "incomplete",
+        error: failed ?? record?.reason ?? null,
+        log: record?.log ?? null,
+      });
+    }
+  }
+  return out;
 }
 
 /** Loads every run under the given run or study directories, in order. */

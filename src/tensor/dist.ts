@@ -6,6 +6,7 @@
  * Reference: torch.distributed (`init_process_group`, `all_reduce`, `broadcast`, `reduce`,
  * `all_gather`, `reduce_scatter`, `barrier`, `Work.wait`).
  */
+import { hostname } from "node:os";
 import { native, type ProcessGroupOptions } from "./native.js";
 import type { Tensor } from "./tensor.js";
 
@@ -37,7 +38,8 @@ export class NativeProcessGroup {
   constructor(o: ProcessGroupOptions) {
     this.#id = native.processGroup({
       ...o,
-      localHost: o.localHost ?? (isLoopback(o.host) ? o.host : "0.0.0.0"),
+      // Gloo binds to the address this host name resolves to, as torch's default device does.
+      localHost: o.localHost ?? (isLoopback(o.host) ? o.host : hostname()),
     });
     this.rank = o.rank;
     this.world = o.world;

@@ -37,7 +37,7 @@ export interface ProcessGroupOptions {
   world: number;
   /** Bounds the rendezvous and every collective. */
   timeoutMs: number;
-  /** The address this rank's Gloo transport binds to; default: `host` when it is a loopback one. */
+  /** The address this rank's Gloo transport binds to; default: `host` when it is a loopback one, else this machine's host name. */
   localHost?: string;
 }
 

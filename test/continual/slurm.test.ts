@@ -14,7 +14,7 @@
  *   requeue` (SIGTERM): each time it checkpoints at the current step, is requeued, resumes from
  *   that checkpoint, and the results equal the uninterrupted run's.
  * - A run whose model path does not exist fails, is requeued `--max-retries` times, and shows as
- *   failed with its log in `lethe status` and in the report job's status.txt, while the other
+ *   failed with its log in `lethe status`, the report job's status.txt and report.html, while the other
  *   runs finish; `lethe status` with finished, running and pending runs; `lethe resume --slurm`
  *   submits only the unfinished runs, and `lethe cancel` cancels them.
  *
@@ -107,6 +107,48 @@ const oneStage = (raw: Record<string, unknown>, steps: number) => {
   raw.train = { ...(raw.train as object), steps, gradAccum: 1, checkpointEvery: 100, keep: "all" };
   raw.eval = { benchmarks: [{ name: "piqa", limit: 4 }], maxLength: 256, bootstrapIters: 10 };
 };
+
+test(
+  "a run of 2 ranks (--ranks-per-node 2) starts them with srun; its results equal one process's",
+  { timeout: TEN_MINUTES },
+  async (t) => {
+    const why = skip();
+    if (why) return t.skip(why);
+    const config = variant("ranks", (raw) => {
+      oneStage(raw, 4);
+      raw.train = { ...(raw.train as object), gradAccum: 2, checkpointEvery: 2 };
+    });
+    const local = join(tmp, "ranks-local");
+    const dir = join(tmp, "ranks-slurm");
+    ok("run", config, "--out", local);
+    ok("submit", config, "--out", dir, "--ranks-per-node", "2", "--cpus-per-run", "2");
+    const [s] = readJobs(dir);
+    const script = read(join(dir, "slurm", "array.sbatch"));
+    for (const line of ["#SBATCH --ntasks-per-node=2", "#SBATCH --cpus-per-task=1", "srun "])
+      assert.ok(script.includes(line), line);
+    const [name] = Object.values(s.runs);
+    const runDir = join(dir, "runs", name);
+    await waitFor(
+      "the element",
+      () => ["COMPLETED", "FAILED"].includes(elementState(`${s.arrayJob}_0`)?.state ?? ""),
+      {
+        timeoutMs: TEN_MINUTES - 60_000,
+        onTimeout: () => `${slurmRun("squeue")}\n${logs(runDir)}`,
+      },
+    );
+    assert.equal(readRecord(runDir)?.state, "completed", logs(runDir));
+    assert.equal(
+      (logs(runDir).match(/stage 1\/1: results written/g) ?? []).length,
+      1,
+      "rank 0 logs",
+    );
+    assert.equal(
+      read(join(runDir, "results.json")),
+      read(join(local, "runs", name, "results.json")),
+      "2 ranks under srun give one process's results.json",
+    );
+  },
+);
 
 /** Every log of a run folder, oldest job first (a requeued element appends to its own). */
 function logs(runDir: string): string {
@@ -391,6 +433,16 @@ test(
       assert.match(read(join(runDir, "failed.json")), /no-such-model/);
     }
     assert.ok(existsSync(join(dir, "report.html")), "the report of the runs that finished");
+    const html = read(join(dir, "report.html"));
+    assert.match(html, /<section id="unfinished"><h2>Unfinished runs<\/h2>/);
+    for (const name of names.slice(2)) {
+      const row = new RegExp(
+        `<tr><td>${name}</td><td class="failed">failed</td><td>[^<]*no-such-model[^<]*</td><td><code>[^<]*slurm-\\d+\\.out</code>`,
+      );
+      assert.match(html, row, `${name} is marked failed in report.html`);
+    }
+    for (const name of names.slice(0, 2))
+      assert.doesNotMatch(html, new RegExp(`<tr><td>${name}</td>`));
     assert.match(read(join(dir, "slurm", `report-${s.reportJob}.out`)), /fail-slurm\/report\.html/);
 
     // Only the failed runs go again; cancel takes them back.

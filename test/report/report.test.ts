@@ -1,8 +1,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { compareCommand, reportCommand } from "../../src/cli/report.js";
 import { compareRuns, writeReport } from "../../src/report/index.js";
 import { forgottenItems, loadRun, loadRuns } from "../../src/report/runs.js";
@@ -55,6 +55,25 @@ test("a study report: self-contained HTML plus the FG table in three formats", a
   );
   assert.match(readFileSync(files.tex, "utf8"), /\\begin\{tabular\}\{lrrrr\}/);
   assert.ok(!readdirSync(study).some((f) => f.includes(".tmp-")), "no temporary file left");
+  assert.doesNotMatch(html, /<section id="unfinished">/, "every run finished");
+});
+
+test("runs that failed or have no results are listed as unfinished", async () => {
+  const study = join(tmp, "unfinished");
+  const [done, failed] = writeStudy(study, {
+    models: STUDY_MODELS.slice(0, 1),
+    methods: ["full", "replay"],
+    seeds: [0],
+  });
+  writeFileSync(join(failed, "failed.json"), JSON.stringify({ error: "stage 2: out of <memory>" }));
+  mkdirSync(join(study, "runs", "never-started"));
+  const html = readFileSync((await writeReport([study])).html, "utf8");
+  assert.match(html, /<section id="unfinished"><h2>Unfinished runs<\/h2>/);
+  const row = (name: string, state: string, error: string) =>
+    `<tr><td>${name}</td><td class="${state}">${state}</td><td>${error}</td><td></td></tr>`;
+  assert.ok(html.includes(row(basename(failed), "failed", "stage 2: out of &lt;memory&gt;")));
+  assert.ok(html.includes(row("never-started", "incomplete", "")));
+  assert.ok(!html.includes(`<tr><td>${basename(done)}</td>`));
 });
 
 test("a single run directory, written elsewhere; compare prints runs side by side", async () => {
