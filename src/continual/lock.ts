@@ -2,7 +2,9 @@
  * One process per run directory. The lock is a folder `lock/` holding one file
  * `<pid>-<nonce>.json` = `{pid, host, since}`. A lock left by a dead process on this host
  * (kill -9, power loss) is taken over with a note; a live one, or one from another host (whose pid
- * cannot be checked), is a clear refusal.
+ * cannot be checked), is a clear refusal. Under Slurm the lock also names the job
+ * (SLURM_JOB_ID): a job runs once at a time, so a lock of this same job is its previous run's,
+ * requeued or restarted, on whatever node it was (a node that died leaves such a lock).
  *
  * Why a folder: it is made whole beside the run (`lock.tmp-<pid>-<n>/`, content written) and then
  * renamed to `lock`, and rename(2) of a folder succeeds only when the target is absent or an empty
@@ -40,6 +42,8 @@ export interface LockInfo {
   pid: number;
   host: string;
   since: string;
+  /** The Slurm job that took it (SLURM_JOB_ID), when run under Slurm. */
+  job?: string;
 }
 
 export class RunLockedError extends Error {
@@ -108,7 +112,13 @@ let tmpCount = 0;
 /** Takes the lock of `dir` (which must exist); throws RunLockedError when another holds it. */
 export function acquireLock(dir: string): RunLock {
   const path = join(dir, LOCK_FILE);
-  const me: LockInfo = { pid: process.pid, host: hostname(), since: new Date().toISOString() };
+  const job = process.env.SLURM_JOB_ID;
+  const me: LockInfo = {
+    pid: process.pid,
+    host: hostname(),
+    since: new Date().toISOString(),
+    ...(job ? { job } : {}),
+  };
   const name = `${me.pid}-${randomBytes(6).toString("hex")}.json`;
   const tmp = `${path}.tmp-${me.pid}-${tmpCount++}`;
   mkdirSync(tmp);
@@ -124,7 +134,8 @@ export function acquireLock(dir: string): RunLock {
         const holder = holderOf(dir);
         if (holder === null) continue; // released meanwhile: rename again
         const { info } = holder;
-        if (info !== null && (info.host !== me.host || pidAlive(info.pid)))
+        const sameJob = job !== undefined && info?.job === job; // its earlier run, now gone
+        if (info !== null && !sameJob && (info.host !== me.host || pidAlive(info.pid)))
           throw new RunLockedError(dir, info);
         // Stale (or unreadable): delete the holder's own file; only that lock is affected.
         rmSync(holder.file, { force: true });

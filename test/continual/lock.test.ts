@@ -162,3 +162,29 @@ test("an older lethe's plain-file lock: taken over when its process is gone, ref
   assert.throws(() => acquireLock(dir), /in use by process/);
   rmSync(dir, { recursive: true, force: true });
 });
+
+test("under Slurm, a lock of the same job from another node (its earlier run) is taken over; another job's is refused", () => {
+  const dir = mkdtempSync(join(tmpdir(), "lethe-lock-job-"));
+  const since = new Date().toISOString();
+  const other = { pid: 4242, host: "node-that-died", since };
+  const writeHolder = (info: object) => {
+    mkdirSync(join(dir, "lock"), { recursive: true });
+    writeFileSync(join(dir, "lock", "4242-abc.json"), JSON.stringify(info));
+  };
+  const saved = process.env.SLURM_JOB_ID;
+  try {
+    process.env.SLURM_JOB_ID = "77";
+    writeHolder({ ...other, job: "76" });
+    assert.throws(() => acquireLock(dir), /in use by process 4242 on node-that-died/);
+    rmSync(join(dir, "lock"), { recursive: true });
+    writeHolder({ ...other, job: "77" });
+    const lock = acquireLock(dir);
+    assert.equal(lock.tookOver?.host, "node-that-died");
+    assert.equal(readLock(dir)?.job, "77");
+    lock.release();
+  } finally {
+    if (saved === undefined) delete process.env.SLURM_JOB_ID;
+    else process.env.SLURM_JOB_ID = saved;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
