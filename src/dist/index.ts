@@ -47,7 +47,9 @@ export function distEnv(env: NodeJS.ProcessEnv = process.env): DistEnv | null {
   if (world <= 1) return null;
   const rank = intVar(env, "RANK", -1);
   if (rank < 0 || rank >= world)
-    throw new Error(`environment: RANK must be an integer in [0, ${world}) with WORLD_SIZE ${world}`);
+    throw new Error(
+      `environment: RANK must be an integer in [0, ${world}) with WORLD_SIZE ${world}`,
+    );
   const masterAddr = env.MASTER_ADDR;
   if (!masterAddr) throw new Error("environment: MASTER_ADDR is not set (WORLD_SIZE > 1)");
   return {
@@ -147,8 +149,7 @@ export class Dist {
   /** Ranks whose heartbeat did not move for HEARTBEAT_WAIT_MS; [0] when the store (rank 0's) is gone. */
   lostRanks(): number[] {
     try {
-      const read = () =>
-        Array.from({ length: this.world }, (_, r) => this.#pg.storeGet(`hb/${r}`));
+      const read = () => Array.from({ length: this.world }, (_, r) => this.#pg.storeGet(`hb/${r}`));
       const before = read();
       sleep(HEARTBEAT_WAIT_MS);
       const after = read();
@@ -230,7 +231,10 @@ export function currentDist(env: NodeJS.ProcessEnv = process.env): Dist | null {
   const e = distEnv(env);
   if (!e) return (current = null);
   const timeoutS = env.LETHE_DIST_TIMEOUT ? Number(env.LETHE_DIST_TIMEOUT) : DEFAULT_TIMEOUT_S;
-  if (!(timeoutS > 0)) throw new Error(`environment: LETHE_DIST_TIMEOUT="${env.LETHE_DIST_TIMEOUT}" is not a positive number of seconds`);
+  if (!(timeoutS > 0))
+    throw new Error(
+      `environment: LETHE_DIST_TIMEOUT="${env.LETHE_DIST_TIMEOUT}" is not a positive number of seconds`,
+    );
   const backend = (env.LETHE_DIST_BACKEND as Backend | undefined) ?? "gloo";
   if (env.LETHE_THREADS === undefined) setNumThreads(threadsPerRank(e.localWorld));
   current = new Dist(e, { backend, timeoutS });

@@ -25,7 +25,6 @@ const BIN = join(repoRoot, "bin", "lethe.js");
 const NEEDS = ["models", "stories260K", "tok512.bin"] as const;
 const env = { ...process.env, LETHE_DATA: sharedDataRoot, LETHE_THREADS: "1" };
 
-
 interface RankOut {
   code: number | null;
   signal: string | null;
@@ -168,7 +167,10 @@ interface Trained {
 function assertClose(a: Trained, b: Trained, what: string): void {
   assert.equal(a.losses.length, b.losses.length);
   a.losses.forEach((l, i) =>
-    assert.ok(Math.abs(l - b.losses[i]) <= 1e-5 * Math.abs(l), `${what}: loss ${i}: ${l} vs ${b.losses[i]}`),
+    assert.ok(
+      Math.abs(l - b.losses[i]) <= 1e-5 * Math.abs(l),
+      `${what}: loss ${i}: ${l} vs ${b.losses[i]}`,
+    ),
   );
   const scale = Math.max(...a.weights.flatMap(([, w]) => w.map(Math.abs)));
   a.weights.forEach(([n, w], i) => {
@@ -192,7 +194,10 @@ test("2 ranks equal 1 process: tiny LLaMA and T5, 20 steps, ddp, zero1, zero2", 
     );
     for (const mode of ["ddp", "zero1", "zero2"]) {
       const dir = join(tmp, `${modelType}-${mode}`);
-      const two = await ranks(2, script(trainScript(modelType, dir, { ...cfg, distributed: mode })));
+      const two = await ranks(
+        2,
+        script(trainScript(modelType, dir, { ...cfg, distributed: mode })),
+      );
       for (const o of two) assert.equal(o.code, 0, o.stderr);
       assert.equal(two[1].stdout, "", "rank 1 prints nothing");
       assertClose(single, JSON.parse(two[0].stdout) as Trained, `${modelType} ${mode}`);
@@ -233,11 +238,12 @@ const RUN = "tiny-llama__ewc__order0__seed0";
 
 /** The tiny study, two short stages, EWC and replay, one benchmark: a config file in `dir`. */
 function studyConfig(dir: string): string {
-  const raw = loadStudy(join(repoRoot, "examples", "tiny-study.yaml"), env).config as unknown as Record<
-    string,
-    unknown
-  >;
-  raw.methods = [{ name: "ewc", options: { samples: 8 } }, { name: "replay", options: { ratio: 0.25 } }];
+  const raw = loadStudy(join(repoRoot, "examples", "tiny-study.yaml"), env)
+    .config as unknown as Record<string, unknown>;
+  raw.methods = [
+    { name: "ewc", options: { samples: 8 } },
+    { name: "replay", options: { ratio: 0.25 } },
+  ];
   raw.orders = [["haiku", "asset"]];
   raw.budget = { maxTrain: 16, maxTest: 3 };
   raw.tasks = { ...(raw.tasks as object), maxGenToks: 8 };
@@ -264,7 +270,10 @@ test("lethe run --nproc-per-node 2 (EWC, replay): results and items equal one pr
   const lethe = (...a: string[]) => [BIN, ...a];
   const one = await ranks(1, lethe("run", config, "--out", join(tmp, "one")));
   assert.equal(one[0].code, 0, one[0].stderr);
-  const two = await ranks(1, lethe("run", config, "--out", join(tmp, "two"), "--nproc-per-node", "2"));
+  const two = await ranks(
+    1,
+    lethe("run", config, "--out", join(tmp, "two"), "--nproc-per-node", "2"),
+  );
   assert.equal(two[0].code, 0, two[0].stderr);
   assert.equal(two[0].stdout.match(/^run 1\/2:/gm)?.length, 1, "only rank 0 prints");
   for (const run of [RUN, "tiny-llama__replay__order0__seed0"]) {
