@@ -37,6 +37,16 @@ const MODEL = {
   help: "a Hugging Face model directory or hf:ORG/NAME[@REV]",
 } as const;
 
+/** Progress output of run, resume and study (src/train/progress.ts, src/continual/events.ts). */
+const QUIET = {
+  type: "boolean",
+  help: "print nothing but errors (the event log is still written)",
+} as const;
+const JSON_EVENTS = {
+  type: "boolean",
+  help: "print each run's events (events.jsonl lines, with `run`) to stdout instead of progress",
+} as const;
+
 const NPROC = {
   type: "string",
   value: "N",
@@ -62,6 +72,8 @@ export const COMMANDS = {
         defaultText: "$LETHE_CACHE/zoo, else ~/.cache/lethe/zoo",
         help: "the pretrained zoo's cache, kept by content hash",
       },
+      quiet: QUIET,
+      json: JSON_EVENTS,
     },
     notes: `presets:
   default  the paper's four comparisons and replay / general mixing, 5 stages, 2 seeds
@@ -213,6 +225,12 @@ Run the same command again, or \`lethe resume DIR\`, to continue after an interr
         type: "boolean",
         help: "start even when `lethe plan` says a run does not fit its device's memory",
       },
+      "dry-run": {
+        type: "boolean",
+        help: "resolve and list every model, task, benchmark, category and run; load and train nothing",
+      },
+      quiet: QUIET,
+      json: JSON_EVENTS,
     },
     notes:
       "Refuses up front (exit status 1) a run whose memory plan does not fit its device.\n" +
@@ -265,6 +283,8 @@ from config.json in the hub cache (--fetch downloads it), else shown as unknown.
         type: "boolean",
         help: "submit the unfinished runs to Slurm instead, with the last submission's settings",
       },
+      quiet: QUIET,
+      json: JSON_EVENTS,
     },
     notes: "Exit status 1 while any run is incomplete (e.g. held by another process).",
   },
@@ -278,6 +298,27 @@ failed: interrupted) or not started; \`lethe resume\` continues failed and stopp
 Stage m/N: stages 0 (the base model's evaluation) to m of N tasks are done; -/N: none yet.
 FG: the run's last forgetting per category, in percent. slurm (a study sent with lethe submit):
 pending, running on NODE, requeued N×, completed, failed with its log, cancelled.`,
+  },
+  serve: {
+    summary: "a live dashboard of a study, running or finished: runs, loss and benchmark curves",
+    args: {
+      name: "DIR",
+      min: 1,
+      max: 1,
+      help: "a study folder (holds study.yaml) or a run folder",
+    },
+    options: {
+      port: { type: "string", value: "N", default: "8787", help: "the port (0: any free one)" },
+      host: {
+        type: "string",
+        value: "ADDR",
+        default: "127.0.0.1",
+        help: "the address to bind; another than loopback prints a token every request must carry",
+      },
+    },
+    notes: `Reads the study's files only (events.jsonl, results.json, locks, report.html), so it
+works on a study that is running, finished, or on a shared file system. The page updates every
+second. TensorBoard: \`tensorboard --logdir DIR/runs\` reads the runs' tb/ folders.`,
   },
   export: {
     summary: "a run's model after a stage as a Hugging Face folder (hf) or a PEFT adapter (peft)",

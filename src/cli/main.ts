@@ -34,6 +34,7 @@ const IMPLEMENTATIONS = {
   plan: async () => (await import("./plan.js")).planCommand,
   resume: async () => (await import("./run.js")).resumeCommand,
   status: async () => (await import("./run.js")).statusCommand,
+  serve: async () => (await import("./serve.js")).serveCommand,
   export: async () => (await import("./export.js")).exportCommand,
   submit: async () => (await import("./submit.js")).submitCommand,
   "run-one": async () => (await import("./submit.js")).runOneCommand,

@@ -16,8 +16,12 @@
  * DIR given alone is refused). run and resume exit 1 when any run of the grid is still incomplete.
  */
 import { existsSync } from "node:fs";
+import type { RunnerOptions } from "../continual/run.js";
+import { tensorboardSink } from "../report/tensorboard.js";
 import { basename, isAbsolute, join, relative, resolve } from "node:path";
-import { loadStudy } from "../continual/config.js";
+import { expandGrid, loadStudy, runConfig, type Study } from "../continual/config.js";
+import { expandTaskNames } from "../eval/tasks/index.js";
+import { parseModelRef } from "../io/pretrained.js";
 import { unfitMessage } from "../continual/plan.js";
 import { isLocked, type LockInfo } from "../continual/lock.js";
 import { resumeRuns, runStudy, studyProgress, type RunStatus } from "../continual/run.js";
@@ -29,10 +33,37 @@ import { currentDist } from "../dist/index.js";
 
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
+/**
+ * What run, resume and study print: log lines and progress (redrawn on a TTY, else bounded plain
+ * lines); --quiet nothing; --json each event as a JSON line with its run. Every run's
+ * TensorBoard file (report/tensorboard.ts) is kept current either way.
+ */
+export function runnerOutput(o: {
+  quiet?: boolean;
+  json?: boolean;
+}): RunnerOptions & { say: (line: string) => void } {
+  const tb = tensorboardSink();
+  const quiet = o.quiet === true || o.json === true;
+  return {
+    say: quiet ? () => {} : log,
+    log: quiet ? undefined : log,
+    progress: !quiet && process.stdout.isTTY ? process.stdout : undefined,
+    onEvent: (dir, e) => {
+      if (o.json) process.stdout.write(JSON.stringify({ run: basename(dir), ...e }) + "\n");
+      tb(dir, e);
+    },
+  };
+}
+
+const outputFlags = (o: { quiet?: boolean; json?: boolean }) => [
+  ...(o.quiet ? ["--quiet"] : []),
+  ...(o.json ? ["--json"] : []),
+];
+
 /** Every finished run and study gets its report (report/index.ts) beside its results. */
-async function report(dir: string): Promise<void> {
+async function report(dir: string, say: (line: string) => void = log): Promise<void> {
   const { html } = await writeReport([dir], dir);
-  log(`report: ${html}`);
+  say(`report: ${html}`);
 }
 
 export const STATES = ["complete", "running", "failed", "stopped", "not started"] as const;
@@ -170,9 +201,75 @@ function exitStatus(dir: string): number {
   return left.length === 0 ? 0 : 1;
 }
 
+/**
+ * `lethe run --dry-run`: the study as it would run, every name resolved (model refs parsed, tasks,
+ * benchmarks and their lm-eval leaves, categories), each model's effective train settings (its
+ * overrides merged, as runs/<run>/config.yaml will hold them) and the grid. Loads no weights.
+ */
+export function dryRunText(study: Study, nproc = 1): string {
+  const c = study.config;
+  const grid = expandGrid(study);
+  const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
+  const lines = [
+    `study ${c.name}: ${plural(c.models.length, "model")} × ${plural(study.methods.length, "method")} × ${plural(study.orders.length, "order")} × ${plural(c.seeds.length, "seed")} = ${plural(grid.length, "run")}`,
+    `models (${c.models.length}):`,
+  ];
+  for (const m of c.models) {
+    const run = grid.find((r) => r.model === m);
+    const t = run ? runConfig(study, run).train : c.train;
+    const where = m.ref === undefined ? "built" : parseModelRef(m.ref);
+    const src =
+      where === "built"
+        ? "built (seeded weights)"
+        : "dir" in where
+          ? where.dir
+          : `hf:${where.repo}${where.revision ? `@${where.revision}` : ""}`;
+    if (t.gradAccum % nproc !== 0)
+      throw new Error(
+        `model "${m.name}": gradAccum ${t.gradAccum} is not a multiple of ${nproc} ranks (--nproc-per-node)`,
+      );
+    lines.push(
+      `  ${m.name}: ${src}, ${m.dtype} on ${m.device}${m.base ? `, base ${m.base}` : ""}; ` +
+        `lr ${t.lr} ${t.schedule} (warmup ${t.warmup}), ${t.steps === null ? plural(t.epochs, "epoch") : plural(t.steps, "step")}, ` +
+        `batch ${t.batchSize} × accum ${t.gradAccum} = ${t.batchSize * t.gradAccum} per step` +
+        `${nproc > 1 ? ` (${t.batchSize} per device, ${t.gradAccum / nproc} accum on ${nproc} ranks)` : ""}, ` +
+        `max length ${t.maxLength}, precision ${t.precision ?? "from dtype"}, ${c.tuning.kind} tuning`,
+    );
+  }
+  lines.push(`methods (${study.methods.length}):`);
+  for (const m of study.methods)
+    lines.push(
+      `  ${m.label}: ${m.name}${Object.keys(m.options).length ? ` ${JSON.stringify(m.options)}` : ""}`,
+    );
+  lines.push(`orders (${study.orders.length}):`);
+  for (const o of study.orders)
+    lines.push(`  ${o.name} (${plural(o.tasks.length, "task")}): ${o.tasks.join(" → ")}`);
+  const categories = [...new Set(study.benchmarks.map((b) => b.category))];
+  lines.push(
+    `benchmarks (${study.benchmarks.length} in ${categories.length} categor${categories.length === 1 ? "y" : "ies"}):`,
+  );
+  for (const cat of categories) {
+    const bs = study.benchmarks.filter((b) => b.category === cat);
+    lines.push(`  ${cat} (${bs.length}):`);
+    for (const b of bs) {
+      const leaves = expandTaskNames(b.name);
+      lines.push(
+        `    ${b.name}: ${b.shots}-shot, ${b.metric}${b.limit === null ? "" : `, first ${b.limit} docs`}` +
+          `${leaves.length > 1 || leaves[0] !== b.name ? `, ${plural(leaves.length, "lm-eval task")}` : ""}`,
+      );
+    }
+  }
+  lines.push(`runs (${grid.length}):`, ...grid.map((r) => `  ${r.name}`));
+  return lines.join("\n") + "\n";
+}
+
 export const runCommand = command("run", async ({ values, positionals: [file] }) => {
   const nproc = nprocOf(values["nproc-per-node"]);
   const study = loadStudy(file);
+  if (values["dry-run"]) {
+    process.stdout.write(dryRunText(study, nproc));
+    return 0;
+  }
   const out = resolve(values.out ?? join("runs", study.config.name));
   if (!values["ignore-plan"]) {
     // Before anything loads: a run that cannot fit its device's memory is refused (lethe plan).
@@ -183,14 +280,16 @@ export const runCommand = command("run", async ({ values, positionals: [file] })
       return 1;
     }
   }
-  if (shouldLaunch(nproc)) return launchLocal(nproc, ["run", resolve(file), "--out", out]);
+  if (shouldLaunch(nproc))
+    return launchLocal(nproc, ["run", resolve(file), "--out", out, ...outputFlags(values)]);
   if (!(currentDist()?.isMain ?? true)) {
     await runStudy(study, out, {}); // rank 0 prints and reports
     return 0;
   }
-  const dirs = await runStudy(study, out, { log });
-  log(`${dirs.length} run(s) complete in ${out}`);
-  await report(out);
+  const output = runnerOutput(values);
+  const dirs = await runStudy(study, out, output);
+  output.say(`${dirs.length} run(s) complete in ${out}`);
+  await report(out, output.say);
   return exitStatus(out);
 });
 
@@ -199,14 +298,15 @@ export const resumeCommand = command("resume", async ({ values, positionals: [ar
   if (!existsSync(dir)) throw new Error(`${dir}: no such directory`);
   if (values.slurm) return (await import("./submit.js")).resubmit(dir);
   const nproc = nprocOf(values["nproc-per-node"]);
-  if (shouldLaunch(nproc)) return launchLocal(nproc, ["resume", dir]);
+  if (shouldLaunch(nproc)) return launchLocal(nproc, ["resume", dir, ...outputFlags(values)]);
   if (!(currentDist()?.isMain ?? true)) {
     await resumeRuns(dir, {}); // rank 0 prints and reports
     return 0;
   }
-  const dirs = await resumeRuns(dir, { log });
-  log(`${dirs.length} run(s) complete in ${dir}`);
-  await report(dir);
+  const output = runnerOutput(values);
+  const dirs = await resumeRuns(dir, output);
+  output.say(`${dirs.length} run(s) complete in ${dir}`);
+  await report(dir, output.say);
   return exitStatus(dir);
 });
 

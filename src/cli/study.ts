@@ -14,20 +14,20 @@ import { runMiniStudy } from "../mini/study.js";
 import { writeReport } from "../report/index.js";
 import { progressPrinter } from "../train/progress.js";
 import { command } from "./commands.js";
+import { runnerOutput } from "./run.js";
 import { writeAtomic } from "../util/fs.js";
-
-const log = (line: string) => process.stdout.write(`${line}\n`);
 
 export const studyCommand = command("study", async ({ values }) => {
   const preset = values.preset;
   const out = resolve(values.out ?? join("runs", `mini-${preset}`));
   const started = performance.now();
+  const { say: log, ...output } = runnerOutput(values);
   const { phases } = await runMiniStudy({
     preset,
     out,
     zooDir: values["zoo-dir"] && resolve(values["zoo-dir"]),
-    log,
-    onPretrain: progressPrinter({ stream: process.stdout }),
+    ...output,
+    onPretrain: output.log ? progressPrinter({ stream: process.stdout }) : undefined,
   });
   const t = performance.now();
   const files = await writeReport([out], out);

@@ -28,6 +28,21 @@ import { didYouMean } from "../util/suggest.js";
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const name = z.string().regex(NAME, "use letters, digits, '.', '_' and '-' only");
 
+/**
+ * The train fields a model entry may set for its own runs (the paper trains BLOOMZ/mT0 at a
+ * constant lr and LLaMA/Alpaca on a cosine schedule). No defaults: unset fields keep the study's.
+ */
+const t = TrainConfigSchema.shape;
+const ModelTrainSchema = z.strictObject({
+  lr: t.lr.unwrap().optional(),
+  schedule: t.schedule.unwrap().optional(),
+  warmup: t.warmup.unwrap().optional(),
+  epochs: t.epochs.unwrap().optional(),
+  batchSize: t.batchSize.unwrap().optional(),
+  gradAccum: t.gradAccum.unwrap().optional(),
+  precision: t.precision,
+});
+
 const ModelSchema = z
   .strictObject({
     name, // names the run folders and results.json `run.model`
@@ -48,6 +63,7 @@ const ModelSchema = z
     device: z.string().default("cpu"),
     base: name.optional(), // the model it was instruction-tuned from: the report pairs their runs
     methods: z.array(z.string()).min(1).optional(), // labels of the methods it runs; default all
+    train: ModelTrainSchema.optional(), // overrides of the study's train section for this model's runs
   })
   .refine((m) => (m.ref === undefined) !== (m.build === undefined), {
     message: 'give exactly one of "ref" and "build"',
@@ -443,12 +459,16 @@ export function expandGrid(study: Study): RunSpec[] {
   return runs;
 }
 
-/** A run's own config: the study's with this cell's model, method, order and seed only. */
+/**
+ * A run's own config: the study's with this cell's model, method, order and seed only, and the
+ * model's train overrides merged into `train`, so the run's config.yaml states what it trains with.
+ */
 export function runConfig(study: Study, run: RunSpec): StudyConfig {
   const m = run.method;
   return {
     ...study.config,
-    models: [{ ...run.model, methods: undefined }],
+    models: [{ ...run.model, methods: undefined, train: undefined }],
+    train: { ...study.config.train, ...run.model.train },
     methods: [{ name: m.name, options: m.options, label: m.label }],
     orders: [{ name: run.order.name, tasks: run.order.tasks }],
     seeds: [run.seed],

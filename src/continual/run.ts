@@ -14,6 +14,7 @@
  *       results.json     results.ts, rewritten after every stage (no timings: byte-comparable)
  *       timings.json     wall seconds per stage: train, eval, bookkeeping; training tokens/s;
  *                        16-mixed: optimizer steps skipped for inf/NaN gradients
+ *       events.jsonl     events.ts: the run's event log (steps, stages, evaluations, errors)
  *
  * A run evaluates the base model (stage 0); then for each task of its order it trains, evaluates
  * the general benchmarks and every task of the order (seen and still to come, for forward
@@ -106,12 +107,17 @@ import { RESULTS_FORMAT, type MetricScores, type RunResults } from "./results.js
 import { dataFiles, FileHashes, makeRunCard } from "./runcard.js";
 import { exportStage } from "./export.js";
 import { loadTask } from "./tasks/index.js";
-import { formatProgress } from "../train/progress.js";
+import { progressPrinter, type ProgressStream } from "../train/progress.js";
+import { EventLog, eventsFile, type RunEvent } from "./events.js";
 import { makeDir, removeStaleTemps, writeAtomic } from "../util/fs.js";
 
 export interface RunnerOptions {
   /** Progress lines (one per event). @default none */
   log?: (line: string) => void;
+  /** Where training progress goes (progress.ts: redrawn on a TTY). @default plain lines to `log` */
+  progress?: ProgressStream;
+  /** Each event of a run's event log (events.ts) as it is written, with the run's folder. */
+  onEvent?: (dir: string, e: RunEvent) => void;
 }
 
 /** One evaluated item, as written to `stages/<m>/items/<name>.jsonl`. */
@@ -544,6 +550,17 @@ export async function executeRun(
     );
   const disposers: (() => void)[] = [];
   if (main) rmSync(join(dir, FAILED_FILE), { force: true });
+  const events = main ? new EventLog(eventsFile(dir), (e) => o.onEvent?.(dir, e)) : null;
+  // Stage m's progress lines: `[run] stage m/N [task] step …`, redrawn when o.progress is a TTY.
+  const printer = (m: number, n: number) => {
+    const prefix = `[${basename(dir)}] stage ${m}/${n} `;
+    const to = o.progress;
+    return progressPrinter({
+      stream: to
+        ? { isTTY: to.isTTY, write: (s: string) => to.write(s.replace(/^\r?/, `$&${prefix}`)) }
+        : { write: (s: string) => o.log?.(prefix + s.replace(/\n$/, "")) },
+    });
+  };
   try {
     if (main) {
       removeStaleTemps(dir);
@@ -564,6 +581,7 @@ export async function executeRun(
         rmSync(ckptDir(m), { recursive: true, force: true });
     };
     if (done === total) {
+      events?.emit({ type: "run_end" });
       if (main) {
         writeResults(dir, study, spec);
         retire();
@@ -669,7 +687,7 @@ export async function executeRun(
     // Training speed, and when the last step ended: the rest of trainStage (stage-end hooks, the
     // final checkpoint) counts as bookkeeping.
     const speed = { tokensPerSecond: null as number | null, lastStep: 0 };
-    const train = (m: number) =>
+    const train = (m: number, print = printer(m, total - 1)) =>
       trainStage({
         stage: order[m - 1],
         model,
@@ -683,9 +701,12 @@ export async function executeRun(
         onProgress: (e) => {
           speed.tokensPerSecond = e.tokensPerSecond;
           speed.lastStep = performance.now();
-          const every = Math.max(1, Math.round(e.totalSteps / 20));
-          if (e.step % every === 0 || e.step === e.totalSteps || e.warnings)
-            log(`stage ${m}/${total - 1} ${formatProgress(e)}`);
+          const { loss, lr, tokensPerSecond, etaSeconds, step, totalSteps } = e;
+          const skippedSteps = e.skippedSteps ?? 0;
+          const rss = process.memoryUsage.rss();
+          const ev = { loss, lr, tokensPerSecond, etaSeconds, step, totalSteps, skippedSteps, rss };
+          events?.emit({ type: "step", stage: m, ...ev });
+          if (main) print(e);
         },
       });
 
@@ -696,6 +717,7 @@ export async function executeRun(
       for (let m = 1; m < done; m++)
         fingerprint = chainFingerprint(fingerprint, finalCheckpoint(ckptDir(m)));
     if (main) retire();
+    if (done > 0) events?.emit({ type: "resume", stage: done });
     if (done > 1) train(done - 1);
     let bookkeeping = (performance.now() - wall) / 1000;
 
@@ -705,6 +727,7 @@ export async function executeRun(
       let trainSeconds = 0;
       let skippedSteps: number | undefined;
       speed.tokensPerSecond = null;
+      events?.emit({ type: "stage_start", stage: m, task: m === 0 ? null : order[m - 1] });
       if (m >= 1) {
         log(`stage ${m}/${total - 1} (${order[m - 1]}): training`);
         const t0 = performance.now();
@@ -715,6 +738,7 @@ export async function executeRun(
         trainSeconds = (speed.lastStep - t0) / 1000;
         if (POLICIES[precision].lossScaling) skippedSteps = res.skippedSteps.length;
         fingerprint = chainFingerprint(fingerprint, res.checkpoint);
+        events?.emit({ type: "checkpoint", stage: m, path: res.checkpoint });
       }
       throwIfStopRequested(`before stage ${m}/${total - 1}'s evaluation`, dist);
       log(`stage ${m}/${total - 1}: evaluating`);
@@ -730,6 +754,11 @@ export async function executeRun(
       const generalOut = await evaluateGeneral(lm, study);
       const taskOut = await evaluateTasks(lm, tasks, c.tasks.until);
       const evalSeconds = (performance.now() - t1) / 1000;
+      events?.emit({
+        type: "eval",
+        stage: m,
+        ...primaryScores(study, generalOut.results, taskOut.scores),
+      });
 
       if (main) {
         const stageDir = join(dir, "stages", String(m));
@@ -759,14 +788,20 @@ export async function executeRun(
       done = m + 1;
       if (main) retire();
       dist?.barrier(); // the stage's files are written before any rank reads them
+      events?.emit({ type: "stage_end", stage: m, seconds: (performance.now() - wall) / 1000 });
+      events?.sync();
       log(`stage ${m}/${total - 1}: results written`);
     }
+    events?.emit({ type: "run_end" });
   } catch (e) {
     // Said in the folder, so `lethe status` can tell a failed run from an interrupted one.
     if (main && !(e instanceof StopRequested))
       writeAtomic(join(dir, FAILED_FILE), json({ error: (e as Error).message }));
+    if (!(e instanceof StopRequested))
+      events?.emit({ type: "error", message: (e as Error).message });
     throw e;
   } finally {
+    events?.close();
     for (const d of disposers.reverse()) d();
     lock?.release();
   }
@@ -774,6 +809,24 @@ export async function executeRun(
 
 // ---------------------------------------------------------------------------------------------
 // Evaluation of one stage
+
+/** A stage's scores for the event log: each benchmark's primary metric, each task's metric. */
+function primaryScores(
+  study: Study,
+  general: Omit<EvalResults, "samples">,
+  tasks: Record<string, MetricScores>,
+): { scores: Record<string, number>; tasks: Record<string, number> } {
+  const scores: Record<string, number> = {};
+  for (const b of study.benchmarks) {
+    const v = general.results[b.name]?.[b.metric];
+    if (typeof v === "number") scores[b.name] = v;
+  }
+  const first = (s: MetricScores) => Object.values(s)[0];
+  return {
+    scores,
+    tasks: Object.fromEntries(Object.entries(tasks).map(([t, s]) => [t, first(s)])),
+  };
+}
 
 /** The lm-eval layout of every benchmark (no samples) and per-item records of each. */
 async function evaluateGeneral(

@@ -138,6 +138,9 @@ export interface MiniStudyOptions {
   /** Where zoo models are cached by content hash. @default $LETHE_CACHE/zoo or ~/.cache/lethe/zoo */
   zooDir?: string;
   log?: RunnerOptions["log"];
+  /** The grid's progress output and events (RunnerOptions). */
+  progress?: RunnerOptions["progress"];
+  onEvent?: RunnerOptions["onEvent"];
   /** Pretraining progress of each zoo model. */
   onPretrain?: (e: ProgressEvent) => void;
 }
@@ -176,7 +179,11 @@ export async function runMiniStudy(
     `preset "${name}"`,
     o.out,
   );
-  const dirs = await runStudy(study, o.out, { log: o.log });
+  const dirs = await runStudy(study, o.out, {
+    log: o.log,
+    progress: o.progress,
+    onEvent: o.onEvent,
+  });
   const t3 = performance.now();
   return {
     dirs,

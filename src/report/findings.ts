@@ -10,43 +10,83 @@
  *   4. bias: bias (CrowS-Pairs `pct_stereotype`) falls during continual fine-tuning, FG_bias > 0.
  *
  * "General FG" of a run is the mean of its per-category FG over every category but `bias`.
- * Uncertainty: percentile bootstrap (Efron & Tibshirani 1993, §13.3) over seeds, resampled within
- * each model independently (a stratified bootstrap); a verdict is "confirmed" when the 95% interval
- * of the statistic lies above 0, "not confirmed" when it lies at or below 0, "inconclusive" when it
- * straddles 0 or a model has a single seed (no interval), "not testable" when the study lacks the
- * models the comparison needs.
+ *
+ * Statistics (STATS_METHOD says it in the report): the runs of one model form a two-level design,
+ * seeds and, within each seed, the evaluated items. The interval of a statistic is a hierarchical
+ * percentile bootstrap (Efron & Tibshirani 1993, §13.3; Davison & Hinkley 1997, §3.8): each
+ * resample draws every model's seeds with replacement within each task order, then each drawn
+ * run's items with replacement within each benchmark (from `stages/<m>/items/`), recomputes FG
+ * from the resampled items, and averages. Task orders are a fixed factor, never pooled as seeds: a
+ * model's value is the mean over its orders of the mean over seeds, and with several orders each
+ * finding is also tested per order. A verdict is "confirmed" when the 95% interval lies above 0,
+ * "contradicted" when it lies below 0, else "inconclusive". With fewer than 3 seeds in some
+ * model × order cell the seed level cannot be resampled meaningfully: the verdict is
+ * "inconclusive (n seeds)" unless the item-level interval alone (seeds fixed, items resampled)
+ * excludes 0. "not testable" when the study lacks the models the comparison needs.
  */
-import { makeRng, randomInt } from "../continual/rng.js";
-import { compareModels, type ModelFacts } from "./runs.js";
+import { fgBenchmark } from "../continual/metrics.js";
+import { makeRng, randomInt, type Rng } from "../continual/rng.js";
+import { expandTaskNames, getTask } from "../eval/tasks/index.js";
+import { compareModels, type ModelFacts, type Run } from "./runs.js";
 
 export const BIAS_CATEGORY = "bias";
+
+/** Fewer seeds per model × order than this: the seed level of the bootstrap is not trusted. */
+export const MIN_SEEDS = 3;
+
+/** The statistical method, as the report states it. */
+export const STATS_METHOD =
+  "95% hierarchical percentile bootstrap: seeds resampled within each model and task order, then items within each benchmark of each drawn run, FG recomputed from the items; orders are a fixed factor (mean over orders), each also tested alone. Confirmed / contradicted: the interval lies above / below 0. With fewer than 3 seeds a verdict needs the item-level interval alone (seeds fixed) to exclude 0, else it is inconclusive.";
+
+/** One benchmark of a run: its FG, and its items when the run kept them. */
+export interface BenchmarkUnit {
+  fg: number;
+  /** Per item, a bit per stage: bit m set when the item scores 1 at stage m (primary metric). */
+  items: Int32Array | null;
+  stages: number;
+}
 
 /** What the findings see of one run. */
 export interface RunSummary {
   model: ModelFacts;
   method: string;
   seed: number;
+  /** The task order (runs of different orders are never treated as seeds). @default "" */
+  order?: string;
   /** FG per category (results.json `fg.perCategory`). */
   fg: Record<string, number>;
+  /** Per category, its benchmarks' FG and items, for the item level of the bootstrap. */
+  benchmarks?: Record<string, BenchmarkUnit[]>;
 }
 
-export type Verdict = "confirmed" | "not confirmed" | "inconclusive" | "not testable";
+export type Verdict = "confirmed" | "contradicted" | "inconclusive" | "not testable";
 
 export interface Interval {
   estimate: number;
-  /** null when some group has fewer than two seeds. */
+  /** null when there is nothing to resample (one seed and no items). */
   lo: number | null;
   hi: number | null;
+}
+
+export interface OrderFinding {
+  order: string;
+  verdict: Verdict;
+  label: string;
+  stat: Interval | null;
 }
 
 export interface Finding {
   id: "scale" | "architecture" | "instruction" | "bias";
   claim: string;
   verdict: Verdict;
+  /** The verdict as shown: "inconclusive (2 seeds)" says why. */
+  label: string;
   /** The numbers behind the verdict (or what the study lacks), as a sentence. */
   text: string;
   /** The tested statistic (null when not testable). */
   stat: Interval | null;
+  /** With several task orders: the finding tested on each order alone. */
+  perOrder: OrderFinding[];
 }
 
 export interface FindingsOptions {
@@ -125,60 +165,276 @@ export function spearman(x: readonly number[], y: readonly number[]): number {
   return sxx === 0 || syy === 0 ? 0 : sxy / Math.sqrt(sxx * syy);
 }
 
-function verdictOf(s: Interval): Verdict {
-  if (s.lo === null || s.hi === null) return "inconclusive";
-  if (s.lo > 0) return "confirmed";
-  if (s.hi <= 0) return "not confirmed";
-  return "inconclusive";
+// ---------------------------------------------------------------------------------------------
+// The item level: a run's FG recomputed from resampled items
+
+/** Whether a benchmark's primary metric grows with quality (lm-eval's higher_is_better). */
+function higherIsBetter(benchmark: string, metric: string): boolean {
+  const key = metric.split(",")[0];
+  let leaf: string;
+  try {
+    leaf = expandTaskNames(benchmark)[0];
+  } catch {
+    return true; // not a registered lm-eval benchmark: its items' `correct` is the score
+  }
+  return getTask(leaf).metrics.find((m) => m.metric === key)?.higher_is_better ?? true;
 }
 
-const f2 = (x: number) => x.toFixed(2);
-function ciText(s: Interval): string {
-  return s.lo === null || s.hi === null
-    ? "no interval: a model has one seed"
-    : `95% CI [${f2(s.lo)}, ${f2(s.hi)}]`;
-}
-/** Per model (in first-seen order): facts and general FG per seed, for one method. */
-function byModel(runs: readonly RunSummary[], method: string) {
-  const out = new Map<string, ModelEntry>();
-  for (const r of runs) {
-    if (r.method !== method) continue;
-    const e = out.get(r.model.name) ?? { facts: r.model, fg: [], bias: [] };
-    const g = generalFg(r.fg);
-    if (g !== null) e.fg.push(g);
-    if (Number.isFinite(r.fg[BIAS_CATEGORY])) e.bias.push(r.fg[BIAS_CATEGORY]);
-    out.set(r.model.name, e);
+/** Stages an item matrix can hold: one bit each in an Int32. */
+const MAX_ITEM_STAGES = 31;
+
+/**
+ * A run's benchmarks per category, with each one's items as stage bit-sets when the run kept
+ * items at every stage (the item score is `correct`, or its negation for a lower-is-better metric
+ * such as CrowS-Pairs' pct_stereotype). Benchmarks without items keep their FG fixed.
+ */
+export function runBenchmarks(run: Run): Record<string, BenchmarkUnit[]> {
+  const r = run.results;
+  const stages = r.stages.length;
+  const out: Record<string, BenchmarkUnit[]> = {};
+  for (const [b, fg] of Object.entries(r.fg.perBenchmark)) {
+    const cat = r.categories[b];
+    if (cat === undefined || !Number.isFinite(fg)) continue;
+    const byStage = run.items[b];
+    let items: Int32Array | null = null;
+    const recs = Array.from({ length: stages }, (_, m) => byStage?.[m]);
+    if (stages <= MAX_ITEM_STAGES && recs.every((x) => x !== undefined && x.length > 0)) {
+      const higher = higherIsBetter(b, r.primaryMetric[b] ?? "acc,none");
+      const index = new Map(recs[0]!.map((x, k) => [x.doc_id, k]));
+      items = new Int32Array(index.size);
+      recs.forEach((st, m) =>
+        st!.forEach((x) => {
+          const k = index.get(x.doc_id);
+          if (k === undefined)
+            throw new Error(`${run.dir}: item ${x.doc_id} of ${b} at stage ${m} is not at stage 0`);
+          if (x.correct === higher) items![k] |= 1 << m;
+        }),
+      );
+    }
+    (out[cat] ??= []).push({ fg, items, stages });
   }
   return out;
 }
 
-type ModelEntry = { facts: ModelFacts; fg: number[]; bias: number[] };
+/** What the findings see of a run: its model, method, seed, order, FG and items. */
+export function summarize(run: Run): RunSummary {
+  return {
+    model: run.model,
+    method: run.results.run.method,
+    seed: run.results.run.seed,
+    order: run.results.run.order.join(" → "),
+    fg: run.results.fg.perCategory,
+    benchmarks: runBenchmarks(run),
+  };
+}
+
+/** FG of a benchmark on a resample of its items (`fgBenchmark` of the stage means). */
+function itemFg(u: BenchmarkUnit, rng: Rng): number {
+  if (u.items === null) return u.fg;
+  const n = u.items.length;
+  const sums = new Float64Array(u.stages);
+  for (let i = 0; i < n; i++) {
+    const code = u.items[randomInt(rng, n)];
+    for (let m = 0; m < u.stages; m++) if ((code >> m) & 1) sums[m]++;
+  }
+  return sums[0] === 0 ? NaN : fgBenchmark([...sums].map((x) => x / n));
+}
+
+/** What a statistic reads of a run: general FG, or one category's FG. */
+type Measure = typeof GENERAL | string;
+const GENERAL = "(general)";
+
+/** The run's measure; with `rng`, recomputed on resampled items (benchmarks without items fixed). */
+function measure(r: RunSummary, what: Measure, rng: Rng | null): number {
+  if (rng === null || r.benchmarks === undefined)
+    return what === GENERAL ? (generalFg(r.fg) ?? NaN) : (r.fg[what] ?? NaN);
+  const cat = (c: string) => {
+    const us = r.benchmarks![c];
+    return us?.length ? mean(us.map((u) => itemFg(u, rng))) : r.fg[c];
+  };
+  if (what !== GENERAL) return cat(what);
+  return generalFg(Object.fromEntries(Object.keys(r.fg).map((c) => [c, cat(c)]))) ?? NaN;
+}
+
+const hasItems = (r: RunSummary, what: Measure) =>
+  Object.entries(r.benchmarks ?? {}).some(
+    ([c, us]) => (what === GENERAL ? c !== BIAS_CATEGORY : c === what) && us.some((u) => u.items),
+  );
+
+/** A model's runs: per task order, its seeds. */
+type Cells = RunSummary[][];
 
 /**
- * Models with a known size and general FG that are not the instruction-tuned member of a pair
- * present in the study (those are finding 3's subject and would confound 1 and 2).
+ * Hierarchical percentile bootstrap of `stat` over groups (models) of cells (orders) of runs
+ * (seeds). A group's value is the mean over cells of the mean over runs of `what`. Each resample
+ * draws each cell's runs with replacement (`seeds: true`), then each run's items within each
+ * benchmark. 95% interval; none (lo = hi = null) when nothing varies: no items and a cell with
+ * fewer than two runs, or `seeds: false` and no items.
+ */
+export function hierarchicalBootstrap(
+  groups: readonly Cells[],
+  what: Measure,
+  stat: (values: number[]) => number,
+  { iters = 2000, seed = 0, seeds = true }: FindingsOptions & { seeds?: boolean } = {},
+): Interval {
+  const value = (cells: Cells, pick: (runs: RunSummary[]) => number) =>
+    mean(cells.map((runs) => pick(runs)));
+  const estimate = stat(
+    groups.map((g) => value(g, (rs) => mean(rs.map((r) => measure(r, what, null))))),
+  );
+  const items = groups.some((g) => g.some((rs) => rs.some((r) => hasItems(r, what))));
+  const seedsVary = seeds && groups.every((g) => g.every((rs) => rs.length >= 2));
+  if (!items && !seedsVary) return { estimate, lo: null, hi: null };
+  const rng = makeRng(seed);
+  const stats: number[] = [];
+  for (let b = 0; b < iters; b++) {
+    const v = stat(
+      groups.map((g) =>
+        value(g, (rs) =>
+          mean(
+            rs.map((_, i) =>
+              measure(seeds ? rs[randomInt(rng, rs.length)] : rs[i], what, items ? rng : null),
+            ),
+          ),
+        ),
+      ),
+    );
+    if (Number.isFinite(v)) stats.push(v);
+  }
+  if (!stats.length) return { estimate, lo: null, hi: null };
+  stats.sort((a, b) => a - b);
+  return { estimate, lo: quantile(stats, 0.025), hi: quantile(stats, 0.975) };
+}
+
+/** The interval of a table cell (one model × method × category): seeds and items, as above. */
+export function cellInterval(
+  runs: readonly RunSummary[],
+  category: string,
+  o: FindingsOptions = {},
+): Interval {
+  const cells = [...byOrder(runs).values()];
+  return hierarchicalBootstrap([cells], category, (v) => v[0], o);
+}
+
+function byOrder(runs: readonly RunSummary[]): Map<string, RunSummary[]> {
+  const out = new Map<string, RunSummary[]>();
+  for (const r of runs) out.set(r.order ?? "", [...(out.get(r.order ?? "") ?? []), r]);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verdicts
+
+function verdictOf(s: Interval): Verdict {
+  if (s.lo === null || s.hi === null) return "inconclusive";
+  if (s.lo > 0) return "confirmed";
+  if (s.hi < 0) return "contradicted";
+  return "inconclusive";
+}
+
+const f2 = (x: number) => x.toFixed(2);
+const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? "" : "s"}`;
+
+/** A model's runs of the compared method, per order, and its facts. */
+type ModelEntry = { facts: ModelFacts; cells: Cells };
+
+/** Per model (in first-seen order), its runs of one method grouped by order. */
+function byModel(runs: readonly RunSummary[], method: string): Map<string, ModelEntry> {
+  const out = new Map<string, ModelEntry>();
+  for (const r of runs) {
+    if (r.method !== method) continue;
+    const e = out.get(r.model.name) ?? { facts: r.model, cells: [] };
+    out.set(r.model.name, e);
+  }
+  for (const [name, e] of out)
+    e.cells = [
+      ...byOrder(runs.filter((r) => r.method === method && r.model.name === name)).values(),
+    ];
+  return out;
+}
+
+/** The model's runs that have `what`, per order; empty when none. */
+function cellsOf(e: ModelEntry, what: Measure): Cells {
+  return e.cells
+    .map((rs) => rs.filter((r) => Number.isFinite(measure(r, what, null))))
+    .filter((rs) => rs.length);
+}
+
+/**
+ * The test of one comparison: the hierarchical interval with 3 or more seeds in every cell, else
+ * the item-level interval alone, decisive or "inconclusive (n seeds)".
+ */
+function decide(
+  groups: Cells[],
+  what: Measure,
+  stat: (values: number[]) => number,
+  o: FindingsOptions,
+): { stat: Interval; verdict: Verdict; label: string; how: string } {
+  const n = Math.min(...groups.flatMap((g) => g.map((rs) => rs.length)));
+  if (n >= MIN_SEEDS) {
+    const s = hierarchicalBootstrap(groups, what, stat, o);
+    const v = verdictOf(s);
+    return {
+      stat: s,
+      verdict: v,
+      label: v,
+      how: `95% CI [${f2(s.lo!)}, ${f2(s.hi!)}] (seeds and items)`,
+    };
+  }
+  const s = hierarchicalBootstrap(groups, what, stat, { ...o, seeds: false });
+  const v = verdictOf(s);
+  const seeds = plural(n, "seed");
+  if (s.lo === null || s.hi === null)
+    return {
+      stat: s,
+      verdict: "inconclusive",
+      label: `inconclusive (${seeds})`,
+      how: `no interval: ${seeds} and no items`,
+    };
+  const how = `item-level 95% CI [${f2(s.lo)}, ${f2(s.hi)}] (${seeds}: seeds not resampled)`;
+  return v === "inconclusive"
+    ? { stat: s, verdict: v, label: `inconclusive (${seeds})`, how }
+    : { stat: s, verdict: v, label: v, how };
+}
+
+/** Per model entry: its measure averaged over orders and seeds, and its seed count. */
+function perSeed(e: ModelEntry, what: Measure): string {
+  const cells = cellsOf(e, what);
+  const v = mean(cells.map((rs) => mean(rs.map((r) => measure(r, what, null)))));
+  const seeds = Math.min(...cells.map((rs) => rs.length));
+  return `${f2(v)} (${plural(seeds, "seed")}${cells.length > 1 ? ` × ${cells.length} orders` : ""})`;
+}
+
+type FindingCore = Omit<Finding, "perOrder">;
+
+function notTestable(id: Finding["id"], claim: string, why: string): FindingCore {
+  return {
+    id,
+    claim,
+    verdict: "not testable",
+    label: "not testable",
+    text: `Not testable: ${why}.`,
+    stat: null,
+  };
+}
+
+/**
+ * Models with a known size and general FG that are not the base of an instruction-tuned model in
+ * the study (BLOOM under BLOOMZ, LLaMA under Alpaca): the paper's scale and architecture findings
+ * are about the instruction-tuned zoo, and a pair is finding 3's subject.
  */
 function independent(models: Map<string, ModelEntry>): ModelEntry[] {
+  const bases = new Set([...models.values()].map((m) => m.facts.base).filter((b) => b !== null));
   return [...models.values()].filter(
-    (m) =>
-      m.facts.params !== null &&
-      m.fg.length &&
-      !(m.facts.base !== null && models.has(m.facts.base)),
+    (m) => m.facts.params !== null && cellsOf(m, GENERAL).length && !bases.has(m.facts.name),
   );
 }
 
-const perSeed = (xs: readonly number[]) =>
-  `${f2(mean(xs))} (${xs.length} seed${xs.length === 1 ? "" : "s"})`;
-
-function notTestable(id: Finding["id"], claim: string, why: string): Finding {
-  return { id, claim, verdict: "not testable", text: `Not testable: ${why}.`, stat: null };
-}
-
-function finding(id: Finding["id"], claim: string, stat: Interval, body: string): Finding {
-  return { id, claim, verdict: verdictOf(stat), stat, text: body };
-}
-
-function scaleFinding(models: ReturnType<typeof byModel>, method: string, o: FindingsOptions) {
+function scaleFinding(
+  models: Map<string, ModelEntry>,
+  method: string,
+  o: FindingsOptions,
+): FindingCore {
   const claim = "Forgetting grows with model scale (decoder-only models of one family).";
   // The family with the most sizes; models without a family form one family.
   const families = new Map<string, ModelEntry[]>();
@@ -195,25 +451,26 @@ function scaleFinding(models: ReturnType<typeof byModel>, method: string, o: Fin
       `needs decoder-only models of one family in at least two sizes (method ${method})`,
     );
   const sizes = dec.map((m) => Math.log(m.facts.params!));
-  const stat = groupBootstrap(
-    dec.map((m) => m.fg),
+  const t = decide(
+    dec.map((m) => cellsOf(m, GENERAL)),
+    GENERAL,
     (means) => spearman(sizes, means),
     o,
   );
-  const list = dec.map((m) => `${m.facts.name} ${perSeed(m.fg)}`).join(", ");
-  return finding(
-    "scale",
+  const list = dec.map((m) => `${m.facts.name} ${perSeed(m, GENERAL)}`).join(", ");
+  return {
+    id: "scale",
     claim,
-    stat,
-    `Spearman ρ between size and general FG is ${f2(stat.estimate)}, ${ciText(stat)} (method ${method}); mean FG from smallest to largest: ${list}.`,
-  );
+    ...t,
+    text: `Spearman ρ between size and general FG is ${f2(t.stat.estimate)}, ${t.how} (method ${method}); mean FG from smallest to largest: ${list}.`,
+  };
 }
 
 function architectureFinding(
-  models: ReturnType<typeof byModel>,
+  models: Map<string, ModelEntry>,
   method: string,
   o: FindingsOptions,
-) {
+): FindingCore {
   const claim = "Decoder-only models forget less than encoder-decoder models of similar size.";
   const all = independent(models);
   const dec = all.filter((m) => m.facts.architecture === "decoder-only");
@@ -234,31 +491,41 @@ function architectureFinding(
     );
     return [e, d] as const;
   });
-  const stat = groupBootstrap(
-    pairs.flatMap(([e, d]) => [e.fg, d.fg]),
+  const t = decide(
+    pairs.flatMap(([e, d]) => [cellsOf(e, GENERAL), cellsOf(d, GENERAL)]),
+    GENERAL,
     (means) => mean(pairs.map((_, i) => means[2 * i] - means[2 * i + 1])),
     o,
   );
   const list = pairs
-    .map(([e, d]) => `${e.facts.name} ${perSeed(e.fg)} vs ${d.facts.name} ${perSeed(d.fg)}`)
+    .map(
+      ([e, d]) =>
+        `${e.facts.name} ${perSeed(e, GENERAL)} vs ${d.facts.name} ${perSeed(d, GENERAL)}`,
+    )
     .join("; ");
-  return finding(
-    "architecture",
+  return {
+    id: "architecture",
     claim,
-    stat,
-    `Encoder-decoder minus decoder-only general FG, averaged over size-matched pairs: ${f2(stat.estimate)}, ${ciText(stat)} (method ${method}); ${list}.`,
-  );
+    ...t,
+    text: `Encoder-decoder minus decoder-only general FG, averaged over size-matched pairs: ${f2(t.stat.estimate)}, ${t.how} (method ${method}); ${list}.`,
+  };
 }
 
 function instructionFinding(
-  models: ReturnType<typeof byModel>,
+  models: Map<string, ModelEntry>,
   method: string,
   o: FindingsOptions,
-) {
+): FindingCore {
   const claim =
     "A general instruction-tuned start (e.g. Alpaca) forgets less than its base (e.g. LLaMA).";
   const pairs = [...models.values()]
-    .filter((m) => m.facts.base !== null && m.fg.length && models.get(m.facts.base)?.fg.length)
+    .filter(
+      (m) =>
+        m.facts.base !== null &&
+        cellsOf(m, GENERAL).length &&
+        models.has(m.facts.base) &&
+        cellsOf(models.get(m.facts.base)!, GENERAL).length,
+    )
     .map((m) => [models.get(m.facts.base!)!, m] as const);
   if (!pairs.length)
     return notTestable(
@@ -266,26 +533,34 @@ function instructionFinding(
       claim,
       `needs an instruction-tuned model and its base in the study (run card model.base; method ${method})`,
     );
-  const stat = groupBootstrap(
-    pairs.flatMap(([b, t]) => [b.fg, t.fg]),
+  const t = decide(
+    pairs.flatMap(([b, tuned]) => [cellsOf(b, GENERAL), cellsOf(tuned, GENERAL)]),
+    GENERAL,
     (means) => mean(pairs.map((_, i) => means[2 * i] - means[2 * i + 1])),
     o,
   );
   const list = pairs
-    .map(([b, t]) => `${b.facts.name} ${perSeed(b.fg)} vs ${t.facts.name} ${perSeed(t.fg)}`)
+    .map(
+      ([b, tuned]) =>
+        `${b.facts.name} ${perSeed(b, GENERAL)} vs ${tuned.facts.name} ${perSeed(tuned, GENERAL)}`,
+    )
     .join("; ");
-  return finding(
-    "instruction",
+  return {
+    id: "instruction",
     claim,
-    stat,
-    `Base minus instruction-tuned general FG: ${f2(stat.estimate)}, ${ciText(stat)} (method ${method}); ${list}.`,
-  );
+    ...t,
+    text: `Base minus instruction-tuned general FG: ${f2(t.stat.estimate)}, ${t.how} (method ${method}); ${list}.`,
+  };
 }
 
-function biasFinding(models: ReturnType<typeof byModel>, method: string, o: FindingsOptions) {
+function biasFinding(
+  models: Map<string, ModelEntry>,
+  method: string,
+  o: FindingsOptions,
+): FindingCore {
   const claim = "Bias falls during continual fine-tuning (FG on the bias category > 0).";
   const withBias = [...models.values()]
-    .filter((m) => m.bias.length)
+    .filter((m) => cellsOf(m, BIAS_CATEGORY).length)
     .sort((a, b) => compareModels(a.facts, b.facts));
   if (!withBias.length)
     return notTestable(
@@ -293,18 +568,19 @@ function biasFinding(models: ReturnType<typeof byModel>, method: string, o: Find
       claim,
       `no run of method ${method} has a "${BIAS_CATEGORY}" category`,
     );
-  const stat = groupBootstrap(
-    withBias.map((m) => m.bias),
+  const t = decide(
+    withBias.map((m) => cellsOf(m, BIAS_CATEGORY)),
+    BIAS_CATEGORY,
     mean,
     o,
   );
-  const list = withBias.map((m) => `${m.facts.name} ${perSeed(m.bias)}`).join(", ");
-  return finding(
-    "bias",
+  const list = withBias.map((m) => `${m.facts.name} ${perSeed(m, BIAS_CATEGORY)}`).join(", ");
+  return {
+    id: "bias",
     claim,
-    stat,
-    `Mean FG on bias (positive: pct_stereotype fell) over ${withBias.length} model${withBias.length === 1 ? "" : "s"}: ${f2(stat.estimate)}, ${ciText(stat)} (method ${method}); ${list}.`,
-  );
+    ...t,
+    text: `Mean FG on bias (positive: pct_stereotype fell) over ${plural(withBias.length, "model")}: ${f2(t.stat.estimate)}, ${t.how} (method ${method}); ${list}.`,
+  };
 }
 
 /** The method compared by default: the one with the most runs (ties: alphabetical). */
@@ -316,16 +592,30 @@ export function defaultMethod(runs: readonly RunSummary[]): string {
   return sorted[0][0];
 }
 
-/** The four findings, in the paper's order. */
+const FINDINGS = [scaleFinding, architectureFinding, instructionFinding, biasFinding];
+
+/** The four findings, in the paper's order; with several task orders, each also per order. */
 export function findings(runs: readonly RunSummary[], options: FindingsOptions = {}): Finding[] {
   const method = options.method ?? defaultMethod(runs);
   if (!runs.some((r) => r.method === method))
     throw new Error(`findings: no run uses method "${method}"`);
+  const orders = [...byOrder(runs.filter((r) => r.method === method)).keys()];
   const models = byModel(runs, method);
-  return [
-    scaleFinding(models, method, options),
-    architectureFinding(models, method, options),
-    instructionFinding(models, method, options),
-    biasFinding(models, method, options),
-  ];
+  const perOrder =
+    orders.length < 2
+      ? []
+      : orders.map((order) => ({
+          order,
+          models: byModel(
+            runs.filter((r) => (r.order ?? "") === order),
+            method,
+          ),
+        }));
+  return FINDINGS.map((f) => ({
+    ...f(models, method, options),
+    perOrder: perOrder.map((p) => {
+      const x = f(p.models, method, options);
+      return { order: p.order, verdict: x.verdict, label: x.label, stat: x.stat };
+    }),
+  }));
 }

@@ -8,9 +8,10 @@
  * al. 2023, arXiv 2308.08747), how large is forgetting (its FG table), how do methods compare,
  * what happened stage by stage, which items were lost, and how the runs were made.
  */
-import type { Finding } from "./findings.js";
+import { STATS_METHOD, type Finding } from "./findings.js";
 import { forgottenItems, type Run, type UnfinishedRun } from "./runs.js";
 import { esc, fgTableHtml, metricsTableHtml, type FgTable } from "./tables.js";
+import { PAPER_SOURCE, paperComparison, paperTableHtml } from "./paper.js";
 
 export interface Figure {
   id: string;
@@ -60,7 +61,7 @@ h3.method{margin:14px 0 4px;font-size:13px;color:var(--muted);font-weight:600;te
 .finding p{margin:6px 0 0;color:#343c47;font-size:13px}
 .badge{display:inline-block;border-radius:999px;padding:1px 10px;font-size:12px;font-weight:600}
 .v-confirmed{border-left-color:#2e9d5b}.v-confirmed .badge{background:#e3f5ea;color:#1d7a43}
-.v-not-confirmed{border-left-color:#d64541}.v-not-confirmed .badge{background:#fbe6e5;color:#b0302c}
+.v-contradicted{border-left-color:#d64541}.v-contradicted .badge{background:#fbe6e5;color:#b0302c}
 .v-inconclusive{border-left-color:#e0a526}.v-inconclusive .badge{background:#fdf3dc;color:#94680b}
 .v-not-testable .badge{background:#eceef1;color:#5d6775}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums}
@@ -136,9 +137,17 @@ function findingsHtml(fs: Finding[]): string {
   return fs
     .map(
       (f) =>
-        `<div class="finding v-${f.verdict.replace(" ", "-")}" data-finding="${f.id}"><h3>${esc(f.claim)}</h3><span class="badge">${esc(f.verdict)}</span><p>${esc(f.text)}</p></div>`,
+        `<div class="finding v-${f.verdict.replace(" ", "-")}" data-finding="${f.id}"><h3>${esc(f.claim)}</h3><span class="badge">${esc(f.label)}</span><p>${esc(f.text)}</p>${perOrderHtml(f)}</div>`,
     )
     .join("");
+}
+
+/** With several task orders: the finding's verdict on each order alone. */
+function perOrderHtml(f: Finding): string {
+  if (!f.perOrder.length) return "";
+  const row = (o: Finding["perOrder"][number]) =>
+    `<li>${esc(o.order)}: <b>${esc(o.label)}</b>${o.stat ? ` (${o.stat.estimate.toFixed(2)}${o.stat.lo !== null && o.stat.hi !== null ? ` [${o.stat.lo.toFixed(2)}, ${o.stat.hi.toFixed(2)}]` : ""})` : ""}</li>`;
+  return `<p>Per task order:</p><ul class="per-order">${f.perOrder.map(row).join("")}</ul>`;
 }
 
 function cardValue(v: unknown): string {
@@ -184,6 +193,15 @@ function forgottenJson(runs: Run[]): string {
   return JSON.stringify(data).replace(/</g, "\\u003c");
 }
 
+/** The paper's published Tables 4–6 beside this study's, for models whose names match; or nothing. */
+function paperHtml(p: ReportPage): string {
+  const method = p.fgTables[0]?.method;
+  const rows = method === undefined ? [] : paperComparison(p.runs, method);
+  if (!rows.length) return "";
+  return `<section id="paper"><h2>The paper's numbers beside this study's</h2><p class="lead">Published values: ${esc(PAPER_SOURCE)}. Each cell: FG (%), under it R<sub>o</sub> → R<sub>-1</sub> (the category's score before the first task and after the last, %). This study: method ${esc(method!)}, finished runs, mean over seeds.</p><div class="scroll">${paperTableHtml(rows)}</div></section>
+`;
+}
+
 /** The "Unfinished runs" section, or nothing when every run finished. */
 function unfinishedHtml(runs: readonly UnfinishedRun[]): string {
   if (runs.length === 0) return "";
@@ -224,12 +242,12 @@ export function reportHtml(p: ReportPage): string {
 <nav><div class="wrap">${nav}</div></nav>
 <main class="wrap">
 <section id="findings"><h2>The paper's findings, re-tested</h2>
-<p class="lead">Luo et al. (2023) report four findings. Each verdict below comes from this study's runs: 95% percentile-bootstrap intervals over seeds; "confirmed" needs the whole interval on the paper's side of zero.</p>
+<p class="lead">Luo et al. (2023) report four findings. Each verdict below comes from this study's runs. Method: ${esc(STATS_METHOD)}</p>
 <div class="findings">${findingsHtml(p.findings)}</div>${figure(p.scale)}</section>
 <section id="fg"><h2>Forgetting (FG) per category</h2>
 <p class="lead">FG = mean over stages of the relative drop from the starting score, in percent (positive = forgotten; for bias, positive = less stereotyped). Mean over seeds, 95% CI below. Also written as fg.md, fg.csv and fg.tex.</p>
 ${p.fgTables.map((t) => `<h3 class="method">method ${esc(t.method)}</h3><div class="scroll">${fgTableHtml(t)}</div>`).join("")}</section>
-<section id="methods"><h2>Method comparison</h2>
+${paperHtml(p)}<section id="methods"><h2>Method comparison</h2>
 <p class="lead">General FG (mean of the non-bias categories) and the continual-task metrics of each model and method: mean over seeds, 95% CI below.</p>
 ${figure(p.methods)}<div class="scroll">${metricsTableHtml(p.runs)}</div></section>
 <section id="curves"><h2>General benchmarks over stages</h2>

@@ -16,7 +16,13 @@ import {
   scaleChart,
   type Chart,
 } from "./charts.js";
-import { defaultMethod, findings, type FindingsOptions, type RunSummary } from "./findings.js";
+import {
+  defaultMethod,
+  findings,
+  summarize,
+  type FindingsOptions,
+  type RunSummary,
+} from "./findings.js";
 import { reportHtml, type Figure } from "./html.js";
 import { compareModels, loadRuns, unfinishedRuns, type Run } from "./runs.js";
 import { fgTables, fgTableCsv, fgTableLatex, fgTableMarkdown, runsMarkdown } from "./tables.js";
@@ -29,12 +35,7 @@ export interface ReportFiles {
 }
 
 function summaries(runs: readonly Run[]): RunSummary[] {
-  return runs.map((r) => ({
-    model: r.model,
-    method: r.results.run.method,
-    seed: r.results.run.seed,
-    fg: r.results.fg.perCategory,
-  }));
+  return runs.map(summarize); // with each run's items: the findings' item-level bootstrap
 }
 
 async function figure(chart: Chart | null): Promise<Figure | null> {

@@ -3,11 +3,13 @@
  * one row per category, one column per model) with 95% CIs, written as HTML, Markdown, CSV and
  * LaTeX (booktabs); and the per-run metrics table that `lethe compare` prints.
  *
- * A cell is the mean FG over the seeds of one model × method. Its interval is the percentile
- * bootstrap over seeds (findings.ts `groupBootstrap`) when there are two or more seeds, else the
- * run's own item-bootstrap interval from results.json `fg.ci[category]` when it has one.
+ * A cell is the mean FG over the seeds of one model × method (orders averaged). Its interval is
+ * the hierarchical bootstrap of findings.ts (`cellInterval`: seeds, then items within each seed's
+ * benchmarks) when the runs kept items or there are two or more seeds; else, for a single run
+ * whose category holds one benchmark, that benchmark's item-bootstrap interval from results.json
+ * `fg.ci`, which is keyed by benchmark (results.json `categories` maps it to its category).
  */
-import { generalFg, groupBootstrap } from "./findings.js";
+import { cellInterval, generalFg, groupBootstrap, summarize } from "./findings.js";
 import { categoriesOf, groupRuns, type Run } from "./runs.js";
 
 export interface Cell {
@@ -57,16 +59,26 @@ export function fgTables(runs: readonly Run[]): FgTable[] {
       models: gs.map((g) => g.model.name),
       cells: categories.map((c) =>
         gs.map((g) => {
-          const rs = g.runs.filter((r) => c in r.results.fg.perCategory);
+          const rs = g.runs.filter((r) => Number.isFinite(r.results.fg.perCategory[c]));
           if (!rs.length) return null;
-          return seedCell(
-            rs.map((r) => r.results.fg.perCategory[c]),
-            rs[0].results.fg.ci?.[c],
-          );
+          const s = cellInterval(rs.map(summarize), c);
+          return {
+            mean: s.estimate,
+            ...(s.lo !== null || rs.length > 1 ? { lo: s.lo, hi: s.hi } : storedCi(rs[0], c)),
+            seeds: rs.length,
+          };
         }),
       ),
     };
   });
+}
+
+/** A run's own interval for a category of one benchmark: results.json `fg.ci[benchmark]`. */
+function storedCi(run: Run, category: string): { lo: number | null; hi: number | null } {
+  const r = run.results;
+  const bs = Object.keys(r.categories).filter((b) => r.categories[b] === category);
+  const ci = bs.length === 1 ? r.fg.ci?.[bs[0]] : undefined;
+  return ci ? { lo: ci[0], hi: ci[1] } : { lo: null, hi: null };
 }
 
 const f2 = (x: number) => x.toFixed(2);

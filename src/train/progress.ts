@@ -1,8 +1,8 @@
 /**
  * The training progress line: stage, step/total, loss, learning rate (16-mixed: loss scale and
- * skipped steps), tokens/s and ETA, redrawn
- * in place on a terminal and printed as plain lines (at most one per interval) otherwise, like
- * tqdm's `file` not being a TTY. Reference: tqdm's default bar fields (n/total, rate, remaining).
+ * skipped steps), tokens/s and ETA, redrawn in place on a terminal and printed as plain lines
+ * otherwise (at each tenth of a stage, or every 30 s), like tqdm's `file` not being a TTY.
+ * Reference: tqdm's default bar fields (n/total, rate, remaining).
  * A stage's warnings (a loss stuck at ln(vocab)) follow its last line, one `WARNING:` line each.
  */
 
@@ -58,25 +58,30 @@ export interface ProgressStream {
 }
 
 /**
- * A progress callback for `trainStage`. On a TTY the line is redrawn at most every
- * `intervalMs` (default 100 ms); otherwise a plain line is printed at most every `intervalMs`
- * (default 10 s). A stage's first and last lines are always shown.
+ * A progress callback for `trainStage`. On a TTY the stage's one line is redrawn in place at most
+ * every `intervalMs` (default 100 ms). Otherwise a plain line is printed at each tenth of the
+ * stage or once `intervalMs` (default 30 s) has passed, whichever comes first, so a stage prints
+ * at most 11 lines plus one per interval. A stage's first and last lines are always shown.
  */
 export function progressPrinter(
   o: { stream?: ProgressStream; intervalMs?: number; now?: () => number } = {},
 ): (e: ProgressEvent) => void {
   const stream = o.stream ?? process.stderr;
   const tty = stream.isTTY === true;
-  const interval = o.intervalMs ?? (tty ? 100 : 10_000);
+  const interval = o.intervalMs ?? (tty ? 100 : 30_000);
   const now = o.now ?? Date.now;
   let last = -Infinity;
   let stage: string | null = null;
+  let tenth = 0;
   return (e) => {
     const t = now();
     const final = e.step === e.totalSteps;
-    if (e.stage === stage && !final && t - last < interval) return;
+    const at = Math.floor((10 * e.step) / Math.max(1, e.totalSteps));
+    const due = t - last >= interval || (!tty && at > tenth);
+    if (e.stage === stage && !final && !due) return;
     stage = e.stage;
     last = t;
+    tenth = at;
     const line = formatProgress(e);
     stream.write(tty ? `\r${line}\x1b[K${final ? "\n" : ""}` : `${line}\n`);
   };

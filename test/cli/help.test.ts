@@ -33,7 +33,7 @@ const lethe = (...argv: string[]) => capture(() => main(argv));
 test("every command answers --help, -h and `lethe help CMD`: exit 0, its own usage on stdout", async () => {
   assert.deepEqual(NAMES, [
     ...["study", "demo", "logits", "generate", "eval", "run", "plan", "resume", "status"],
-    ...["export", "submit", "run-one", "cancel", "report"],
+    ...["serve", "export", "submit", "run-one", "cancel", "report"],
     ...["compare", "doctor", "help"],
   ]);
   for (const name of NAMES) {
