@@ -17,6 +17,7 @@
  *
  *   npm run bench:memory                  the full-size run (about 20 minutes on 2 cores)
  *   npm run bench:memory -- --small       a 4-layer width-256 model at seq 128 (a minute)
+ *   ... -- --repeat N                     N measurements per side and configuration, medians used
  *   ... -- --device cuda                  peak GPU memory (nvidia-smi, both sides) instead of RSS
  *   node --import tsx bench/memory.ts --child '<json>'   one lethe measurement, in-process (tests)
  *   node --import tsx bench/memory.ts --one lethe|torch '<json>'   one side in a child (gpu.sh)
@@ -186,6 +187,18 @@ function gpuPoller(pid: number): { stop(): number } {
   };
 }
 
+/**
+ * The run of median peak (the mean of the middle two for an even count). A process's peak RSS
+ * varies by up to ~10% from run to run with the same code: glibc gives libtorch's worker threads
+ * their own heaps, and which heap a tensor lands in depends on thread timing.
+ */
+function median(rs: ChildResult[]): ChildResult {
+  const sorted = [...rs].sort((a, b) => a.peak - b.peak);
+  const mid = Math.floor((sorted.length - 1) / 2);
+  const peak = sorted.length % 2 ? sorted[mid].peak : (sorted[mid].peak + sorted[mid + 1].peak) / 2;
+  return { ...sorted[mid], peak };
+}
+
 /** Runs one child (lethe or torch) and returns its result; on CUDA the peak is the GPU's. */
 async function measure(side: "lethe" | "torch", spec: ChildSpec): Promise<ChildResult> {
   const [cmd, args] =
@@ -215,8 +228,12 @@ async function main(): Promise<void> {
       small: { type: "boolean", default: false },
       device: { type: "string", default: "cpu" },
       steps: { type: "string", default: "3" },
+      repeat: { type: "string", default: "1" },
     },
   });
+  const repeat = Number(values.repeat);
+  if (!Number.isInteger(repeat) || repeat < 1)
+    throw new Error(`bench/memory: --repeat must be an integer >= 1, got "${values.repeat}"`);
   const small = values.small!;
   const device = values.device!;
   const config = {
@@ -268,8 +285,18 @@ async function main(): Promise<void> {
   for (const precision of ["32-true", "bf16-mixed"] as const)
     for (const checkpointing of [false, true]) {
       const spec = { ...base, precision, checkpointing };
-      const l = await measure("lethe", spec); // A
-      const t = await measure("torch", spec); // B
+      const runs: Record<"lethe" | "torch", ChildResult[]> = { lethe: [], torch: [] };
+      for (let r = 0; r < repeat; r++) {
+        runs.lethe.push(await measure("lethe", spec)); // A
+        runs.torch.push(await measure("torch", spec)); // B
+      }
+      const [l, t] = [median(runs.lethe), median(runs.torch)];
+      if (repeat > 1)
+        console.log(
+          `  ${precision} ckpt ${checkpointing ? "on" : "off"}: peaks MiB lethe ` +
+            `${runs.lethe.map((x) => (x.peak / MB).toFixed(0)).join(" ")}, torch ` +
+            `${runs.torch.map((x) => (x.peak / MB).toFixed(0)).join(" ")} (medians used)`,
+        );
       params = l.params!;
       const plan = planMemory({
         config,

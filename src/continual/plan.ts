@@ -12,17 +12,18 @@
  *   optimizer    AdamW's exp_avg and exp_avg_sq in the parameters' dtype, plus the step's
  *                `denom` temporary
  *   method       the method's own tensors (θ₀, Fisher and θ*, the teacher's logits, …; below)
- *   activations  the step's forward: lethe keeps every tensor a micro-batch's forward makes until
- *                its `tidy` ends after the backward (not only those autograd saves), so the plain
- *                path holds all of them; gradient checkpointing (train/checkpointing.ts) keeps each
+ *   activations  the step's forward: the models run each block in its own `tidy`
+ *                (models/blocks.ts), so the plain path holds what autograd saves, the logits and
+ *                the loss's tensors; gradient checkpointing (train/checkpointing.ts) keeps each
  *                block's input and rebuilds one block at a time. Plus the backward's largest
  *                transient (the logits' gradients).
  *   eval batch   evaluation (no grad, no optimizer) of `eval.batchSize` rows at lm-eval's max
- *                length, capped as ModelLM caps a forward's logits
+ *                length, capped as ModelLM caps a forward's logits: one block's tensors at a time
+ *                plus every block's keys and values (cached decoding)
  * The activations are counted by replaying each family's forward, op by op as lethe's model
- * files write it, on a `Tape` that records every tensor's size and dtype and which ones autograd
- * saves: the sum of the saved ones is the theoretical minimum (`minimum`, what an
- * implementation that frees everything else would hold), the sum of all is what lethe holds.
+ * files write it, on a `Tape` that records every tensor's size and dtype, which ones autograd
+ * saves and when lethe frees the others: the sum of the saved ones is the theoretical minimum
+ * (`minimum`, what an implementation that frees everything else would hold).
  *
  * Checked against measurement: test/continual/plan.test.ts (a tiny LLaMA's peak RSS, exact
  * parameter counts of every family, the paper's models' counts) and bench/memory.ts.
@@ -52,7 +53,7 @@ import { parseModelRef } from "../io/pretrained.js";
 import { downloadFile } from "../io/hub.js";
 import { POLICIES, resolvePrecision, type Precision } from "../train/precision.js";
 import { maxLengthOf } from "../eval/model_lm.js";
-import { expandGrid, type ModelSpec, type RunSpec, type Study } from "./config.js";
+import { expandGrid, runConfig, type ModelSpec, type RunSpec, type Study } from "./config.js";
 import { methodOf, type MethodName } from "./methods/index.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -121,15 +122,23 @@ interface TapeOptions {
 }
 
 /**
- * Records the tensors of a forward pass: `created` is every tensor made (lethe's `tidy` holds
- * them all until the step ends), `saved` those autograd keeps for the backward, `casts` autocast's
- * 16-bit weight copies, `largest` the largest single tensor (the backward's transient scale).
+ * Records the tensors of a forward pass: `created` is every tensor made, `live` those not freed
+ * yet and `peak` the most ever live at once (lethe's models free a block's tensors as the block
+ * ends, `scope`, and eager attention's score tensors one by one, `consume`; autograd keeps the
+ * ones it saves until the backward), `saved` those autograd keeps for the backward, `casts`
+ * autocast's 16-bit weight copies, `largest` the largest single tensor (the backward's transient
+ * scale).
  */
 export class Tape {
   created = 0;
+  live = 0;
+  peak = 0;
   readonly saved = new Set<Rec>();
   casts = 0;
   largest = 0;
+  /** Tensors made here and not freed yet; per open `scope`, the ones made inside it. */
+  readonly #mine = new Set<Rec>();
+  readonly #scopes: Rec[][] = [];
   constructor(readonly o: TapeOptions) {}
 
   size(kind: Kind): number {
@@ -142,8 +151,31 @@ export class Tape {
   t(n: number, kind: Kind): Rec {
     const r = { n, kind, bytes: n * this.size(kind) };
     this.created += r.bytes;
+    this.live += r.bytes;
+    this.peak = Math.max(this.peak, this.live);
     this.largest = Math.max(this.largest, r.bytes);
+    this.#mine.add(r);
+    this.#scopes.at(-1)?.push(r);
     return r;
+  }
+  /** Its JS handle goes: the memory too, unless autograd saved it (or it is not this tape's). */
+  free(r: Rec): void {
+    if (!this.#mine.has(r) || this.saved.has(r)) return;
+    this.#mine.delete(r);
+    this.live -= r.bytes;
+  }
+  /** `y` made from `x`, then `x` freed (src/models/blocks.ts `consume`). */
+  consume(x: Rec, y: Rec): Rec {
+    if (y !== x) this.free(x);
+    return y;
+  }
+  /** `fn` as inside lethe's `tidy`: what it made goes at the end, but for its result. */
+  scope(fn: () => Rec): Rec {
+    this.#scopes.push([]);
+    const out = fn();
+    for (const r of this.#scopes.pop()!) if (r !== out) this.free(r);
+    this.#scopes.at(-1)?.push(out);
+    return out;
   }
   /** An existing tensor (a model input, a shared table): not counted as made here. */
   input(n: number, kind: Kind): Rec {
@@ -281,6 +313,12 @@ interface ArchPlan {
   head(t: Tape, d: Dims, x: Rec): Rec;
   /** Elements of one block's output (what checkpointing keeps per block). */
   hidden: number;
+  /**
+   * Elements of the keys and values an evaluation holds for cached decoding, every block's
+   * (ModelLM's prefix cache, generation's): where they are views of a fused projection, its whole
+   * output; T5: the decoder's self-attention and the encoder output's cross-attention caches.
+   */
+  cache(d: Dims): number;
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -333,6 +371,7 @@ function llamaPlan(c: LlamaConfig): ArchPlan {
     vocab: V,
     blocks: c.num_hidden_layers,
     hidden: h,
+    cache: (d) => c.num_hidden_layers * d.rows * d.len * 2 * nkv * hd,
     pre: (t, d) => {
       t.t(d.rows * d.len * hd * 3, "f32"); // positions · inv_freq, cat, cos / sin tables
       return t.t(d.rows * d.len * h, "res"); // embedding
@@ -408,6 +447,7 @@ function gpt2Plan(c: GPT2Config): ArchPlan {
     vocab: V,
     blocks: c.n_layer,
     hidden: h,
+    cache: (d) => c.n_layer * d.rows * d.len * 3 * h, // k, v: views of c_attn's output
     pre: (t, d) => {
       const N = d.rows * d.len;
       const e = t.add(t.t(N * h, "res"), t.t(N * h, "res")); // wte + wpe
@@ -474,6 +514,7 @@ function bloomPlan(c: BloomConfig): ArchPlan {
     vocab: V,
     blocks: c.n_layer,
     hidden: h,
+    cache: (d) => c.n_layer * d.rows * d.len * 3 * h, // k, v: views of query_key_value's output
     pre: (t, d) => {
       const N = d.rows * d.len;
       t.t(d.rows * nh * d.len, "f32"); // ALiBi
@@ -488,13 +529,15 @@ function bloomPlan(c: BloomConfig): ArchPlan {
       const fused = t.linear(ln1, h, 3 * h, `${p}.self_attention.query_key_value`);
       const q = t.copy(t.input(N * h, fused.kind)); // (B·nh, T, hd) reshapes
       const k = t.copy(t.input(N * h, fused.kind));
-      t.t(TT, "mm"); // baddbmm(alibi, q, kᵀ)
+      // Each (B, nh, T, S) tensor is freed once the next is made (consume).
+      const scores = t.t(TT, "mm"); // baddbmm(alibi, q, kᵀ)
       t.save(q, k);
-      const masked = t.t(TT, "mm"); // masked_fill
-      if (t.size("mm") !== 4) t.copy(masked, "f32"); // .float()
-      const sm = t.t(TT, "f32"); // softmax
+      let w = t.consume(scores, t.t(TT, "mm")); // masked_fill
+      if (t.size("mm") !== 4) w = t.consume(w, t.copy(w, "f32")); // .float()
+      const sm = t.consume(w, t.t(TT, "f32")); // softmax
       t.save(sm);
-      const probs = t.dropout(t.size("mm") === 4 ? sm : t.copy(sm, "mm"), c.attention_dropout);
+      const cast = t.consume(sm, t.size("mm") === 4 ? sm : t.copy(sm, "mm"));
+      const probs = t.consume(cast, t.dropout(cast, c.attention_dropout));
       const v = t.copy(t.input(N * h, fused.kind));
       t.save(probs, v);
       const ctx = t.t(N * h, "mm"); // bmm
@@ -552,6 +595,7 @@ function gptNeoxPlan(c: GPTNeoXConfig): ArchPlan {
     vocab: V,
     blocks: c.num_hidden_layers,
     hidden: h,
+    cache: (d) => c.num_hidden_layers * d.rows * d.len * 4 * h, // rotated k, v: a view of qkv
     pre: (t, d) => t.dropout(t.t(d.rows * d.len * h, "res"), c.hidden_dropout),
     block: (t, d, i, x) => {
       const p = `gpt_neox.layers.${i}`;
@@ -647,12 +691,14 @@ function t5Plan(c: T5Config): ArchPlan {
     const k = t.linear(src, h, inner, `${p}.k`);
     const v = t.linear(src, h, inner, `${p}.v`);
     const TT = rows * nh * T * S;
+    // Each (B, nh, T, S) tensor is freed once the next is made (consume).
     const scores = t.t(TT, "mm");
     t.save(q, k);
-    const biased = t.t(TT, t.promote(scores, t.input(1, "res")));
-    const sm = t.t(TT, "f32");
+    const biased = t.consume(scores, t.t(TT, t.promote(scores, t.input(1, "res"))));
+    const sm = t.consume(biased, t.t(TT, "f32"));
     t.save(sm);
-    const w = t.dropout(t.size(biased.kind) === 4 ? sm : t.copy(sm, biased.kind), c.dropout_rate);
+    const cast = t.consume(sm, t.size(biased.kind) === 4 ? sm : t.copy(sm, biased.kind));
+    const w = t.consume(cast, t.dropout(cast, c.dropout_rate));
     const wc = t.o.autocast !== null && t.size(w.kind) !== t.o.autocast ? t.t(TT, "mm") : w;
     t.save(wc, v);
     const y = t.copy(t.t(rows * T * inner, "mm")); // w v, transpose-contiguous
@@ -683,16 +729,23 @@ function t5Plan(c: T5Config): ArchPlan {
     vocab: V,
     blocks: c.num_decoder_layers,
     hidden: h,
+    cache: (d) => c.num_decoder_layers * d.rows * (d.len + d.src) * 2 * inner,
     pre: (t, d) => {
-      // The encoder, with its full graph, then the decoder's embedding and bias.
-      let x = t.dropout(t.t(d.rows * d.src * h, "res"), c.dropout_rate);
-      t.t(d.rows * nh * d.src * d.src, "res"); // position bias + mask
-      for (const i of range(c.num_layers)) {
-        const p = `encoder.block.${i}.layer`;
-        x = attention(t, `${p}.0.SelfAttention`, x, d.rows, d.src, null);
-        x = feed(t, `${p}.1`, x);
-      }
-      encoderOut = t.dropout(t.rmsNorm(x, h), c.dropout_rate);
+      // The encoder (its blocks as the model runs them, each in its own scope), then the
+      // decoder's embedding and bias.
+      encoderOut = t.scope(() => {
+        let x = t.dropout(t.t(d.rows * d.src * h, "res"), c.dropout_rate);
+        t.t(d.rows * nh * d.src * d.src, "res"); // position bias + mask
+        for (const i of range(c.num_layers)) {
+          const p = `encoder.block.${i}.layer`;
+          const input = x;
+          x = t.scope(() =>
+            feed(t, `${p}.1`, attention(t, `${p}.0.SelfAttention`, input, d.rows, d.src, null)),
+          );
+          if (i > 0) t.free(input);
+        }
+        return t.dropout(t.rmsNorm(x, h), c.dropout_rate);
+      });
       t.t(d.rows * nh * d.len * d.len, "res"); // decoder position bias + causal mask
       return t.dropout(t.t(d.rows * d.len * h, "res"), c.dropout_rate);
     },
@@ -913,9 +966,16 @@ export function planMemory(input: PlanInput, source = "config.json"): MemoryPlan
       what === "all" || what === "pre"
         ? arch.pre(t, d)
         : t.input(d.rows * d.len * arch.hidden, "res");
-    if (what === "all") for (const i of range(arch.blocks)) x = arch.block(t, d, i, x);
-    if (what === "block") x = arch.block(t, d, arch.blocks - 1, x);
-    if (what === "all" || what === "head") arch.head(t, d, x);
+    // The forward (src/models/blocks.ts): each block in its own scope, its input freed after it.
+    if (what === "all")
+      for (const i of range(arch.blocks)) {
+        const input = x;
+        x = t.scope(() => arch.block(t, d, i, input));
+        if (i > 0) t.free(input);
+      }
+    // A checkpointed block (models/blocks.ts `segmentBlocks`), as recomputed for its backward.
+    if (what === "block") t.scope(() => arch.block(t, d, arch.blocks - 1, x));
+    if (what === "all" || what === "head") t.scope(() => arch.head(t, d, x));
     return t;
   };
 
@@ -928,23 +988,25 @@ export function planMemory(input: PlanInput, source = "config.json"): MemoryPlan
   // The backward's first step: the log-softmax gradient and the logits' gradient, both float32.
   const headBackward = 2 * logitElems * 4;
 
-  const all = tape(true, true, dims, "all");
-  const plainActivations = all.created + lossBytes + Math.max(headBackward, 3 * all.largest);
-  const minPlain = all.savedBytes() + lossSaved;
-
+  // Tensors, once freed, stay with the process (glibc's heap, CUDA's caching allocator) and are
+  // reused by later ones: one block's worth is resident from the first block on.
   const pre = tape(true, true, dims, "pre");
   const blk = tape(true, true, dims, "block");
   const head = tape(true, true, dims, "head");
+
+  // The step peaks as the backward starts: what the forward left live (autograd's saved tensors,
+  // the logits, the embeddings' tables), the loss's, the backward's first gradients, and a
+  // block's freed tensors.
+  const all = tape(true, true, dims, "all");
+  const plainActivations =
+    all.live + (blk.peak - blk.live) + lossBytes + Math.max(headBackward, 3 * all.largest);
+  const minPlain = all.savedBytes() + lossSaved;
+
   const inputs = arch.blocks * rows * len * arch.hidden * pb;
-  // A block's tensors, once freed, stay with the process (glibc's heap, CUDA's caching allocator)
-  // and are reused by the next block's: one block's worth is resident from the first block on.
+  // Checkpointed: the block inputs, a whole block's worth (its recompute) and the head's own peak
+  // (its 16-bit logits beside their float32 copy).
   const ckptActivations =
-    pre.created +
-    inputs +
-    head.created +
-    lossBytes +
-    blk.created +
-    Math.max(headBackward, 3 * blk.largest);
+    pre.live + inputs + head.peak + lossBytes + blk.peak + Math.max(headBackward, 3 * blk.largest);
   const minCkpt = pre.savedBytes() + inputs + head.savedBytes() + lossSaved + blk.savedBytes();
 
   // glibc keeps freed heap memory (tensors under its 32 MiB mmap threshold): a CPU process's
@@ -972,7 +1034,8 @@ export function planMemory(input: PlanInput, source = "config.json"): MemoryPlan
       kind: input.tuning.kind,
     }) ?? 0;
 
-  // Evaluation: no grad, every tensor of the forward held, the logits capped as ModelLM caps them.
+  // Evaluation: no grad, one block's tensors at a time (the forward's peak), every block's keys
+  // and values for cached decoding, the logits capped as ModelLM caps them.
   const evalLen = input.eval.maxLength ?? maxLengthOf(input.config);
   const evalRows = Math.max(
     1,
@@ -980,8 +1043,9 @@ export function planMemory(input: PlanInput, source = "config.json"): MemoryPlan
   );
   // A seq2seq model reads the context with its encoder; its decoder sees the continuation only.
   const evalDec = arch.kind === "causal" ? evalLen : Math.min(evalLen, input.eval.maxGenToks);
-  const ev = tape(false, false, { rows: evalRows, len: evalDec, src: evalLen }, "all");
-  const evalBatch = (ev.created + ev.casts + evalRows * evalDec * V * 4) * slack;
+  const evalDims = { rows: evalRows, len: evalDec, src: evalLen };
+  const ev = tape(false, false, evalDims, "all");
+  const evalBatch = (ev.peak + arch.cache(evalDims) * pb + ev.casts) * slack;
 
   const runtime = cuda ? RUNTIME_BYTES.cuda : RUNTIME_BYTES.cpu;
   const states = weights + gradients + adam + methodHeld;
@@ -1230,7 +1294,7 @@ export function planInput(
   device = run.model.device,
   worldSize = 1,
 ): PlanInput {
-  const c = study.config;
+  const c = runConfig(study, run); // the model's train overrides merged
   const zero = (c.train as { distributed?: string }).distributed;
   return {
     config,

@@ -428,6 +428,9 @@ export class ModelLM implements LM {
               BigInt64Array.from(chunk, (m) => BigInt(m.gi)),
               { device: this.#device },
             );
+            // One group (a context's choices): its cache row is broadcast, a view, not copied.
+            const gi = chunk[0].gi;
+            const oneGroup = chunk.every((m) => m.gi === gi);
             const ragged = chunk.some(
               (m) => batch[m.gi].prefix.length !== Lm || m.suffix.length !== Ls,
             );
@@ -439,7 +442,11 @@ export class ModelLM implements LM {
                 ]),
                 this.#device,
               );
-            const keep = (t: Tensor) => t.indexSelect(0, idx).narrow(2, Lp - Lm, Lm);
+            const cacheRows = (t: Tensor) =>
+              oneGroup
+                ? t.narrow(0, gi, 1).expand(chunk.length, -1, -1, -1)
+                : t.indexSelect(0, idx);
+            const keep = (t: Tensor) => cacheRows(t).narrow(2, Lp - Lm, Lm);
             const logits = model.forward({
               inputIds: ids2d(
                 chunk.map((m) => padRight(m.suffix, Ls)),

@@ -20,9 +20,11 @@ import {
   Generator,
   ones,
   tensor,
+  tidy,
   type DType,
   type Tensor,
 } from "../tensor/index.js";
+import { consume, runBlocks, segmentBlocks } from "./blocks.js";
 import { attentionMask4d, keepLast, pastLength } from "./masks.js";
 import type {
   CausalLM,
@@ -142,6 +144,7 @@ class BloomAttention extends Module {
       v = cat([past.v, v], 2);
     }
     const S = k.size(2);
+    // Each (B, nh, T, S) tensor's handle goes once the next is made (`consume`).
     const scores = baddbmm(
       alibi,
       q.reshape(B * nh, T, hd),
@@ -149,13 +152,12 @@ class BloomAttention extends Module {
       1,
       1 / Math.sqrt(hd),
     ); // (B·nh, T, S)
-    let weights = scores.view(B, nh, T, S);
-    if (blocked) weights = weights.maskedFill(blocked, -Infinity);
-    const probs = dropout(
-      weights.float().softmax(-1).to(q.dtype),
-      this.cfg.attention_dropout,
-      this.training,
-    ); // (B, nh, T, S)
+    let w = consume(scores, (x) => x.view(B, nh, T, S));
+    if (blocked) w = consume(w, (x) => x.maskedFill(blocked, -Infinity));
+    w = consume(w, (x) => x.float()); // softmax in float32
+    w = consume(w, (x) => x.softmax(-1));
+    w = consume(w, (x) => x.to(q.dtype));
+    const probs = consume(w, (x) => dropout(x, this.cfg.attention_dropout, this.training)); // (B, nh, T, S)
     const context = probs.view(B * nh, T, S).bmm(v.reshape(B * nh, S, hd)); // (B·nh, T, hd)
     const merged = context.view(B, nh, T, hd).permute(0, 2, 1, 3).reshape(B, T, C); // (B, T, C)
     const out = dropout(this.dense.forward(merged), this.cfg.hidden_dropout, this.training);
@@ -204,10 +206,13 @@ class BloomBlock extends Module {
     past: LayerCache | null,
   ): { h: Tensor; kv: LayerCache } {
     const postLn = this.cfg.apply_residual_connection_post_layernorm;
+    // Attention and MLP each in a scope: only their outputs (and what autograd saved) stay.
     const ln1 = this.input_layernorm.forward(x);
-    const { out: a, kv } = this.self_attention.forward(ln1, postLn ? ln1 : x, alibi, blocked, past);
+    const { out: a, kv } = tidy(() =>
+      this.self_attention.forward(ln1, postLn ? ln1 : x, alibi, blocked, past),
+    );
     const ln2 = this.post_attention_layernorm.forward(a);
-    return { h: this.mlp.forward(ln2, postLn ? ln2 : a), kv };
+    return { h: tidy(() => this.mlp.forward(ln2, postLn ? ln2 : a)), kv };
   }
 }
 
@@ -270,16 +275,19 @@ export class BloomForCausalLM extends Module implements CausalLM {
     const allowed = isCausal ? ones([T, T], { dtype: "bool", device }).tril() : mask; // (T, S) or (B, 1, T, S)
     const blocked = allowed ? allowed.logicalNot() : null;
 
-    let x = tr.word_embeddings_layernorm.forward(tr.word_embeddings.forward(inputIds)); // (B, T, C)
+    const x = tr.word_embeddings_layernorm.forward(tr.word_embeddings.forward(inputIds)); // (B, T, C)
     const alibi = buildAlibiTensor(mask2d, this.config.n_head, x.dtype); // (B·nh, 1, S)
-    const kvs: LayerCache[] = [];
-    tr.h.forEach((block, i) => {
-      const { h, kv } = block.forward(x, alibi, blocked, cache?.[i] ?? null);
-      x = h;
-      kvs.push(kv);
-    });
-    const logits = this.lm_head.forward(tr.ln_f.forward(keepLast(x, inputs.logitsToKeep))).float(); // (B, T, vocab)
-    return inputs.useCache ? { logits, cache: kvs } : { logits };
+    const useCache = inputs.useCache ?? false;
+    const { hidden, cache: kvs } = runBlocks(tr.h.length, x, useCache, (i, h) =>
+      tr.h[i].forward(h, alibi, blocked, cache?.[i] ?? null),
+    );
+    const logits = this.#head(keepLast(hidden, inputs.logitsToKeep));
+    return useCache ? { logits, cache: kvs } : { logits };
+  }
+
+  /** `ln_f` and the LM head: float32 logits (B, T, vocab); its other tensors go at once. */
+  #head(h: Tensor): Tensor {
+    return tidy(() => this.lm_head.forward(this.transformer.ln_f.forward(h)).float());
   }
 
   /** `forward` without a cache, cut at the blocks for gradient checkpointing. */
@@ -300,8 +308,8 @@ export class BloomForCausalLM extends Module implements CausalLM {
     const alibi = buildAlibiTensor(mask2d, this.config.n_head, x.dtype); // (B·nh, 1, T)
     return {
       input: x,
-      blocks: tr.h.map((block) => (h: Tensor) => block.forward(h, alibi, blocked, null).h),
-      head: (h) => this.lm_head.forward(tr.ln_f.forward(h)).float(), // (B, T, vocab)
+      blocks: segmentBlocks(tr.h.length, (i, h) => tr.h[i].forward(h, alibi, blocked, null).h),
+      head: (h) => this.#head(h), // (B, T, vocab)
     };
   }
 }

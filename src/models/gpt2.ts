@@ -18,9 +18,11 @@ import {
   Generator,
   linear,
   scaledDotProductAttention,
+  tidy,
   zeros,
   type Tensor,
 } from "../tensor/index.js";
+import { runBlocks, segmentBlocks } from "./blocks.js";
 import { attentionMask4d, keepLast, pastLength, positionIds, type AttentionMask } from "./masks.js";
 import type {
   CausalLM,
@@ -186,9 +188,11 @@ class GPT2Block extends Module {
     mask: AttentionMask,
     past: LayerCache | null,
   ): { out: Tensor; cache: LayerCache } {
-    const a = this.attn.forward(this.ln_1.forward(x), mask, past);
+    // Attention and MLP each in a scope: only their outputs (and what autograd saved) stay.
+    const a = tidy(() => this.attn.forward(this.ln_1.forward(x), mask, past));
     x = x.add(a.out);
-    return { out: x.add(this.mlp.forward(this.ln_2.forward(x))), cache: a.cache };
+    const m = tidy(() => this.mlp.forward(this.ln_2.forward(x)));
+    return { out: x.add(m), cache: a.cache };
   }
 }
 
@@ -213,21 +217,20 @@ class GPT2Model extends Module {
     this.h = Array.from({ length: cfg.n_layer }, () => new GPT2Block(cfg, g));
     this.ln_f = new LayerNorm(cfg.n_embd, cfg.layer_norm_epsilon);
   }
+  /** The last block's output (`ln_f` comes with the head) and, with `useCache`, the cache. */
   forward(
     ids: Tensor,
     positions: Tensor,
     mask: AttentionMask,
     cache: LayerCache[] | null,
+    useCache: boolean,
   ): { hidden: Tensor; cache: LayerCache[] } {
     let x = this.wte.forward(ids).add(this.wpe.forward(positions)); // (B, T, C)
     x = dropout(x, this.cfg.embd_pdrop, this.training);
-    const next: LayerCache[] = [];
-    this.h.forEach((block, i) => {
-      const r = block.forward(x, mask, cache?.[i] ?? null);
-      x = r.out;
-      next.push(r.cache);
+    return runBlocks(this.h.length, x, useCache, (i, h) => {
+      const r = this.h[i].forward(h, mask, cache?.[i] ?? null);
+      return { h: r.out, kv: r.cache };
     });
-    return { hidden: this.ln_f.forward(x), cache: next };
   }
 }
 
@@ -254,10 +257,20 @@ export class GPT2LMHeadModel extends Module implements CausalLM {
       );
     const positions = inputs.positionIds ?? positionIds(attentionMask, T, past, inputIds.device);
     const mask = attentionMask4d({ attentionMask, queryLength: T, past, device: inputIds.device });
-    const { hidden, cache: next } = this.transformer.forward(inputIds, positions, mask, cache);
-    const logits = linear(keepLast(hidden, inputs.logitsToKeep), this.transformer.wte.weight); // tied head: (B, T, vocab)
-    const out = logits.dtype === "float32" ? logits : logits.float();
-    return inputs.useCache ? { logits: out, cache: next } : { logits: out };
+    const useCache = inputs.useCache ?? false;
+    const tr = this.transformer;
+    const { hidden, cache: next } = tr.forward(inputIds, positions, mask, cache, useCache);
+    const logits = this.#head(hidden, inputs.logitsToKeep);
+    return useCache ? { logits, cache: next } : { logits };
+  }
+
+  /** `ln_f` and the tied head: float32 logits (B, T, vocab); its other tensors go at once. */
+  #head(h: Tensor, logitsToKeep?: number): Tensor {
+    return tidy(() => {
+      const tr = this.transformer;
+      const logits = linear(keepLast(tr.ln_f.forward(h), logitsToKeep), tr.wte.weight); // (B, T, vocab)
+      return logits.dtype === "float32" ? logits : logits.float();
+    });
   }
 
   /** `forward` without a cache, cut at the blocks for gradient checkpointing. */
@@ -279,11 +292,8 @@ export class GPT2LMHeadModel extends Module implements CausalLM {
     const x = tr.wte.forward(inputIds).add(tr.wpe.forward(positions)); // (B, T, C)
     return {
       input: dropout(x, this.config.embd_pdrop, this.training),
-      blocks: tr.h.map((block) => (h: Tensor) => block.forward(h, mask, null).out),
-      head: (h) => {
-        const logits = linear(tr.ln_f.forward(h), tr.wte.weight); // (B, T, vocab)
-        return logits.dtype === "float32" ? logits : logits.float();
-      },
+      blocks: segmentBlocks(tr.h.length, (i, h) => tr.h[i].forward(h, mask, null).out),
+      head: (h) => this.#head(h),
     };
   }
 }

@@ -19,9 +19,11 @@ import {
   Generator,
   op,
   scaledDotProductAttention,
+  tidy,
   type DType,
   type Tensor,
 } from "../tensor/index.js";
+import { runBlocks, segmentBlocks } from "./blocks.js";
 import { attentionMask4d, keepLast, pastLength, positionIds } from "./masks.js";
 import type {
   CausalLM,
@@ -141,9 +143,11 @@ function rotateHalf(x: Tensor): Tensor {
 export function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   const rd = cos.size(-1);
   const hs = x.size(-1);
-  const rot = x.narrow(-1, 0, rd);
-  const rotated = rot.mul(cos).add(rotateHalf(rot).mul(sin));
-  return rd === hs ? rotated : cat([rotated, x.narrow(-1, rd, hs - rd)], -1);
+  return tidy(() => {
+    const rot = x.narrow(-1, 0, rd);
+    const rotated = rot.mul(cos).add(rotateHalf(rot).mul(sin));
+    return rd === hs ? rotated : cat([rotated, x.narrow(-1, rd, hs - rd)], -1);
+  });
 }
 
 class GPTNeoXAttention extends Module {
@@ -227,23 +231,20 @@ class GPTNeoXLayer extends Module {
     past: LayerCache | null,
   ): { h: Tensor; kv: LayerCache } {
     const { hidden_dropout: pd } = this.cfg;
-    const { out, kv } = this.attention.forward(this.input_layernorm.forward(x), rope, mask, past);
+    // Attention and MLP each in a scope: only their outputs (and what autograd saved) stay.
+    const { out, kv } = tidy(() =>
+      this.attention.forward(this.input_layernorm.forward(x), rope, mask, past),
+    );
     const a = dropout(out, pd, this.training);
-    if (this.cfg.use_parallel_residual) {
-      const m = dropout(
-        this.mlp.forward(this.post_attention_layernorm.forward(x)),
+    const mlp = (z: Tensor) =>
+      dropout(
+        tidy(() => this.mlp.forward(this.post_attention_layernorm.forward(z))),
         pd,
         this.training,
       );
-      return { h: m.add(a).add(x), kv }; // x + attn(ln1(x)) + mlp(ln2(x))
-    }
+    if (this.cfg.use_parallel_residual) return { h: mlp(x).add(a).add(x), kv }; // x + attn(ln1(x)) + mlp(ln2(x))
     const h = a.add(x); // x + attn(ln1(x)), then + mlp(ln2(·))
-    const m = dropout(
-      this.mlp.forward(this.post_attention_layernorm.forward(h)),
-      pd,
-      this.training,
-    );
-    return { h: m.add(h), kv };
+    return { h: mlp(h).add(h), kv };
   }
 }
 
@@ -294,17 +295,19 @@ export class GPTNeoXForCausalLM extends Module implements CausalLM {
     const m = this.gpt_neox;
     const positions = inputs.positionIds ?? positionIds(attentionMask, T, past); // (B|1, T)
     const mask = attentionMask4d({ attentionMask, queryLength: T, past });
-    let x = dropout(m.embed_in.forward(inputIds), cfg.hidden_dropout, this.training); // (B, T, C)
+    const x = dropout(m.embed_in.forward(inputIds), cfg.hidden_dropout, this.training); // (B, T, C)
     const rope = rotaryCosSin(positions, rotaryNdims(cfg), cfg.rotary_emb_base, x.dtype);
-    const kvs: LayerCache[] = [];
-    m.layers.forEach((layer, i) => {
-      const { h, kv } = layer.forward(x, rope, mask, cache?.[i] ?? null);
-      x = h;
-      kvs.push(kv);
-    });
-    const kept = keepLast(x, inputs.logitsToKeep);
-    const logits = this.embed_out.forward(m.final_layer_norm.forward(kept)).float(); // (B, T, vocab)
-    return inputs.useCache ? { logits, cache: kvs } : { logits };
+    const useCache = inputs.useCache ?? false;
+    const { hidden, cache: kvs } = runBlocks(m.layers.length, x, useCache, (i, h) =>
+      m.layers[i].forward(h, rope, mask, cache?.[i] ?? null),
+    );
+    const logits = this.#head(keepLast(hidden, inputs.logitsToKeep)); // (B, T, vocab)
+    return useCache ? { logits, cache: kvs } : { logits };
+  }
+
+  /** Final norm and `embed_out`: float32 logits (B, T, vocab); its other tensors go at once. */
+  #head(h: Tensor): Tensor {
+    return tidy(() => this.embed_out.forward(this.gpt_neox.final_layer_norm.forward(h)).float());
   }
 
   /** `forward` without a cache, cut at the blocks for gradient checkpointing. */
@@ -319,8 +322,8 @@ export class GPTNeoXForCausalLM extends Module implements CausalLM {
     const rope = rotaryCosSin(positions, rotaryNdims(cfg), cfg.rotary_emb_base, x.dtype);
     return {
       input: x,
-      blocks: m.layers.map((layer) => (h: Tensor) => layer.forward(h, rope, mask, null).h),
-      head: (h) => this.embed_out.forward(m.final_layer_norm.forward(h)).float(), // (B, T, vocab)
+      blocks: segmentBlocks(m.layers.length, (i, h) => m.layers[i].forward(h, rope, mask, null).h),
+      head: (h) => this.#head(h), // (B, T, vocab)
     };
   }
 }

@@ -22,9 +22,11 @@ import {
   noGrad,
   op,
   scaledDotProductAttention,
+  tidy,
   where,
   type Tensor,
 } from "../tensor/index.js";
+import { runBlocks, segmentBlocks } from "./blocks.js";
 import { attentionMask4d, keepLast, pastLength, positionIds, type AttentionMask } from "./masks.js";
 import type {
   CausalLM,
@@ -232,9 +234,11 @@ function rotary(c: LlamaConfig, positions: Tensor): { cos: Tensor; sin: Tensor }
 
 /** x·cos + rotate_half(x)·sin, rotate_half(x) = (−x₂, x₁) over the two halves of head_dim. */
 function applyRotary(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
-  const [x1, x2] = x.chunk(2, -1);
-  const rotated = cat([x2.neg(), x1], -1);
-  return x.mul(cos.to(x.dtype)).add(rotated.mul(sin.to(x.dtype)));
+  return tidy(() => {
+    const [x1, x2] = x.chunk(2, -1);
+    const rotated = cat([x2.neg(), x1], -1);
+    return x.mul(cos.to(x.dtype)).add(rotated.mul(sin.to(x.dtype)));
+  });
 }
 
 /** (B, n_kv, S, hd) → (B, n_kv · rep, S, hd), each key/value head serving `rep` query heads. */
@@ -328,10 +332,11 @@ class LlamaDecoderLayer extends Module {
     mask: AttentionMask,
     past: LayerCache | null,
   ): { out: Tensor; cache: LayerCache } {
-    const a = this.self_attn.forward(this.input_layernorm.forward(x), rope, mask, past);
+    // Attention and MLP each in a scope: only their outputs (and what autograd saved) stay.
+    const a = tidy(() => this.self_attn.forward(this.input_layernorm.forward(x), rope, mask, past));
     x = x.add(a.out);
-    x = x.add(this.mlp.forward(this.post_attention_layernorm.forward(x)));
-    return { out: x, cache: a.cache };
+    const m = tidy(() => this.mlp.forward(this.post_attention_layernorm.forward(x)));
+    return { out: x.add(m), cache: a.cache };
   }
 }
 
@@ -356,21 +361,20 @@ class LlamaModel extends Module {
     );
     this.norm = new RMSNorm(cfg.hidden_size, cfg.rms_norm_eps);
   }
+  /** The last block's output (`norm` comes with the head) and, with `useCache`, the cache. */
   forward(
     ids: Tensor,
     positions: Tensor,
     mask: AttentionMask,
     cache: LayerCache[] | null,
+    useCache: boolean,
   ): { hidden: Tensor; cache: LayerCache[] } {
-    let x = embedding(this.embed_tokens.weight, ids, this.cfg.pad_token_id ?? -1); // (B, T, C)
+    const x = embedding(this.embed_tokens.weight, ids, this.cfg.pad_token_id ?? -1); // (B, T, C)
     const rope = rotary(this.cfg, positions);
-    const next: LayerCache[] = [];
-    this.layers.forEach((layer, i) => {
-      const r = layer.forward(x, rope, mask, cache?.[i] ?? null);
-      x = r.out;
-      next.push(r.cache);
+    return runBlocks(this.layers.length, x, useCache, (i, h) => {
+      const r = this.layers[i].forward(h, rope, mask, cache?.[i] ?? null);
+      return { h: r.out, kv: r.cache };
     });
-    return { hidden: this.norm.forward(x), cache: next };
   }
 }
 
@@ -409,11 +413,19 @@ export class LlamaForCausalLM extends Module implements CausalLM {
       slidingWindow: this.config.sliding_window,
       device: inputIds.device,
     });
-    const { hidden, cache: next } = this.model.forward(inputIds, positions, mask, cache);
-    const head = this.lm_head?.weight ?? this.model.embed_tokens.weight;
-    const logits = linear(keepLast(hidden, inputs.logitsToKeep), head); // (B, T, vocab)
-    const out = logits.dtype === "float32" ? logits : logits.float();
-    return inputs.useCache ? { logits: out, cache: next } : { logits: out };
+    const useCache = inputs.useCache ?? false;
+    const { hidden, cache: next } = this.model.forward(inputIds, positions, mask, cache, useCache);
+    const logits = this.#head(hidden, inputs.logitsToKeep);
+    return useCache ? { logits, cache: next } : { logits };
+  }
+
+  /** Final norm and LM head: float32 logits (B, T, vocab); its other tensors go at once. */
+  #head(h: Tensor, logitsToKeep?: number): Tensor {
+    return tidy(() => {
+      const head = this.lm_head?.weight ?? this.model.embed_tokens.weight;
+      const logits = linear(keepLast(this.model.norm.forward(h), logitsToKeep), head); // (B, T, vocab)
+      return logits.dtype === "float32" ? logits : logits.float();
+    });
   }
 
   /** `forward` without a cache, cut at the blocks for gradient checkpointing. */
@@ -430,14 +442,13 @@ export class LlamaForCausalLM extends Module implements CausalLM {
       device: inputIds.device,
     });
     const rope = rotary(this.config, positions);
-    const head = this.lm_head?.weight ?? m.embed_tokens.weight;
     return {
       input: embedding(m.embed_tokens.weight, inputIds, this.config.pad_token_id ?? -1), // (B, T, C)
-      blocks: m.layers.map((layer) => (h: Tensor) => layer.forward(h, rope, mask, null).out),
-      head: (h) => {
-        const logits = linear(m.norm.forward(h), head); // (B, T, vocab)
-        return logits.dtype === "float32" ? logits : logits.float();
-      },
+      blocks: segmentBlocks(
+        m.layers.length,
+        (i, h) => m.layers[i].forward(h, rope, mask, null).out,
+      ),
+      head: (h) => this.#head(h),
     };
   }
 }

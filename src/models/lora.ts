@@ -71,13 +71,16 @@ export class LoraLinear extends Module {
     return this.alpha / this.r;
   }
 
+  /** Its intermediates (the base output, A x, B A x) go at once. */
   forward(x: Tensor): Tensor {
-    const base = this.fanInFanOut
-      ? conv1d(x, this.weight, this.bias)
-      : linear(x, this.weight, this.bias);
-    if (this.merged) return base;
-    const h = this.lora_B.forward(this.lora_A.forward(dropout(x, this.p, this.training)));
-    return base.add(h.mul(this.scaling));
+    return tidy(() => {
+      const base = this.fanInFanOut
+        ? conv1d(x, this.weight, this.bias)
+        : linear(x, this.weight, this.bias);
+      if (this.merged) return base;
+      const h = this.lora_B.forward(this.lora_A.forward(dropout(x, this.p, this.training)));
+      return base.add(h.mul(this.scaling));
+    });
   }
 
   /** (alpha / r) · B A in `weight`'s layout. */

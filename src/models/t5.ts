@@ -22,10 +22,12 @@ import {
   linear,
   noGrad,
   op,
+  tidy,
   where,
   type DType,
   type Tensor,
 } from "../tensor/index.js";
+import { consume, runBlocks, segmentBlocks } from "./blocks.js";
 import type {
   LayerCache,
   ModelFamily,
@@ -300,25 +302,31 @@ class T5Attention extends Module {
     if (!table)
       throw new Error("t5: computeBias called on an attention without relative_attention_bias");
     const device = table.weight.device;
-    const context = arange(start, start + T, 1, { device }).unsqueeze(1); // (T, 1)
-    const memory = arange(S, undefined, 1, { device }).unsqueeze(0); // (1, S)
-    const bucket = relativePositionBucket(
-      memory.sub(context), // (T, S)
-      this.bidirectional,
-      this.cfg.relative_attention_num_buckets,
-      this.cfg.relative_attention_max_distance,
-    );
-    return table.forward(bucket).permute(2, 0, 1).unsqueeze(0); // (1, nh, T, S)
+    return tidy(() => {
+      const context = arange(start, start + T, 1, { device }).unsqueeze(1); // (T, 1)
+      const memory = arange(S, undefined, 1, { device }).unsqueeze(0); // (1, S)
+      const bucket = relativePositionBucket(
+        memory.sub(context), // (T, S)
+        this.bidirectional,
+        this.cfg.relative_attention_num_buckets,
+        this.cfg.relative_attention_max_distance,
+      );
+      return table.forward(bucket).permute(2, 0, 1).unsqueeze(0); // (1, nh, T, S)
+    });
   }
 
   /** softmax(q kᵀ + bias) v, softmax in float32 as HF's eager path; bias already holds the mask. */
   forward(x: Tensor, kv: LayerCache, bias: Tensor | null): Tensor {
     const [B, T] = x.shape;
     const q = this.heads(this.q.forward(x)); // (B, nh, T, d_kv)
-    let scores = q.matmul(kv.k.transpose(3, 2)); // (B, nh, T, S)
-    if (bias) scores = scores.add(bias);
-    let w = scores.float().softmax(-1).to(scores.dtype);
-    w = dropout(w, this.cfg.dropout_rate, this.training);
+    // Each (B, nh, T, S) tensor's handle goes once the next is made (`consume`).
+    let w = q.matmul(kv.k.transpose(3, 2)); // (B, nh, T, S)
+    if (bias) w = consume(w, (s) => s.add(bias));
+    const dtype = w.dtype;
+    w = consume(w, (s) => s.float());
+    w = consume(w, (s) => s.softmax(-1));
+    w = consume(w, (s) => s.to(dtype));
+    w = consume(w, (s) => dropout(s, this.cfg.dropout_rate, this.training));
     const y = w.matmul(kv.v).transpose(1, 2).contiguous().view(B, T, -1); // (B, T, nh·d_kv)
     return this.o.forward(y);
   }
@@ -430,9 +438,12 @@ class T5LayerFF extends Module {
   }
 }
 
-/** What the decoder attends to across: per-layer keys/values of the encoder output and its mask. */
+/**
+ * What the decoder attends to across: per-layer keys/values of the encoder output (or a function
+ * making layer i's, called inside that block so they go with it) and the encoder padding mask.
+ */
 interface CrossInputs {
-  kv: LayerCache[];
+  kv: LayerCache[] | ((i: number) => LayerCache);
   bias: Tensor | null;
 }
 
@@ -460,14 +471,17 @@ class T5Block extends Module {
     past: LayerCache | null,
     cross: { kv: LayerCache; bias: Tensor | null } | null,
   ): { h: Tensor; kv: LayerCache } {
+    // Each sub-layer in a scope: only its output (and what autograd saved) stays.
     const layer = this.layer;
-    const self = layer[0].forward(h, selfBias, past);
+    const self = tidy(() => layer[0].forward(h, selfBias, past));
     h = clampFp16(self.h);
     if (layer.length === 3) {
       if (!cross) throw new Error("t5: a decoder block needs the encoder output");
-      h = clampFp16(layer[1].forward(h, cross.kv, cross.bias));
+      const x = h;
+      h = clampFp16(tidy(() => layer[1].forward(x, cross.kv, cross.bias)));
     }
-    h = clampFp16((layer.length === 3 ? layer[2] : layer[1]).forward(h));
+    const x = h;
+    h = clampFp16(tidy(() => (layer.length === 3 ? layer[2] : layer[1]).forward(x)));
     return { h, kv: self.kv };
   }
 }
@@ -495,38 +509,29 @@ class T5Stack extends Module {
 
   /**
    * Runs the stack over `inputIds` (B, T). `mask` (B, P+T) marks real tokens (1) and padding (0);
-   * the decoder is also causal, with `past` holding P earlier positions per layer.
+   * the decoder is also causal, with `past` holding P earlier positions per layer. `cache` (each
+   * layer's self-attention keys/values, past included) only when `useCache`.
    */
   forward(
     inputIds: Tensor,
-    o: { mask: Tensor | null; past: LayerCache[] | null; cross: CrossInputs | null },
+    o: {
+      mask: Tensor | null;
+      past: LayerCache[] | null;
+      cross: CrossInputs | null;
+      useCache?: boolean;
+    },
   ): { hidden: Tensor; cache: LayerCache[] } {
-    const T = inputIds.size(1);
-    const P = o.past ? o.past[0].k.size(2) : 0;
-    let h = this.embed_tokens.forward(inputIds); // (B, T, d_model)
-    // Relative bias from the first block, plus the mask, shared by every block: (B, nh, T, P+T).
-    let bias = this.selfAttentionBias(P, T);
-    let allowed: Tensor | null = null;
-    if (this.isDecoder)
-      allowed = arange(P + T, undefined, 1, { device: h.device })
-        .unsqueeze(0)
-        .le(arange(P, P + T, 1, { device: h.device }).unsqueeze(1)) // (T, P+T) causal
-        .unsqueeze(0); // (1, T, P+T)
-    if (o.mask) {
-      const pad = o.mask.ne(0).unsqueeze(1); // (B, 1, P+T)
-      allowed = allowed ? allowed.logicalAnd(pad) : pad;
-    }
-    if (allowed) bias = bias.add(additiveMask(allowed, h.dtype).unsqueeze(1));
-    h = dropout(h, this.cfg.dropout_rate, this.training);
-    const cache: LayerCache[] = [];
-    this.block.forEach((block, i) => {
-      const cross = o.cross ? { kv: o.cross.kv[i], bias: o.cross.bias } : null;
-      const out = block.forward(h, bias, o.past?.[i] ?? null, cross);
-      h = out.h;
-      cache.push(out.kv);
+    // One scope: the bias and the embeddings go with the blocks' tensors.
+    return tidy(() => {
+      const P = o.past ? o.past[0].k.size(2) : 0;
+      const { h, bias } = this.#input(inputIds, o.mask, P);
+      const c = o.cross;
+      const { hidden, cache } = runBlocks(this.block.length, h, o.useCache ?? false, (i, x) => {
+        const cross = c && { kv: typeof c.kv === "function" ? c.kv(i) : c.kv[i], bias: c.bias };
+        return this.block[i].forward(x, bias, o.past?.[i] ?? null, cross);
+      });
+      return { hidden: this.segmentOutput(hidden), cache };
     });
-    h = this.final_layer_norm.forward(h);
-    return { hidden: dropout(h, this.cfg.dropout_rate, this.training), cache };
   }
 
   /**
@@ -534,17 +539,23 @@ class T5Stack extends Module {
    * input and the self-attention bias (relative positions plus masks) every block reads.
    */
   segmentInput(inputIds: Tensor, mask: Tensor | null): { h: Tensor; bias: Tensor } {
+    return this.#input(inputIds, mask, 0);
+  }
+
+  /** The embedded, dropped-out input (B, T, d_model) and the self-attention bias (B, nh, T, P+T). */
+  #input(inputIds: Tensor, mask: Tensor | null, P: number): { h: Tensor; bias: Tensor } {
     const T = inputIds.size(1);
-    let h = this.embed_tokens.forward(inputIds); // (B, T, d_model)
-    let bias = this.selfAttentionBias(0, T);
+    const h = this.embed_tokens.forward(inputIds); // (B, T, d_model)
+    // Relative bias from the first block, plus the mask, shared by every block.
+    let bias = this.selfAttentionBias(P, T);
     let allowed: Tensor | null = null;
     if (this.isDecoder)
-      allowed = arange(T, undefined, 1, { device: h.device })
+      allowed = arange(P + T, undefined, 1, { device: h.device })
         .unsqueeze(0)
-        .le(arange(0, T, 1, { device: h.device }).unsqueeze(1)) // (T, T) causal
-        .unsqueeze(0); // (1, T, T)
+        .le(arange(P, P + T, 1, { device: h.device }).unsqueeze(1)) // (T, P+T) causal
+        .unsqueeze(0); // (1, T, P+T)
     if (mask) {
-      const pad = mask.ne(0).unsqueeze(1); // (B, 1, T)
+      const pad = mask.ne(0).unsqueeze(1); // (B, 1, P+T)
       allowed = allowed ? allowed.logicalAnd(pad) : pad;
     }
     if (allowed) bias = bias.add(additiveMask(allowed, h.dtype).unsqueeze(1));
@@ -553,7 +564,9 @@ class T5Stack extends Module {
 
   /** `forward`'s post-block part: the final norm and its dropout. */
   segmentOutput(h: Tensor): Tensor {
-    return dropout(this.final_layer_norm.forward(h), this.cfg.dropout_rate, this.training);
+    return tidy(() =>
+      dropout(this.final_layer_norm.forward(h), this.cfg.dropout_rate, this.training),
+    );
   }
 
   private selfAttentionBias(P: number, T: number): Tensor {
@@ -562,12 +575,15 @@ class T5Stack extends Module {
 
   /** Each decoder block's cross-attention keys/values of the encoder output. */
   crossKeyValues(encoderHidden: Tensor): LayerCache[] {
-    return this.block.map((b) => {
-      const cross = b.layer[1];
-      if (!(cross instanceof T5LayerCrossAttention))
-        throw new Error("t5: the encoder has no cross-attention");
-      return cross.EncDecAttention.keyValues(encoderHidden);
-    });
+    return this.block.map((_, i) => this.crossKeyValuesOf(i, encoderHidden));
+  }
+
+  /** Decoder block i's cross-attention keys/values of the encoder output. */
+  crossKeyValuesOf(i: number, encoderHidden: Tensor): LayerCache {
+    const cross = this.block[i].layer[1];
+    if (!(cross instanceof T5LayerCrossAttention))
+      throw new Error("t5: the encoder has no cross-attention");
+    return cross.EncDecAttention.keyValues(encoderHidden);
   }
 }
 
@@ -609,7 +625,10 @@ export class T5ForConditionalGeneration extends Module implements Seq2SeqLM {
     const encoderHidden =
       inputs.encoderHidden ??
       this.encoder.forward(inputs.inputIds, { mask: encMask, past: null, cross: null }).hidden;
-    const crossCache = inputs.crossCache ?? this.decoder.crossKeyValues(encoderHidden);
+    const useCache = inputs.useCache ?? false;
+    // Without a cache to return, each block makes its cross keys/values and lets them go.
+    const crossCache =
+      inputs.crossCache ?? (useCache ? this.decoder.crossKeyValues(encoderHidden) : null);
     // The cross-attention bias is only the encoder padding mask (no relative positions): (B, 1, 1, S).
     const crossBias = encMask
       ? additiveMask(encMask.ne(0), encoderHidden.dtype).unsqueeze(1).unsqueeze(1)
@@ -617,16 +636,26 @@ export class T5ForConditionalGeneration extends Module implements Seq2SeqLM {
     const out = this.decoder.forward(dec, {
       mask: decMask,
       past: inputs.cache ?? null,
-      cross: { kv: crossCache, bias: crossBias },
+      cross: {
+        kv: crossCache ?? ((i) => this.decoder.crossKeyValuesOf(i, encoderHidden)),
+        bias: crossBias,
+      },
+      useCache,
     });
-    const hidden = keepLast(out.hidden, inputs.logitsToKeep);
-    let logits: Tensor;
-    if (this.lm_head) logits = this.lm_head.forward(hidden);
-    else logits = linear(hidden.mul(this.config.d_model ** -0.5), this.shared.weight); // tied: rescale
-    if (logits.dtype !== "float32") logits = logits.float();
-    return inputs.useCache
+    const logits = this.#head(keepLast(out.hidden, inputs.logitsToKeep));
+    return useCache && crossCache
       ? { logits, encoderHidden, cache: out.cache, crossCache }
       : { logits, encoderHidden };
+  }
+
+  /** The LM head: float32 logits (B, T, vocab); its other tensors go at once. */
+  #head(hidden: Tensor): Tensor {
+    return tidy(() => {
+      const logits = this.lm_head
+        ? this.lm_head.forward(hidden)
+        : linear(hidden.mul(this.config.d_model ** -0.5), this.shared.weight); // tied: rescale
+      return logits.dtype === "float32" ? logits : logits.float();
+    });
   }
 
   /**
@@ -650,20 +679,11 @@ export class T5ForConditionalGeneration extends Module implements Seq2SeqLM {
     return {
       input: h,
       shared: [bias, encoderHidden],
-      blocks: this.decoder.block.map((block) => (x: Tensor, shared: Tensor[]) => {
-        const cross = block.layer[1];
-        if (!(cross instanceof T5LayerCrossAttention))
-          throw new Error("t5: the encoder has no cross-attention");
-        const kv = cross.EncDecAttention.keyValues(shared[1]);
-        return block.forward(x, shared[0], null, { kv, bias: crossBias }).h;
+      blocks: segmentBlocks(this.decoder.block.length, (i, x, shared) => {
+        const kv = this.decoder.crossKeyValuesOf(i, shared[1]);
+        return this.decoder.block[i].forward(x, shared[0], null, { kv, bias: crossBias }).h;
       }),
-      head: (x) => {
-        const hidden = this.decoder.segmentOutput(x);
-        let logits: Tensor;
-        if (this.lm_head) logits = this.lm_head.forward(hidden);
-        else logits = linear(hidden.mul(this.config.d_model ** -0.5), this.shared.weight);
-        return logits.dtype === "float32" ? logits : logits.float();
-      },
+      head: (x) => this.#head(this.decoder.segmentOutput(x)),
     };
   }
 

@@ -12,6 +12,7 @@ import {
   noGrad,
   ones,
   rmsNorm,
+  tidy,
   type Tensor,
   zeros,
   empty,
@@ -106,8 +107,9 @@ export class RMSNorm extends Module {
     super();
     this.weight = parameter(ones([dim]));
   }
+  /** Its intermediates (x², the mean, …) go at once. */
   forward(x: Tensor): Tensor {
-    return rmsNorm(x, this.weight, this.eps);
+    return tidy(() => rmsNorm(x, this.weight, this.eps));
   }
 }
 
