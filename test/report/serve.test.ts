@@ -102,7 +102,7 @@ test("the page follows a concurrent lethe run: runs, a growing loss chart, the f
   // Three stages, with an evaluation between each: the page sees the chart grow at the stage
   // boundaries even on a loaded machine.
   raw.orders = [["haiku", "asset", "esnli"]];
-  raw.budget = { maxTrain: 160, maxTest: 4 };
+  raw.budget = { maxTrain: 480, maxTest: 4 };
   raw.tasks = { ...(raw.tasks as object), maxGenToks: 16 };
   raw.train = { ...(raw.train as object), gradAccum: 1, checkpointEvery: 0 };
   raw.eval = { benchmarks: [{ name: "piqa", limit: 8 }], maxLength: 256, bootstrapIters: 10 };
