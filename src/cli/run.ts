@@ -23,8 +23,17 @@ import { expandGrid, loadStudy, runConfig, type Study } from "../continual/confi
 import { expandTaskNames } from "../eval/tasks/index.js";
 import { parseModelRef } from "../io/pretrained.js";
 import { unfitMessage } from "../continual/plan.js";
-import { isLocked, type LockInfo } from "../continual/lock.js";
-import { resumeRuns, runStudy, studyProgress, type RunStatus } from "../continual/run.js";
+import type { LockInfo } from "../continual/lock.js";
+import {
+  resumeRuns,
+  runState,
+  runStudy,
+  STATES,
+  studyProgress,
+  type RunState,
+  type RunStatus,
+} from "../continual/run.js";
+export { STATES, type RunState };
 import { slurmStatus, type SlurmStatus } from "../continual/slurm.js";
 import { writeReport } from "../report/index.js";
 import { command } from "./commands.js";
@@ -66,15 +75,6 @@ async function report(dir: string, say: (line: string) => void = log): Promise<v
   say(`report: ${html}`);
 }
 
-export const STATES = ["complete", "running", "failed", "stopped", "not started"] as const;
-
-/**
- * complete; running: a live process (or one on another host) holds its lock; failed: it stopped
- * on an error (failed.json holds it); stopped: started, incomplete, held by no live process and
- * not failed (interrupted: killed, or the machine went down); not started.
- */
-export type RunState = (typeof STATES)[number];
-
 export interface RunRow {
   /** The run's folder name (under the study's runs/). */
   name: string;
@@ -93,19 +93,11 @@ export interface RunRow {
 }
 
 function rowOf(p: RunStatus, name: string): RunRow {
-  const holder = p.started && !p.complete ? isLocked(p.dir) : null;
+  const { state, holder } = runState(p);
   return {
     name,
     dir: p.dir,
-    state: p.complete
-      ? "complete"
-      : holder
-        ? "running"
-        : p.failed !== null
-          ? "failed"
-          : p.started
-            ? "stopped"
-            : "not started",
+    state,
     stage: p.stagesDone > 0 ? p.stagesDone - 1 : null,
     stages: p.totalStages - 1,
     fg: p.fg && Object.keys(p.fg).length > 0 ? p.fg : null,

@@ -89,7 +89,7 @@ import {
   type Study,
 } from "./config.js";
 import { renderPrompt, resolveTemplate, type InstructionTask } from "./instruction.js";
-import { acquireLock, RunLockedError, type LockInfo, type RunLock } from "./lock.js";
+import { acquireLock, isLocked, RunLockedError, type LockInfo, type RunLock } from "./lock.js";
 import { createMethod, needsStartWeights } from "./methods/index.js";
 import {
   avgAcc,
@@ -239,6 +239,30 @@ function studyFileOf(dir: string): string {
   if (!existsSync(file))
     throw new Error(`${dir}: neither a run (no ${RUN_FILE}) nor a study (no ${STUDY_FILE})`);
   return file;
+}
+
+export const STATES = ["complete", "running", "failed", "stopped", "not started"] as const;
+
+/**
+ * complete; running: a live process (or one on another host) holds its lock; failed: it stopped
+ * on an error (failed.json holds it); stopped: started, incomplete, held by no live process and
+ * not failed (interrupted: killed, or the machine went down); not started.
+ */
+export type RunState = (typeof STATES)[number];
+
+/** A run's state, and the process holding its lock (null unless it is running). */
+export function runState(p: RunStatus): { state: RunState; holder: LockInfo | null } {
+  const holder = p.started && !p.complete ? isLocked(p.dir) : null;
+  const state = p.complete
+    ? "complete"
+    : holder
+      ? "running"
+      : p.failed !== null
+        ? "failed"
+        : p.started
+          ? "stopped"
+          : "not started";
+  return { state, holder };
 }
 
 export interface RunStatus {

@@ -19,8 +19,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { basename, join } from "node:path";
 import { eventsFile, globalSteps, readEvents, type RunEvent } from "../continual/events.js";
-import { isLocked } from "../continual/lock.js";
-import { studyProgress, type RunStatus } from "../continual/run.js";
+import { runState, studyProgress, type RunStatus } from "../continual/run.js";
 import { renderSvg, type Chart } from "./charts.js";
 
 const PAGE = new URL("./serve.html", import.meta.url);
@@ -57,7 +56,7 @@ export interface StudyState {
 type StepEvent = Extract<RunEvent, { type: "step" }>;
 
 function viewOf(p: RunStatus, name: string, events: RunEvent[], studyDir: string): RunView {
-  const holder = p.started && !p.complete ? isLocked(p.dir) : null;
+  const { state, holder } = runState(p);
   const steps = events.filter((e): e is StepEvent => e.type === "step");
   const last = steps.at(-1) ?? null;
   const lastStage = [...events].reverse().find((e) => e.type === "stage_end");
@@ -67,15 +66,7 @@ function viewOf(p: RunStatus, name: string, events: RunEvent[], studyDir: string
       : null;
   return {
     name,
-    state: p.complete
-      ? "complete"
-      : holder
-        ? "running"
-        : p.failed !== null
-          ? "failed"
-          : p.started
-            ? "stopped"
-            : "not started",
+    state,
     stage: p.stagesDone > 0 ? p.stagesDone - 1 : null,
     stages: p.totalStages - 1,
     training,
