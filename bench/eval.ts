@@ -13,10 +13,12 @@
  *     target is stated against;
  *  5. the default again on the unchanged model: every request from the cache (fingerprinting
  *     included in its time).
+ * Ways 1, 3 and 4 alternate in `--rounds` rounds (default 2: 1 3 4 1 3 4; this VM's speed
+ * drifts), and the ratios are the median of the rounds' with their min–max.
  * Prints requests/s of each, the largest log-likelihood differences, and a final JSON line with
  * the ratios. Targets: default ≥ 2× oracle, ≥ 1.5× Python; cached rerun < 5% of the first run.
  * Needs `scripts/setup.sh bench` (transformers, lm-eval in the venv; `LETHE_PYTHON` overrides).
- * Run: `npm run bench:eval -- [--limit N] [--data-dir DIR] [--device cuda] [--hf-batch B]`.
+ * Run: `npm run bench:eval -- [--limit N] [--rounds R] [--data-dir DIR] [--device cuda] [--hf-batch B]`.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -139,9 +141,11 @@ const { values } = parseArgs({
     device: { type: "string", default: "cpu" },
     python: { type: "string", default: PYTHON_BIN },
     "hf-batch": { type: "string", default: "32" },
+    rounds: { type: "string", default: "2" },
   },
 });
 const limit = Number(values.limit);
+const rounds = Number(values.rounds);
 const dataDir = values["data-dir"]!;
 const threads = availableParallelism();
 setNumThreads(threads);
@@ -187,26 +191,18 @@ const maxDiff = (a: LoglikelihoodResult[], b: number[]) =>
   Math.max(...a.map((r, i) => Math.abs(r.logprob - b[i])));
 
 try {
-  const cacheDir = join(tmp, "cache");
   const fingerprint = moduleFingerprint(model);
-  const fast = await timed("lethe default (prefix reuse, batch 32, cache)", () =>
-    new ModelLM(model, tokenizer, {
-      cache: { store: ResultCache.open(cacheDir), fingerprint },
-    }).loglikelihood(reqs),
-  );
+  const letheDefault = (round: number) =>
+    timed(`round ${round}: lethe default (prefix reuse, batch 32, empty cache)`, () =>
+      new ModelLM(model, tokenizer, {
+        cache: { store: ResultCache.open(join(tmp, `cache${round}`)), fingerprint },
+      }).loglikelihood(reqs),
+    );
   const oracle = await timed("lethe one request at a time", () =>
     new ModelLM(model, tokenizer, { fast: false }).loglikelihood(reqs),
   );
-  const oracleDiff = maxDiff(
-    fast.res,
-    oracle.res.map((r) => r.logprob),
-  );
-  const greedySame = fast.res.every((r, i) => r.isGreedy === oracle.res[i].isGreedy);
-  console.log(
-    `  max |default - one-at-a-time| = ${oracleDiff.toExponential(2)}, is_greedy same: ${greedySame}`,
-  );
 
-  // ---- the Python loop ---------------------------------------------------------------------
+  // ---- the Python loop and lm-eval's HF backend: inputs written once ---------------------------
   const lm = new ModelLM(model, tokenizer);
   const encoded = reqs.map((r) => lm.encodePair(r.context, r.continuation));
   const index: { name: string; shape: number[]; offset: number }[] = [];
@@ -224,22 +220,6 @@ try {
     JSON.stringify({ config, index, threads, device: values.device, requests: encoded }),
   );
   writeFileSync(join(tmp, "score.py"), PYTHON);
-  const py = spawnSync(values.python!, [join(tmp, "score.py"), tmp], {
-    encoding: "utf8",
-    maxBuffer: 1 << 28,
-  });
-  if (py.status !== 0) throw new Error(`python loop failed (${py.status}): ${py.stderr}`);
-  const pyOut = JSON.parse(readFileSync(join(tmp, "out.json"), "utf8")) as {
-    seconds: number;
-    logprobs: number[];
-  };
-  const pythonDiff = maxDiff(fast.res, pyOut.logprobs);
-  console.log(
-    `python torch loop (torch ${py.stdout.trim()}): ${pyOut.seconds.toFixed(2)}s, ` +
-      `${(reqs.length / pyOut.seconds).toFixed(1)} requests/s, max |default - python| = ${pythonDiff.toExponential(2)}`,
-  );
-
-  // ---- lm-evaluation-harness, HF backend ----------------------------------------------------
   await savePretrained(model, join(tmp, "hf"));
   writeFileSync(
     join(tmp, "hf_job.json"),
@@ -253,57 +233,120 @@ try {
     }),
   );
   writeFileSync(join(tmp, "lm_eval_hf.py"), LM_EVAL);
-  const hf = spawnSync(values.python!, [join(tmp, "lm_eval_hf.py"), tmp], {
-    encoding: "utf8",
-    maxBuffer: 1 << 28,
-  });
-  if (hf.status !== 0)
-    throw new Error(`lm-eval HF backend failed (run scripts/setup.sh bench): ${hf.stderr}`);
-  const hfOut = JSON.parse(readFileSync(join(tmp, "hf_out.json"), "utf8")) as {
-    seconds: number;
-    logprobs: number[];
-    greedy: boolean[];
-    versions: Record<string, string>;
+  const pythonLoop = () => {
+    const py = spawnSync(values.python!, [join(tmp, "score.py"), tmp], {
+      encoding: "utf8",
+      maxBuffer: 1 << 28,
+    });
+    if (py.status !== 0) throw new Error(`python loop failed (${py.status}): ${py.stderr}`);
+    const out = JSON.parse(readFileSync(join(tmp, "out.json"), "utf8")) as {
+      seconds: number;
+      logprobs: number[];
+    };
+    return { ...out, torch: py.stdout.trim() };
   };
+  const lmEval = () => {
+    const hf = spawnSync(values.python!, [join(tmp, "lm_eval_hf.py"), tmp], {
+      encoding: "utf8",
+      maxBuffer: 1 << 28,
+    });
+    if (hf.status !== 0)
+      throw new Error(`lm-eval HF backend failed (run scripts/setup.sh bench): ${hf.stderr}`);
+    return JSON.parse(readFileSync(join(tmp, "hf_out.json"), "utf8")) as {
+      seconds: number;
+      logprobs: number[];
+      greedy: boolean[];
+      versions: Record<string, string>;
+    };
+  };
+
+  // ---- rounds: lethe, Python loop, lm-eval, alternating (A B C A B C) --------------------------
+  // This VM's speed drifts from minute to minute; each round's ratios compare neighbours in time.
+  const lethe: Awaited<ReturnType<typeof letheDefault>>[] = [];
+  const pyRuns: ReturnType<typeof pythonLoop>[] = [];
+  const hfRuns: ReturnType<typeof lmEval>[] = [];
+  for (let r = 1; r <= rounds; r++) {
+    lethe.push(await letheDefault(r));
+    const py = pythonLoop();
+    pyRuns.push(py);
+    console.log(
+      `round ${r}: python torch loop (torch ${py.torch}): ${py.seconds.toFixed(2)}s, ${(reqs.length / py.seconds).toFixed(1)} requests/s`,
+    );
+    const hf = lmEval();
+    hfRuns.push(hf);
+    console.log(
+      `round ${r}: lm-eval HF backend (batch ${values["hf-batch"]}): ${hf.seconds.toFixed(2)}s, ${(reqs.length / hf.seconds).toFixed(1)} requests/s`,
+    );
+  }
+  const fast = lethe[0];
+  const oracleDiff = maxDiff(
+    fast.res,
+    oracle.res.map((r) => r.logprob),
+  );
+  const greedySame = fast.res.every((r, i) => r.isGreedy === oracle.res[i].isGreedy);
+  const pythonDiff = maxDiff(fast.res, pyRuns[0].logprobs);
+  const hfOut = hfRuns[0];
   const hfDiff = maxDiff(fast.res, hfOut.logprobs);
   const hfGreedySame = fast.res.every((r, i) => r.isGreedy === hfOut.greedy[i]);
+  const roundsSame = lethe.every((l) => l.res.every((x, i) => x.logprob === fast.res[i].logprob));
   console.log(
-    `lm-eval HF backend (${Object.entries(hfOut.versions)
-      .map(([k, v]) => `${k} ${v}`)
-      .join(", ")}, ` +
-      `batch ${values["hf-batch"]}): ${hfOut.seconds.toFixed(2)}s, ${(reqs.length / hfOut.seconds).toFixed(1)} requests/s, ` +
-      `max |default - lm-eval| = ${hfDiff.toExponential(2)}, is_greedy same: ${hfGreedySame}`,
+    `  max |default - one-at-a-time| = ${oracleDiff.toExponential(2)}, is_greedy same: ${greedySame}; ` +
+      `max |default - python| = ${pythonDiff.toExponential(2)}; max |default - lm-eval| = ${hfDiff.toExponential(2)}, ` +
+      `is_greedy same: ${hfGreedySame} (${Object.entries(hfOut.versions)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(", ")})`,
   );
 
   const cached = await timed("lethe default rerun (unchanged model, from cache)", () => {
     const fp = moduleFingerprint(model);
     return new ModelLM(model, tokenizer, {
-      cache: { store: ResultCache.open(cacheDir), fingerprint: fp },
+      cache: { store: ResultCache.open(join(tmp, "cache1")), fingerprint: fp },
     }).loglikelihood(reqs);
   });
   const cachedSame = cached.res.every(
     (r, i) => r.logprob === fast.res[i].logprob && r.isGreedy === fast.res[i].isGreedy,
   );
+  const median = (xs: number[]) => {
+    const s = [...xs].sort((a, b) => a - b);
+    const m = Math.floor(s.length / 2);
+    return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; // even count: mean of the middle two
+  };
+  const spread = (xs: number[]) => ({
+    median: Number(median(xs).toFixed(3)),
+    min: Number(Math.min(...xs).toFixed(3)),
+    max: Number(Math.max(...xs).toFixed(3)),
+  });
+  const overHf = spread(hfRuns.map((h, i) => h.seconds / lethe[i].seconds));
+  const overPy = spread(pyRuns.map((p, i) => p.seconds / lethe[i].seconds));
+  const letheS = median(lethe.map((l) => l.seconds));
+  console.log(
+    `default over lm-eval HF: median ${overHf.median}× (${overHf.min}–${overHf.max}) over ${rounds} rounds; ` +
+      `over the Python loop: ${overPy.median}× (${overPy.min}–${overPy.max})`,
+  );
   const summary = {
     bench: "eval",
     requests: reqs.length,
+    rounds,
     device: values.device,
     threads,
-    default_rps: reqs.length / fast.seconds,
+    default_rps: reqs.length / letheS,
     one_at_a_time_rps: reqs.length / oracle.seconds,
-    python_rps: reqs.length / pyOut.seconds,
-    lm_eval_hf_rps: reqs.length / hfOut.seconds,
-    default_over_lm_eval_hf: hfOut.seconds / fast.seconds,
+    python_rps: reqs.length / median(pyRuns.map((p) => p.seconds)),
+    lm_eval_hf_rps: reqs.length / median(hfRuns.map((h) => h.seconds)),
+    default_over_lm_eval_hf: overHf.median,
+    default_over_lm_eval_hf_rounds: overHf,
     max_abs_diff_lm_eval_hf: hfDiff,
     is_greedy_same_lm_eval_hf: hfGreedySame,
     torch: build.torchLoaded,
-    default_over_one_at_a_time: oracle.seconds / fast.seconds,
-    default_over_python: pyOut.seconds / fast.seconds,
-    cached_rerun_fraction: cached.seconds / fast.seconds,
+    default_over_one_at_a_time: oracle.seconds / letheS,
+    default_over_python: overPy.median,
+    default_over_python_rounds: overPy,
+    cached_rerun_fraction: cached.seconds / letheS,
     max_abs_diff_one_at_a_time: oracleDiff,
     max_abs_diff_python: pythonDiff,
     is_greedy_same: greedySame,
     cached_identical: cachedSame,
+    rounds_identical: roundsSame,
   };
   console.log(JSON.stringify(summary));
 } finally {

@@ -4,7 +4,8 @@
 // operator up in libtorch's dispatcher by its schema name ("aten::add.Tensor") and converts
 // JavaScript values to IValues by reading that schema. A new op is a line of TypeScript, not
 // a C++ function. Autograd, devices and dtypes come for free because the dispatcher routes
-// through the Autograd and backend keys exactly as `torch.add` does in Python.
+// through the Autograd and backend keys exactly as `torch.add` does in Python. The schema is read
+// once per op (a plan), and the hottest ops take an unboxed path listed in `fastOps`.
 //
 // TS validates, C++ trusts: src/tensor/ checks arguments and owns handle lifetimes. Every
 // c10::Error becomes the TorchError class passed in by `init`, carrying libtorch's message.
@@ -35,7 +36,12 @@
 #include <chrono>
 #include <thread>
 
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <tuple>
+#include <utility>
 #include <fstream>
 #include <string>
 #include <unordered_map>
@@ -270,6 +276,245 @@ Napi::Value fromIValue(Napi::Env env, c10::IValue&& v) {
     throwTorch(info.Env(), e.what());                               \
   }
 
+// ---- per-op plans and unboxed fast paths ---------------------------------------------------
+// Each operator gets a plan when `opId` first names it: its arguments' names and default values,
+// read from the schema once instead of on every call. An operator listed in `fastOps` also gets
+// an unboxed path: its generated `at::_ops::<op>` struct (the entry Python's bindings call)
+// names the C++ signature in `schema`, and `Fast<Op>` converts each JS argument straight to that
+// parameter's C++ type and calls `Op::call`, skipping the IValue stack and the boxed→unboxed
+// wrapper of a boxed call. A fast path is a table entry, not a wrapper: adding an op is one line
+// of `fastOps`, and every op still has the boxed path, which the plan also serves (reference:
+// ATen/core/boxing/impl/make_boxed_from_unboxed_functor.h, the conversion the boxed path does).
+struct Plan;
+using FastFn = Napi::Value (*)(Napi::Env, const Plan&, const Napi::CallbackInfo&, bool);
+
+struct Plan {
+  std::string opName;
+  std::vector<std::string> names;
+  std::vector<std::optional<c10::IValue>> defaults;
+  FastFn fast = nullptr;
+};
+std::vector<Plan> plans;  // by op id
+
+// The JS value given for argument i (positional, else keyword), or an empty value.
+struct ArgSource {
+  const Napi::CallbackInfo& info;
+  Napi::Array args;
+  uint32_t npos;
+  bool hasKw;
+  Napi::Object kw;
+  explicit ArgSource(const Napi::CallbackInfo& i)
+      : info(i), args(i[1].As<Napi::Array>()), npos(args.Length()), hasKw(i.Length() > 2 && i[2].IsObject()),
+        kw(hasKw ? i[2].As<Napi::Object>() : Napi::Object()) {}
+  Napi::Value at(size_t i, const std::string& name) const {
+    if (i < npos) return args.Get(static_cast<uint32_t>(i));
+    if (hasKw && kw.Has(name)) return kw.Get(name);
+    return Napi::Value();
+  }
+};
+
+bool absent(const Napi::Value& v) { return v.IsEmpty() || v.IsUndefined(); }
+bool noneJs(const Napi::Value& v) { return v.IsEmpty() || v.IsUndefined() || v.IsNull(); }
+
+int64_t jsInt(const Napi::Value& v) {
+  if (v.IsBoolean()) return v.As<Napi::Boolean>().Value();
+  return v.As<Napi::Number>().Int64Value();
+}
+at::Scalar jsScalar(const Napi::Value& v) {  // as toIValue's NumberType: integral doubles are ints
+  if (v.IsBoolean()) return at::Scalar(v.As<Napi::Boolean>().Value());
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 9007199254740992.0) return at::Scalar(static_cast<int64_t>(d));
+  return at::Scalar(d);
+}
+
+// Conv<T>: holds one argument converted to the C++ parameter type T (decayed), from JS or from
+// the schema's default. `ref()` is what is passed to Op::call.
+template <class T>
+struct Conv;
+
+template <class T>
+struct Simple {  // a value type converted by `fromJs` / `fromDefault`
+  T v;
+  T& ref() { return v; }
+};
+
+template <>
+struct Conv<at::Tensor> : Simple<at::Tensor> {
+  Conv(Napi::Env env, const Napi::Value& v) : Simple{getTensor(env, v)} {}
+  explicit Conv(const c10::IValue& d) : Simple{d.toTensor()} {}
+};
+template <>
+struct Conv<std::optional<at::Tensor>> : Simple<std::optional<at::Tensor>> {
+  Conv(Napi::Env env, const Napi::Value& v) : Simple{noneJs(v) ? std::nullopt : std::optional<at::Tensor>(getTensor(env, v))} {}
+  explicit Conv(const c10::IValue& d) : Simple{d.isNone() ? std::nullopt : std::optional<at::Tensor>(d.toTensor())} {}
+};
+template <>
+struct Conv<at::Scalar> : Simple<at::Scalar> {
+  Conv(Napi::Env, const Napi::Value& v) : Simple{jsScalar(v)} {}
+  explicit Conv(const c10::IValue& d) : Simple{d.toScalar()} {}
+};
+template <>
+struct Conv<int64_t> : Simple<int64_t> {
+  Conv(Napi::Env, const Napi::Value& v) : Simple{jsInt(v)} {}
+  explicit Conv(const c10::IValue& d) : Simple{d.toInt()} {}
+};
+template <>
+struct Conv<c10::SymInt> : Simple<c10::SymInt> {
+  Conv(Napi::Env, const Napi::Value& v) : Simple{c10::SymInt(jsInt(v))} {}
+  explicit Conv(const c10::IValue& d) : Simple{d.toSymInt()} {}
+};
+template <>
+struct Conv<std::optional<c10::SymInt>> : Simple<std::optional<c10::SymInt>> {
+  Conv(Napi::Env, const Napi::Value& v) : Simple{noneJs(v) ? std::nullopt : std::optional<c10::SymInt>(c10::SymInt(jsInt(v)))} {}
+  explicit Conv(const c10::IValue& d) : Simple{d.isNone() ? std::nullopt : std::optional<c10::SymInt>(d.toSymInt())} {}
+};
+template <>
+struct Conv<std::optional<int64_t>> : Simple<std::optional<int64_t>> {
+  Conv(Napi::Env, const Napi::Value& v) : Simple{noneJs(v) ? std::nullopt : std::optional<int64_t>(jsInt(v))} {}
+  explicit Conv(const c10::IValue& d) : Simple{d.isNone() ? std::nullopt : std::optional<int64_t>(d.toInt())} {}
+};
+template <>
+struct Conv<double> : Simple<double> {
+  Conv(Napi::Env, const Napi::Value& v) : Simple{v.As<Napi::Number>().DoubleValue()} {}
+  explicit Conv(const c10::IValue& d) : Simple{d.toDouble()} {}
+};
+template <>
+struct Conv<std::optional<double>> : Simple<std::optional<double>> {
+  Conv(Napi::Env, const Napi::Value& v) : Simple{noneJs(v) ? std::nullopt : std::optional<double>(v.As<Napi::Number>().DoubleValue())} {}
+  explicit Conv(const c10::IValue& d) : Simple{d.isNone() ? std::nullopt : std::optional<double>(d.toDouble())} {}
+};
+template <>
+struct Conv<bool> : Simple<bool> {
+  Conv(Napi::Env, const Napi::Value& v) : Simple{v.ToBoolean().Value()} {}
+  explicit Conv(const c10::IValue& d) : Simple{d.toBool()} {}
+};
+template <>
+struct Conv<at::ScalarType> : Simple<at::ScalarType> {
+  Conv(Napi::Env, const Napi::Value& v) : Simple{static_cast<at::ScalarType>(jsInt(v))} {}
+  explicit Conv(const c10::IValue& d) : Simple{static_cast<at::ScalarType>(d.toInt())} {}
+};
+template <>
+struct Conv<std::optional<at::ScalarType>> : Simple<std::optional<at::ScalarType>> {
+  Conv(Napi::Env, const Napi::Value& v)
+      : Simple{noneJs(v) ? std::nullopt : std::optional<at::ScalarType>(static_cast<at::ScalarType>(jsInt(v)))} {}
+  explicit Conv(const c10::IValue& d)
+      : Simple{d.isNone() ? std::nullopt : std::optional<at::ScalarType>(static_cast<at::ScalarType>(d.toInt()))} {}
+};
+template <>
+struct Conv<at::MemoryFormat> : Simple<at::MemoryFormat> {
+  Conv(Napi::Env, const Napi::Value& v) : Simple{static_cast<at::MemoryFormat>(jsInt(v))} {}
+  explicit Conv(const c10::IValue& d) : Simple{static_cast<at::MemoryFormat>(d.toInt())} {}
+};
+template <>
+struct Conv<std::optional<at::MemoryFormat>> : Simple<std::optional<at::MemoryFormat>> {
+  Conv(Napi::Env, const Napi::Value& v)
+      : Simple{noneJs(v) ? std::nullopt : std::optional<at::MemoryFormat>(static_cast<at::MemoryFormat>(jsInt(v)))} {}
+  explicit Conv(const c10::IValue& d)
+      : Simple{d.isNone() ? std::nullopt : std::optional<at::MemoryFormat>(static_cast<at::MemoryFormat>(d.toInt()))} {}
+};
+template <>
+struct Conv<c10::string_view> {
+  std::string s;
+  Conv(Napi::Env, const Napi::Value& v) : s(v.As<Napi::String>().Utf8Value()) {}
+  explicit Conv(const c10::IValue& d) : s(d.toStringRef()) {}
+  c10::string_view ref() { return s; }
+};
+template <>
+struct Conv<at::IntArrayRef> {  // int[] (a bare int is a one-element list, as in toIntVector)
+  std::vector<int64_t> v;
+  Conv(Napi::Env, const Napi::Value& js) : v(toIntVector(js)) {}
+  explicit Conv(const c10::IValue& d) : v(d.toIntVector()) {}
+  at::IntArrayRef ref() { return v; }
+};
+template <>
+struct Conv<c10::SymIntArrayRef> {
+  std::vector<int64_t> v;
+  Conv(Napi::Env, const Napi::Value& js) : v(toIntVector(js)) {}
+  explicit Conv(const c10::IValue& d) : v(d.toIntVector()) {}
+  c10::SymIntArrayRef ref() { return c10::fromIntArrayRefSlow(v); }
+};
+template <>
+struct Conv<at::OptionalIntArrayRef> {
+  std::optional<std::vector<int64_t>> v;
+  Conv(Napi::Env, const Napi::Value& js) : v(noneJs(js) ? std::nullopt : std::optional(toIntVector(js))) {}
+  explicit Conv(const c10::IValue& d) : v(d.isNone() ? std::nullopt : std::optional(d.toIntVector())) {}
+  at::OptionalIntArrayRef ref() { return v ? at::OptionalIntArrayRef(*v) : at::OptionalIntArrayRef(); }
+};
+
+// Argument i of a fast call: the JS value when given, else the schema's default.
+template <class T>
+Conv<T> argument(Napi::Env env, const Plan& plan, const ArgSource& src, size_t i) {
+  Napi::Value v = src.at(i, plan.names[i]);
+  if (!absent(v)) return Conv<T>(env, v);
+  if (!plan.defaults[i]) throwTorch(env, "lethe: missing argument '" + plan.names[i] + "' for " + plan.opName);
+  return Conv<T>(*plan.defaults[i]);
+}
+
+Napi::Value toJs(Napi::Env env, const at::Tensor& t) {
+  if (!t.defined()) return env.Null();
+  return Napi::Number::New(env, putTensor(env, t));
+}
+Napi::Value toJs(Napi::Env env, const std::vector<at::Tensor>& ts) {
+  Napi::Array a = Napi::Array::New(env, ts.size());
+  for (size_t i = 0; i < ts.size(); i++) a.Set(static_cast<uint32_t>(i), toJs(env, ts[i]));
+  return a;
+}
+
+template <class Op, class Sig = typename Op::schema>
+struct Fast;
+template <class Op, class R, class... P>
+struct Fast<Op, R(P...)> {
+  static Napi::Value run(Napi::Env env, const Plan& plan, const Napi::CallbackInfo& info, bool discard) {
+    return go(env, plan, ArgSource(info), discard, std::index_sequence_for<P...>{});
+  }
+  template <size_t... I>
+  static Napi::Value go(Napi::Env env, const Plan& plan, const ArgSource& src, bool discard, std::index_sequence<I...>) {
+    if (src.npos > sizeof...(P)) throwTorch(env, "lethe: too many arguments for " + plan.opName);
+    // Braced initialisation converts the arguments left to right, as the boxed path does.
+    std::tuple<Conv<std::decay_t<P>>...> held{argument<std::decay_t<P>>(env, plan, src, I)...};
+    decltype(auto) r = Op::call(std::get<I>(held).ref()...);
+    if (discard) return env.Undefined();
+    return toJs(env, r);
+  }
+};
+
+#define FAST(op) {at::_ops::op::name, at::_ops::op::overload_name, &Fast<at::_ops::op>::run}
+struct FastEntry {
+  const char* name;
+  const char* overload;
+  FastFn fn;
+};
+// The ops that dominate a training step, an evaluation batch and a decoding step
+// (bench/RESULTS.md, "Where a step's time goes").
+const FastEntry fastOps[] = {
+    FAST(add_Tensor), FAST(add_Scalar), FAST(add__Tensor), FAST(add__Scalar), FAST(sub_Tensor),
+    FAST(mul_Tensor), FAST(mul_Scalar), FAST(mul__Tensor), FAST(mul__Scalar), FAST(div_Tensor),
+    FAST(div_Scalar), FAST(div__Scalar), FAST(matmul), FAST(mm), FAST(bmm), FAST(addmm), FAST(linear),
+    FAST(view), FAST(reshape), FAST(transpose_int), FAST(permute), FAST(contiguous), FAST(slice_Tensor),
+    FAST(select_int), FAST(narrow), FAST(unsqueeze), FAST(squeeze_dim), FAST(expand), FAST(split_Tensor),
+    FAST(softmax_int), FAST(log_softmax_int), FAST(layer_norm), FAST(embedding),
+    FAST(scaled_dot_product_attention), FAST(cross_entropy_loss), FAST(gelu), FAST(silu), FAST(tanh),
+    FAST(exp), FAST(neg), FAST(rsqrt), FAST(sqrt), FAST(pow_Tensor_Scalar), FAST(mean_dim),
+    FAST(sum_dim_IntList), FAST(gather), FAST(masked_fill_Scalar), FAST(where_self), FAST(index_select),
+    FAST(argmax), FAST(lerp__Scalar), FAST(addcmul_), FAST(addcdiv_), FAST(zero_), FAST(copy_), FAST(clone),
+    FAST(detach), FAST(to_dtype),
+};
+#undef FAST
+
+Plan makePlan(const c10::OperatorHandle& op) {
+  Plan p;
+  const auto& schema = op.schema();
+  p.opName = schema.name();
+  for (const auto& a : schema.arguments()) {
+    p.names.push_back(a.name());
+    p.defaults.push_back(a.default_value());
+  }
+  if (!std::getenv("LETHE_BOXED_ONLY"))  // A/B switch for bench/engine's overhead figure
+    for (const auto& e : fastOps)
+      if (schema.name() == e.name && schema.overload_name() == e.overload) p.fast = e.fn;
+  return p;
+}
+
 // ---- exports -----------------------------------------------------------------------------
 
 // The version of the libtorch actually loaded, which can differ from the headers built against:
@@ -341,6 +586,7 @@ Napi::Value OpId(const Napi::CallbackInfo& info) {
   if (!handle.has_value()) return Napi::Number::New(info.Env(), -1);
   int32_t id = static_cast<int32_t>(ops.size());
   ops.push_back(*handle);
+  plans.push_back(makePlan(*handle));
   opIndex.emplace(full, id);
   return Napi::Number::New(info.Env(), id);
 }
@@ -358,29 +604,21 @@ Napi::Value OpSchema(const Napi::CallbackInfo& info) {
 Napi::Value Call(const Napi::CallbackInfo& info) {
   GUARD_BEGIN
   Napi::Env env = info.Env();
-  const c10::OperatorHandle& op = ops[info[0].As<Napi::Number>().Uint32Value()];
-  Napi::Array args = info[1].As<Napi::Array>();
-  bool hasKw = info.Length() > 2 && info[2].IsObject();
-  Napi::Object kw = hasKw ? info[2].As<Napi::Object>() : Napi::Object();
+  uint32_t id = info[0].As<Napi::Number>().Uint32Value();
+  const c10::OperatorHandle& op = ops[id];
+  const Plan& plan = plans[id];
   bool discard = info.Length() > 3 && info[3].ToBoolean().Value();
-  const auto& schema = op.schema();
-  const auto& formals = schema.arguments();
-  uint32_t npos = args.Length();
-  if (npos > formals.size()) throwTorch(env, "lethe: too many arguments for " + schema.name());
+  if (plan.fast) return plan.fast(env, plan, info, discard);
+  ArgSource src(info);
+  const auto& formals = op.schema().arguments();
+  if (src.npos > formals.size()) throwTorch(env, "lethe: too many arguments for " + plan.opName);
   torch::jit::Stack stack;
   stack.reserve(formals.size());
   for (size_t i = 0; i < formals.size(); i++) {
-    const auto& f = formals[i];
-    Napi::Value v;
-    if (i < npos) v = args.Get(static_cast<uint32_t>(i));
-    else if (hasKw && kw.Has(f.name())) v = kw.Get(f.name());
-    if (!v.IsEmpty() && !v.IsUndefined()) {
-      stack.push_back(toIValue(env, v, f.type(), f.name()));
-    } else if (f.default_value().has_value()) {
-      stack.push_back(*f.default_value());
-    } else {
-      throwTorch(env, "lethe: missing argument '" + f.name() + "' for " + schema.name());
-    }
+    Napi::Value v = src.at(i, plan.names[i]);
+    if (!absent(v)) stack.push_back(toIValue(env, v, formals[i].type(), plan.names[i]));
+    else if (plan.defaults[i]) stack.push_back(*plan.defaults[i]);
+    else throwTorch(env, "lethe: missing argument '" + plan.names[i] + "' for " + plan.opName);
   }
   op.callBoxed(&stack);
   if (discard) return env.Undefined();
@@ -581,6 +819,9 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
   o.Set("slots", static_cast<double>(tensors.size()));
   o.Set("storages", static_cast<double>(storages.size()));
   o.Set("generators", static_cast<double>(generators.size() - freeGenerators.size()));
+  size_t fast = 0;
+  for (const auto& p : plans) fast += p.fast != nullptr;
+  o.Set("fastPaths", static_cast<double>(fast));  // ops looked up so far that took an unboxed path
   return o;
 }
 

@@ -208,6 +208,16 @@ Run the same command again, or \`lethe resume DIR\`, to continue after an interr
         help: "cache of scored requests, keyed by the model files' hash",
       },
       "no-cache": { type: "boolean", help: "score everything again, cache nothing" },
+      "prefix-cache-mb": {
+        type: "string",
+        value: "MB",
+        defaultText: "a quarter of free memory",
+        help: "key/value cache the prefix tree keeps across requests",
+      },
+      "no-prefix-cache": {
+        type: "boolean",
+        help: "share only whole identical contexts, no prefix tree (for benches)",
+      },
     },
     notes: "OUT.json's folder is checked before the model loads.",
   },

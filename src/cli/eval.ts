@@ -7,7 +7,7 @@
  *   lethe eval --model DIR|hf:org/name[@rev] [--adapter DIR] --tasks mmlu,hellaswag,piqa,…
  *              --data-dir DIR --output OUT.json [--shots K] [--limit N] [--batch-size B]
  *              [--device D] [--dtype float32|float16|bfloat16] [--max-length L] [--log-samples]
- *              [--cache-dir DIR | --no-cache]
+ *              [--cache-dir DIR | --no-cache] [--prefix-cache-mb MB | --no-prefix-cache]
  *
  * Results are cached by request under --cache-dir (default $LETHE_CACHE/eval, else
  * ~/.cache/lethe/eval), keyed by the model's fingerprint: sha256 over every file of the model
@@ -27,7 +27,7 @@ import { ModelLM, type ModelLMOptions } from "../eval/model_lm.js";
 import { loadLoraAdapter } from "../io/peft.js";
 import { type ComputeDtype, loadPretrained } from "../io/pretrained.js";
 import { command } from "./commands.js";
-import { intValue, UsageError } from "./flags.js";
+import { intValue, numberValue, UsageError } from "./flags.js";
 
 /** Regular files directly in `dir`, sorted (hub snapshots hold symlinks to blobs: followed). */
 function filesIn(dir: string): string[] {
@@ -50,6 +50,9 @@ export const evalCommand = command("eval", async ({ values: v }) => {
   const limit = intValue(v.limit, "limit", 1);
   const batchSize = intValue(v["batch-size"], "batch-size", 1)!;
   const maxLength = intValue(v["max-length"], "max-length", 1);
+  const prefixCacheMb = numberValue(v["prefix-cache-mb"], "prefix-cache-mb");
+  if (prefixCacheMb !== undefined && !(prefixCacheMb >= 0))
+    throw new UsageError(`--prefix-cache-mb must be >= 0, got ${v["prefix-cache-mb"]}`);
   const dtype = v.dtype as ComputeDtype;
   if (v["no-cache"] && v["cache-dir"] !== undefined)
     throw new UsageError("--no-cache and --cache-dir exclude each other");
@@ -82,6 +85,8 @@ export const evalCommand = command("eval", async ({ values: v }) => {
     const lm = new ModelLM(precision ? precisionView(model, precision) : model, loaded.tokenizer, {
       batchSize,
       maxLength,
+      prefixTree: !v["no-prefix-cache"],
+      prefixCacheMb,
       cache,
       name: modelRef,
       dist,

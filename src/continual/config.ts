@@ -17,10 +17,24 @@ import { existsSync, readFileSync } from "node:fs";
 import { basename, dirname, extname, isAbsolute, resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
-import { TrainConfigSchema } from "../train/trainer.js";
-import { expandTaskNames, tasks as evalTasks } from "../eval/tasks/index.js";
-import { methodOf } from "./methods/index.js";
-import { getSequence, getTask } from "./tasks/index.js";
+import { TrainConfigSchema } from "../train/config.js";
+import {
+  expandTaskNames,
+  getGroup as getEvalGroup,
+  getTask as getEvalTask,
+} from "../eval/tasks/index.js";
+import {
+  combinationProblem,
+  methodOf,
+  MethodOptionError,
+  parseOptions,
+  settingProblem,
+  type MethodPart,
+} from "./methods/index.js";
+import { LrControlSchema, type LrControl } from "./methods/method.js";
+import { getSequence, getTask, isBuiltinTask } from "./tasks/index.js";
+import { TaskDeclSchema, type TaskDeclaration } from "./tasks/declare.js";
+import { getGenerationMetric } from "../eval/metrics/index.js";
 import { formatIssue } from "../util/schema.js";
 import { didYouMean } from "../util/suggest.js";
 
@@ -72,9 +86,16 @@ const ModelSchema = z
 const MethodSchema = z.union([
   z.string(),
   z.strictObject({
-    name: z.string(), // a key of the methods registry
+    // A key of the methods registry, or a list of them: a combination, its hooks in this order.
+    name: z.union([z.string(), z.array(z.string()).min(1)]),
+    // The method's options; for a combination, each method's keyed by its name.
     options: z.record(z.string(), z.unknown()).default({}),
-    label: name.optional(), // names the runs; default: the method name
+    // Names the runs; default: the method name(s), joined by "+" (allowed here: "replay+lwf").
+    label: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._+-]*$/, "use letters, digits, '.', '_', '+' and '-' only")
+      .optional(),
+    lr: LrControlSchema.optional(), // learning-rate control between stages (any method)
   }),
 ]);
 
@@ -85,7 +106,7 @@ const BenchmarkSchema = z.union([
     shots: z.number().int().min(0).default(0),
     limit: z.number().int().positive().nullable().default(null), // first N docs of each task
     metric: z.string().optional(), // the primary metric key, e.g. "acc_norm,none"
-    category: z.string().optional(), // FG category; default: the paper's (CATEGORIES)
+    category: z.string().optional(), // FG category; default: the benchmark's declared one
   }),
 ]);
 
@@ -143,14 +164,16 @@ export const StudySchema = z.strictObject({
         .default({ r: 8, alpha: 16, dropout: 0.05 }),
     })
     .default({ kind: "full", lora: { r: 8, alpha: 16, dropout: 0.05 } }),
+  // The task settings; `tasks: [...]` (a list of declarations) is short for `tasks: {define: [...]}`.
   tasks: z
     .strictObject({
       seed: z.number().int().min(0).default(0), // splits and subsamples
       template: z.string().default("alpaca"), // a TEMPLATES name or a string with {instruction}
       maxGenToks: z.number().int().positive().default(128), // generated tokens per test prompt
       until: z.array(z.string()).default([]), // stop strings besides EOS
+      define: z.array(TaskDeclSchema).default([]), // tasks declared here (tasks/declare.ts), usable in orders
     })
-    .default({ seed: 0, template: "alpaca", maxGenToks: 128, until: [] }),
+    .default({ seed: 0, template: "alpaca", maxGenToks: 128, until: [], define: [] }),
   budget: z
     .strictObject({
       maxTrain: z.number().int().positive().nullable().default(null), // training examples per task
@@ -169,6 +192,7 @@ export const StudySchema = z.strictObject({
       benchmarks: z.array(BenchmarkSchema).default([]),
       batchSize: z.number().int().positive().default(32),
       maxLength: z.number().int().positive().optional(), // default: the model's
+      prefixCacheMb: z.number().min(0).optional(), // prefix-tree KV cache; default: ¼ free memory
       bootstrapIters: z.number().int().min(0).default(1000), // FG CIs over items; 0 = none
     })
     .default({ benchmarks: [], batchSize: 32, bootstrapIters: 1000 }),
@@ -181,50 +205,15 @@ export const StudySchema = z.strictObject({
 export type StudyConfig = z.output<typeof StudySchema>;
 export type ModelSpec = z.output<typeof ModelSchema>;
 
-/** CrowS-Pairs English per bias type (crows_pairs_english_age, ...). */
-const CROWS_TYPES = Object.keys(evalTasks).filter((n) => n.startsWith("crows_pairs_english_"));
-
 /**
- * Luo et al.'s categories of their general benchmarks: domain knowledge = MMLU's STEM,
- * humanities, social sciences and other (each lm-eval's group, its questions pooled) or MMLU
- * whole; reasoning = BoolQ, PIQA, WinoGrande, HellaSwag, MathQA, MuTual; reading comprehension =
- * RACE-high and RACE-middle; bias = CrowS-Pairs English and its per-type subsets.
+ * A benchmark's forgetting category and primary metric key, as its declaration states them
+ * (src/eval/tasks/*.ts: Luo et al.'s four categories; MuTual's r@1, CrowS-Pairs' share of
+ * stereotypes); a benchmark that states none is its own category, scored by acc.
  */
-export const CATEGORIES: Record<string, string> = {
-  mmlu: "domain_knowledge",
-  mmlu_stem: "domain_knowledge",
-  mmlu_humanities: "domain_knowledge",
-  mmlu_social_sciences: "domain_knowledge",
-  mmlu_other: "domain_knowledge",
-  boolq: "reasoning",
-  piqa: "reasoning",
-  winogrande: "reasoning",
-  hellaswag: "reasoning",
-  mathqa: "reasoning",
-  mutual: "reasoning",
-  mutual_plus: "reasoning",
-  race: "reading_comprehension",
-  race_middle: "reading_comprehension",
-  crows_pairs_english: "bias",
-  ...Object.fromEntries(CROWS_TYPES.map((n) => [n, "bias"])),
-  mini_mmlu: "domain_knowledge",
-  mini_piqa: "reasoning",
-  mini_hellaswag: "reasoning",
-  mini_race: "reading_comprehension",
-  mini_crows_pairs: "bias",
-};
-
-/**
- * Metric keys FG and the matrix use by default: accuracy (MuTual's r@1), CrowS-Pairs' share of
- * stereotypes.
- */
-const PRIMARY: Record<string, string> = {
-  mutual: "r@1,none",
-  mutual_plus: "r@1,none",
-  crows_pairs_english: "pct_stereotype,none",
-  ...Object.fromEntries(CROWS_TYPES.map((n) => [n, "pct_stereotype,none"])),
-  mini_crows_pairs: "pct_stereotype,none",
-};
+function benchmarkDefaults(name: string): { category: string; metric: string } {
+  const decl = getEvalGroup(name) ?? getEvalTask(name);
+  return { category: decl.category ?? name, metric: decl.primaryMetric ?? "acc,none" };
+}
 
 export interface Benchmark {
   name: string;
@@ -235,9 +224,15 @@ export interface Benchmark {
 }
 
 export interface Method {
+  /** The method's name; a combination's names joined by "+" ("replay+lwf"). */
   name: string;
+  /** As the config gives them: one method's options, or a combination's keyed by method name. */
   options: Record<string, unknown>;
   label: string;
+  /** Each method with its own options, in the order their hooks run. */
+  parts: MethodPart[];
+  /** Learning-rate control between stages (src/continual/methods/method.ts); null = none. */
+  lr: LrControl | null;
 }
 
 export interface Order {
@@ -294,7 +289,7 @@ export function parseStudy(
   baseDir: string,
   env: NodeJS.ProcessEnv = process.env,
 ): Study {
-  const expanded = expandEnv(raw, source, env);
+  const { value: expanded, listForm } = taskListForm(expandEnv(raw, source, env), source);
   const parsed = StudySchema.safeParse(expanded);
   if (!parsed.success) throw new Error(formatIssue(parsed.error.issues[0], StudySchema, source));
   const config = parsed.data;
@@ -327,26 +322,47 @@ export function parseStudy(
     source,
   );
 
+  const setting = {
+    kind: config.tuning.kind,
+    precision: config.train.precision,
+    distributed: config.train.distributed,
+  };
   const methods: Method[] = config.methods.map((m, i) => {
     const spec = typeof m === "string" ? { name: m, options: {} } : m;
-    field(`methods.${i}.name`, () => methodOf(spec.name));
-    const def = methodOf(spec.name);
-    const r = def.options.safeParse(spec.options);
-    if (!r.success)
-      throw new Error(
-        formatIssue(r.error.issues[0], def.options, source).replace(
-          'field "',
-          `field "methods.${i}.options.`,
-        ),
-      );
-    if (config.tuning.kind === "full" && !def.supports.includes("full"))
-      throw new Error(
-        `${source}: field "methods.${i}": method "${spec.name}" supports only ${def.supports.join(", ")} tuning; set tuning.kind: lora`,
-      );
+    const combination = typeof spec.name !== "string";
+    const names = typeof spec.name === "string" ? [spec.name] : spec.name;
+    names.forEach((n, j) =>
+      field(`methods.${i}.name${combination ? `.${j}` : ""}`, () => methodOf(n)),
+    );
+    if (combination)
+      for (const key of Object.keys(spec.options))
+        if (!names.includes(key))
+          throw new Error(
+            `${source}: field "methods.${i}.options.${key}": a combination's options are keyed by its methods (${names.join(", ")}).${didYouMean(key, names)}`,
+          );
+    const parts: MethodPart[] = names.map((n) => ({
+      name: n,
+      options: (combination ? (spec.options[n] ?? {}) : spec.options) as Record<string, unknown>,
+    }));
+    for (const p of parts) {
+      try {
+        parseOptions(p.name, p.options);
+      } catch (e) {
+        if (!(e instanceof MethodOptionError)) throw e;
+        const at = `methods.${i}.options.${combination ? `${p.name}.` : ""}${e.path}`;
+        throw new Error(`${source}: field "${at}": ${e.message}`);
+      }
+      const problem = settingProblem(p, setting);
+      if (problem) throw new Error(`${source}: field "methods.${i}": ${problem}`);
+    }
+    const clash = combinationProblem(names);
+    if (clash) throw new Error(`${source}: field "methods.${i}.name": ${clash}`);
     return {
-      name: spec.name,
+      name: names.join("+"),
       options: spec.options,
-      label: ("label" in spec && spec.label) || spec.name,
+      label: ("label" in spec && spec.label) || names.join("+"),
+      parts,
+      lr: ("lr" in spec && spec.lr) || null,
     };
   });
   unique(
@@ -361,7 +377,7 @@ export function parseStudy(
         `${source}: field "export": peft writes a LoRA adapter, and tuning.kind is ${config.tuning.kind}; export hf, or set tuning.kind: lora`,
       );
     // OLoRA merges each finished task's adapter into the base weights: no one adapter holds them.
-    const olora = methods.findIndex((m) => m.name === "olora");
+    const olora = methods.findIndex((m) => m.parts.some((p) => p.name === "olora"));
     if (olora >= 0)
       throw new Error(
         `${source}: field "export": peft cannot hold the later stages of method "olora" (methods.${olora}), which merges each finished task's adapter into the base weights; export hf`,
@@ -379,11 +395,12 @@ export function parseStudy(
       throw new Error(`${source}: field "models.${i}.base": a model cannot be its own base`);
   });
 
+  const declared = declaredTasks(config, abs, source, listForm);
   const orders: Order[] = config.orders.map((o, i) => {
     let tasks: string[] = [];
     field(`orders.${i}`, () => {
       tasks = typeof o === "string" ? [...getSequence(o)] : Array.isArray(o) ? o : o.tasks;
-      tasks.forEach((t) => getTask(t));
+      tasks.forEach((t) => getTask(t, declared));
     });
     if (new Set(tasks).size !== tasks.length)
       throw new Error(
@@ -397,17 +414,18 @@ export function parseStudy(
     source,
   );
   unique(config.seeds.map(String), "seeds", source);
-  if (config.general) field("general.task", () => getTask(config.general!.task));
+  if (config.general) field("general.task", () => getTask(config.general!.task, declared));
 
   const benchmarks: Benchmark[] = config.eval.benchmarks.map((b, i) => {
     const spec = typeof b === "string" ? { name: b, shots: 0, limit: null } : b;
     field(`eval.benchmarks.${i}.name`, () => expandTaskNames(spec.name));
+    const stated = benchmarkDefaults(spec.name);
     return {
       name: spec.name,
       shots: spec.shots,
       limit: spec.limit,
-      metric: ("metric" in spec && spec.metric) || PRIMARY[spec.name] || "acc,none",
-      category: ("category" in spec && spec.category) || CATEGORIES[spec.name] || spec.name,
+      metric: ("metric" in spec && spec.metric) || stated.metric,
+      category: ("category" in spec && spec.category) || stated.category,
     };
   });
   unique(
@@ -415,7 +433,69 @@ export function parseStudy(
     "eval.benchmarks",
     source,
   );
+  methods.forEach((m, i) => {
+    const rates = m.lr?.lr_per_stage;
+    const order = orders.find((o) => rates && o.tasks.length !== rates.length);
+    if (rates && order)
+      throw new Error(
+        `${source}: field "methods.${i}.lr.lr_per_stage": ${rates.length} rates, but order "${order.name}" trains ${order.tasks.length} stages`,
+      );
+  });
   return { config, benchmarks, methods, orders };
+}
+
+/**
+ * The short form `tasks: [declarations]` as the schema's `tasks: {define: [...]}`; the list is
+ * checked on its own first, so an error names `tasks.<i>.<field>` as the user wrote it.
+ */
+function taskListForm(raw: unknown, source: string): { value: unknown; listForm: boolean } {
+  if (raw === null || typeof raw !== "object" || !Array.isArray((raw as { tasks?: unknown }).tasks))
+    return { value: raw, listForm: false };
+  const list = (raw as { tasks: unknown[] }).tasks;
+  const schema = z.object({ tasks: z.array(TaskDeclSchema) });
+  const r = schema.safeParse({ tasks: list });
+  if (!r.success) throw new Error(formatIssue(r.error.issues[0], schema, source));
+  return { value: { ...raw, tasks: { define: list } }, listForm: true };
+}
+
+/**
+ * The config's declared tasks: paths made absolute (against the config's folder), each source
+ * file checked to exist, names unique and not a built-in task's, metrics implemented.
+ */
+function declaredTasks(
+  config: StudyConfig,
+  abs: (p: string) => string,
+  source: string,
+  listForm: boolean,
+): TaskDeclaration[] {
+  const decls = config.tasks.define;
+  decls.forEach((d, i) => {
+    const at = listForm ? `tasks.${i}` : `tasks.define.${i}`;
+    for (const [key, s] of [
+      ["source", d.source],
+      ["test_split", d.test_split],
+    ] as const) {
+      if (s === null || !("path" in s)) continue;
+      s.path = Array.isArray(s.path) ? s.path.map(abs) : abs(s.path);
+      for (const p of [s.path].flat())
+        if (!existsSync(p)) throw new Error(`${source}: field "${at}.${key}.path": ${p} not found`);
+    }
+    if (isBuiltinTask(d.name))
+      throw new Error(
+        `${source}: field "${at}.name": "${d.name}" is a built-in task; give yours another name`,
+      );
+    try {
+      getGenerationMetric(d.metric);
+    } catch (e) {
+      throw new Error(`${source}: field "${at}.metric": ${(e as Error).message}`);
+    }
+  });
+  unique(
+    decls.map((d) => d.name),
+    listForm ? "tasks (names)" : "tasks.define (names)",
+    source,
+  );
+  return decls;
 }
 
 function unique(names: string[], what: string, source: string): void {
@@ -469,7 +549,14 @@ export function runConfig(study: Study, run: RunSpec): StudyConfig {
     ...study.config,
     models: [{ ...run.model, methods: undefined, train: undefined }],
     train: { ...study.config.train, ...run.model.train },
-    methods: [{ name: m.name, options: m.options, label: m.label }],
+    methods: [
+      {
+        name: m.parts.length > 1 ? m.parts.map((p) => p.name) : m.name,
+        options: m.options,
+        label: m.label,
+        ...(m.lr ? { lr: m.lr } : {}),
+      },
+    ],
     orders: [{ name: run.order.name, tasks: run.order.tasks }],
     seeds: [run.seed],
     slurm: undefined, // the study's, not the run's

@@ -1,19 +1,14 @@
 /**
  * Instruction tasks: a named set of (instruction, input → output) examples with train/test
- * splits, a generation metric and a prompt template; plus the generic record reader they are
- * built from (JSON Lines, JSON, CSV/TSV, parquet, and the Hugging Face Hub dataset layout).
+ * splits, a generation metric and a prompt template; rows come from the shared dataset reader
+ * (src/io/dataset.ts: JSON Lines, JSON, CSV/TSV, Parquet, the Hugging Face Hub layout).
  *
  * References:
  * - Stanford Alpaca `train.py` PROMPT_DICT (tatsu-lab/stanford_alpaca): the default template,
  *   reproduced character for character, as used by Luo et al. 2023 (arXiv 2308.08747).
- * - Hugging Face Hub dataset layout (huggingface.co/docs/hub/datasets-file-names-and-splits):
- *   `{split}.{ext}`, `{split}-00000-of-00001.{ext}` and `data/…` variants.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
-import { basename, extname, join } from "node:path";
-import { parse as parseCsv } from "csv-parse/sync";
-import { asyncBufferFromFile, parquetReadObjects } from "hyparquet";
-import { compressors } from "hyparquet-compressors";
+import { field, type FileRows, mapRows, readDataset } from "../io/dataset.js";
+import { LUO_TEMPLATE } from "./ct0.js";
 import { makeRng, shuffled } from "./rng.js";
 import { lookup } from "../util/suggest.js";
 
@@ -28,7 +23,16 @@ export interface InstructionExample {
 }
 
 /** Generation metrics by their lm-eval / HF `evaluate` names; the eval layer implements them. */
-export type GenerationMetric = "rougeL" | "sari" | "exact_match" | "bleu";
+export const GENERATION_METRICS = [
+  "rouge1",
+  "rougeL",
+  "bleu",
+  "sari",
+  "exact_match",
+  "f1",
+  "accuracy",
+] as const;
+export type GenerationMetric = (typeof GENERATION_METRICS)[number];
 
 /**
  * A prompt wrapper. `{instruction}` and `{input}` are replaced; the model's response follows the
@@ -89,6 +93,8 @@ export const TEMPLATES = {
       "### Instruction:\n{instruction}\n\n### Response:",
   },
   plain: { name: "plain", withInput: "{instruction}\n{input}\n", withoutInput: "{instruction}\n" },
+  /** Luo et al.'s own wrapper around CT0 prompts, 25-space quirk included (see ct0.ts). */
+  luo2023: LUO_TEMPLATE,
 } as const satisfies Record<string, PromptTemplate>;
 
 const PLACEHOLDER = /\{([A-Za-z_]+)\}/g;
@@ -126,135 +132,7 @@ export function renderPrompt(template: PromptTemplate, ex: InstructionExample): 
 }
 
 // ---------------------------------------------------------------------------------------------
-// Registries
-
-// ---------------------------------------------------------------------------------------------
-// Reading records
-
-/** A raw record and where it came from, e.g. "data/x.jsonl:12" or "data/x.parquet row 3". */
-export interface SourceRecord {
-  fields: Record<string, unknown>;
-  where: string;
-}
-
-/** Largest text file read whole: V8 strings stop at ~512 MiB (2^29 − 24 chars). */
-export const MAX_TEXT_FILE_BYTES = 512 * 1024 * 1024;
-
-/** Reads a whole text file (UTF-8), refusing files past MAX_TEXT_FILE_BYTES. */
-export function readText(file: string): string {
-  if (!existsSync(file)) throw new Error(`${file}: file not found`);
-  const size = statSync(file).size;
-  if (size > MAX_TEXT_FILE_BYTES) {
-    throw new Error(
-      `${file}: ${size} bytes is over the ${MAX_TEXT_FILE_BYTES}-byte limit for text data`,
-    );
-  }
-  return readFileSync(file, "utf8");
-}
-
-function asRecord(value: unknown, where: string): Record<string, unknown> {
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new Error(
-      `${where}: expected a JSON object, got ${Array.isArray(value) ? "an array" : typeof value}`,
-    );
-  }
-  return value as Record<string, unknown>;
-}
-
-function readJsonLines(file: string, text: string): SourceRecord[] {
-  const out: SourceRecord[] = [];
-  text.split("\n").forEach((line, i) => {
-    if (line.trim() === "") return;
-    const where = `${file}:${i + 1}`;
-    let value: unknown;
-    try {
-      value = JSON.parse(line);
-    } catch (e) {
-      throw new Error(`${where}: invalid JSON (${(e as Error).message})`);
-    }
-    out.push({ fields: asRecord(value, where), where });
-  });
-  return out;
-}
-
-function readJsonFile(file: string): SourceRecord[] {
-  const text = readText(file);
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    // Several releases (CT0's haiku) are JSON Lines under a .json name.
-    return readJsonLines(file, text);
-  }
-  if (!Array.isArray(value)) {
-    throw new Error(
-      `${file}: expected a JSON array of records (or JSON Lines), got a ${typeof value}`,
-    );
-  }
-  return value.map((v, i) => ({
-    fields: asRecord(v, `${file} record ${i}`),
-    where: `${file} record ${i}`,
-  }));
-}
-
-function readCsvFile(file: string): SourceRecord[] {
-  const rows = parseCsv(readText(file), {
-    columns: true,
-    delimiter: extname(file) === ".tsv" ? "\t" : ",",
-    skip_empty_lines: true,
-    bom: true,
-    info: true,
-  }) as { record: Record<string, string>; info: { lines: number } }[];
-  return rows.map(({ record, info }) => ({ fields: record, where: `${file}:${info.lines}` }));
-}
-
-async function readParquetFile(file: string): Promise<SourceRecord[]> {
-  if (!existsSync(file)) throw new Error(`${file}: file not found`);
-  const rows = await parquetReadObjects({ file: await asyncBufferFromFile(file), compressors });
-  return rows.map((fields, i) => ({ fields, where: `${file} row ${i}` }));
-}
-
-const DATA_EXTENSIONS = [".jsonl", ".json", ".csv", ".tsv", ".parquet"];
-
-/** Reads one data file; the format comes from the extension. */
-export async function readRecords(file: string): Promise<SourceRecord[]> {
-  switch (extname(file)) {
-    case ".jsonl":
-      return readJsonLines(file, readText(file));
-    case ".json":
-      return readJsonFile(file);
-    case ".csv":
-    case ".tsv":
-      return readCsvFile(file);
-    case ".parquet":
-      return readParquetFile(file);
-    default:
-      throw new Error(
-        `${file}: unknown data format (expected one of ${DATA_EXTENSIONS.join(", ")})`,
-      );
-  }
-}
-
-/**
- * The files holding one split of a dataset in the Hugging Face Hub layout: `{split}.{ext}` or
- * shards `{split}-*.{ext}`, at the top or under `data/`, sorted by name.
- */
-export function hfSplitFiles(dir: string, split: string): string[] {
-  for (const sub of [dir, join(dir, "data")]) {
-    if (!existsSync(sub)) continue;
-    const files = readdirSync(sub)
-      .filter((f) => DATA_EXTENSIONS.includes(extname(f)))
-      .filter((f) => {
-        const stem = basename(f, extname(f));
-        return stem === split || stem.startsWith(`${split}-`);
-      })
-      .sort();
-    if (files.length > 0) return files.map((f) => join(sub, f));
-  }
-  throw new Error(
-    `${dir}: no "${split}" split found (looked for ${split}.* and ${split}-*.* here and in data/)`,
-  );
-}
+// Reading examples
 
 /** Which record field fills each example field; a path "a.b" reaches into nested objects. */
 export interface FieldMapping {
@@ -275,84 +153,39 @@ export interface ReadExamplesOptions {
   split?: string;
 }
 
-/** The value at a field path; "a.b" reads field b of object field a (CT0's `translation.en1`). */
-function fieldAt(rec: SourceRecord, path: string): unknown {
-  let v: unknown = rec.fields;
-  for (const key of path.split(".")) {
-    if (v === null || typeof v !== "object" || !Object.hasOwn(v, key)) {
-      throw new Error(`${rec.where}: missing field "${path}"`);
-    }
-    v = (v as Record<string, unknown>)[key];
-  }
-  return v;
-}
-
-function stringField(rec: SourceRecord, path: string): string {
-  const v = fieldAt(rec, path);
-  if (typeof v !== "string")
-    throw new Error(`${rec.where}: field "${path}" must be a string, got ${typeof v}`);
-  return v;
-}
-
-/** Maps raw records to examples; errors name the file, row and field. */
-export function toExamples(
-  records: readonly SourceRecord[],
-  options: ReadExamplesOptions,
-): InstructionExample[] {
+/** Maps the rows of a file to examples; errors name the file, row and field. */
+export function toExamples(file: FileRows, options: ReadExamplesOptions): InstructionExample[] {
   const { fields, instructionText } = options;
   if ((fields.instruction === undefined) === (instructionText === undefined)) {
     throw new Error("examples: give exactly one of fields.instruction and instructionText");
   }
-  return records.map((rec) => {
+  return mapRows(file, (row, where) => {
     const ex: InstructionExample = {
       instruction:
-        fields.instruction === undefined ? instructionText! : stringField(rec, fields.instruction),
-      input: fields.input === undefined ? "" : stringField(rec, fields.input),
-      output: stringField(rec, fields.output),
+        fields.instruction === undefined
+          ? instructionText!
+          : field(row, fields.instruction, where, "string"),
+      input: fields.input === undefined ? "" : field(row, fields.input, where, "string"),
+      output: field(row, fields.output, where, "string"),
     };
-    if (fields.references !== undefined) {
-      const refs = fieldAt(rec, fields.references);
-      if (!Array.isArray(refs) || !refs.every((r) => typeof r === "string")) {
-        throw new Error(`${rec.where}: field "${fields.references}" must be a list of strings`);
-      }
-      ex.references = refs;
-    }
+    if (fields.references !== undefined)
+      ex.references = field(row, fields.references, where, "string[]");
     return ex;
   });
 }
 
-/** Reads examples from a data file or an HF Hub layout directory. */
+/**
+ * Reads examples from a data file or a folder in the HF Hub layout (io/dataset.ts). An empty
+ * file gives no examples: a miniature task may have no test split.
+ */
 export async function readInstructionExamples(
   path: string,
   options: ReadExamplesOptions,
 ): Promise<InstructionExample[]> {
-  const files =
-    existsSync(path) && statSync(path).isDirectory()
-      ? hfSplitFiles(path, options.split ?? "train")
-      : [path];
-  const records: SourceRecord[] = [];
-  for (const f of files) records.push(...(await readRecords(f)));
-  return toExamples(records, options);
-}
-
-/**
- * Reads files that hold one field per line, aligned by line number (e-SNLI, ASSET). A final
- * newline is optional; every file must have the same number of lines.
- */
-export function readAlignedLines(files: readonly string[]): string[][] {
-  const columns = files.map((f) => {
-    const lines = readText(f).split("\n");
-    if (lines[lines.length - 1] === "") lines.pop();
-    return lines;
-  });
-  columns.forEach((col, i) => {
-    if (col.length !== columns[0].length) {
-      throw new Error(
-        `${files[i]}: ${col.length} lines, but ${files[0]} has ${columns[0].length} (files must align)`,
-      );
-    }
-  });
-  return columns[0].map((_, row) => columns.map((col) => col[row]));
+  return toExamples(
+    await readDataset(path, { split: options.split ?? "train", nonEmpty: false }),
+    options,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------

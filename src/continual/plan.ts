@@ -76,7 +76,12 @@ export interface PlanInput {
   batchSize: number;
   maxLength: number;
   gradAccum: number;
-  method: { name: string; options: Record<string, unknown> };
+  /** The run's method; a combination lists its methods in `parts` (their memory adds up). */
+  method: {
+    name: string;
+    options: Record<string, unknown>;
+    parts?: { name: string; options: Record<string, unknown> }[];
+  };
   /** Tasks of the run's order (O-LoRA keeps every earlier task's adapter). */
   stages: number;
   /** Evaluation: rows per forward, lm-eval's max length, tokens generated per continual-task
@@ -856,6 +861,29 @@ const METHOD_MEMORY = {
   olora: { held: (_o, h, p) => Math.max(0, p.stages - 1) * h.trainable },
   wise_ft: { held: (_o, h, p) => (p.kind === "full" ? h.startCopy : 0) },
   ema: { held: (_o, h) => h.trainable },
+  // OSF: per linear weight (out, in) its frozen rank k < min(out, in) keeps U (out, k), V (k, in),
+  // Uᵀ W₀ and W₀ Vᵀ in float32 (≤ 4 weights' worth), plus stage-start copies of the rest.
+  osf: { held: (_o, h) => 4 * h.trainable },
+  // I-LoRA: the slow adapter; its logits on each micro-batch's replayed rows; the swap's clone.
+  ilora: {
+    held: (_o, h) => h.trainable,
+    step: (_o, h, p) => p.gradAccum * h.logits + h.trainable,
+    rows: mixedRows,
+  },
+  // Generating methods hold text only (generation at a stage's start peaks below evaluation).
+  sdft: { held: () => 0 },
+  lamol: { held: () => 0, rows: (o, rows) => mixedRows({ ratio: o.ratio ?? 0.2 }, rows) },
+  ssr: { held: (_o, h, p) => (p.kind === "full" ? h.startCopy : 0), rows: mixedRows },
+  // A-GEM: the step's gradient saved and the reference gradient (trainable, float32 each) while
+  // the memory batch's forward runs; its activations are a micro-batch's (not above the step's).
+  agem: { held: () => 0, step: (_o, h) => 2 * h.trainable },
+  // θ_prev (trainable); TIES/DARE: θ₀ (full) and a tensor's task vectors at a time.
+  merge: {
+    held: (o, h, p) =>
+      h.trainable + ((o.mode ?? "average") !== "average" && p.kind === "full" ? h.startCopy : 0),
+  },
+  // SAM: ε, the saved weights and the step's gradient while the second pass runs.
+  sam: { held: () => 0, step: (_o, h) => 3 * h.trainable },
 } satisfies Record<MethodName, MethodMemory>;
 
 // ---------------------------------------------------------------------------------------------
@@ -939,9 +967,13 @@ export function planMemory(input: PlanInput, source = "config.json"): MemoryPlan
     );
   const trainable = full ? params : loraParams;
 
-  const method = methodOf(input.method.name).name as MethodName;
-  const mm: MethodMemory = METHOD_MEMORY[method];
-  const rows = input.batchSize + (mm.rows?.(input.method.options, input.batchSize) ?? 0);
+  const parts = input.method.parts ?? [input.method];
+  const mms = parts.map((m) => {
+    const mm: MethodMemory = METHOD_MEMORY[methodOf(m.name).name as MethodName];
+    return { mm, o: m.options };
+  });
+  const rows =
+    input.batchSize + mms.reduce((n, { mm, o }) => n + (mm.rows?.(o, input.batchSize) ?? 0), 0);
   const len = input.maxLength;
   const dims: Dims = { rows, len, src: len };
 
@@ -1024,15 +1056,15 @@ export function planMemory(input: PlanInput, source = "config.json"): MemoryPlan
     startCopy: params * loadBytes,
     logits: logitElems * 4,
   };
-  const methodHeld = mm.held(input.method.options, held, {
-    kind: input.tuning.kind,
-    stages: input.stages,
-  });
-  const methodStep =
-    mm.step?.(input.method.options, held, {
-      gradAccum: input.gradAccum,
-      kind: input.tuning.kind,
-    }) ?? 0;
+  const methodHeld = mms.reduce(
+    (n, { mm, o }) => n + mm.held(o, held, { kind: input.tuning.kind, stages: input.stages }),
+    0,
+  );
+  const methodStep = mms.reduce(
+    (n, { mm, o }) =>
+      n + (mm.step?.(o, held, { gradAccum: input.gradAccum, kind: input.tuning.kind }) ?? 0),
+    0,
+  );
 
   // Evaluation: no grad, one block's tensors at a time (the forward's peak), every block's keys
   // and values for cached decoding, the logits capped as ModelLM caps them.
@@ -1164,7 +1196,9 @@ function knobsOf(input: PlanInput): Knob[] {
     knobs.push(flag((i) => ({ ...i, precision: "bf16-mixed" }), "train.precision: bf16-mixed"));
   if (
     input.tuning.kind === "full" &&
-    (methodOf(input.method.name).supports as readonly string[]).includes("lora")
+    (input.method.parts ?? [input.method]).every((m) =>
+      (methodOf(m.name).supports as readonly string[]).includes("lora"),
+    )
   )
     knobs.push(
       flag(
@@ -1310,7 +1344,7 @@ export function planInput(
     batchSize: c.train.batchSize,
     maxLength: c.train.maxLength,
     gradAccum: c.train.gradAccum,
-    method: { name: run.method.name, options: run.method.options },
+    method: { name: run.method.name, options: run.method.options, parts: run.method.parts },
     stages: run.order.tasks.length,
     eval: {
       batchSize: c.eval.batchSize,

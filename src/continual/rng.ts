@@ -2,9 +2,10 @@
  * A tiny seeded PRNG for everything in `continual/` that must be reproducible: train/test
  * splits, subsampling, bootstrap resampling. Same seed, same stream, on every platform.
  *
- * Reference: mulberry32 (Tommy Ettinger, public domain), a 32-bit generator with period 2^32;
- * good enough for shuffles and bootstrap, not for cryptography.
+ * Reference: mulberry32 (Tommy Ettinger, public domain), in util/random.ts; good enough for
+ * shuffles and bootstrap, not for cryptography.
  */
+import { mulberry32 } from "../util/random.js";
 
 /** A stream of floats in [0, 1). */
 export type Rng = () => number;
@@ -12,14 +13,7 @@ export type Rng = () => number;
 /** mulberry32 seeded with the low 32 bits of `seed` (an integer). */
 export function makeRng(seed: number): Rng {
   if (!Number.isInteger(seed)) throw new Error(`makeRng: seed must be an integer, got ${seed}`);
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(seed);
 }
 
 /** An integer in [0, n). */

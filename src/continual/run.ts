@@ -64,7 +64,8 @@ import { loadPretrained } from "../io/pretrained.js";
 import { loadTokenizer, type Tokenizer } from "../io/tokenizer.js";
 import { sha256File } from "../io/hash.js";
 import type { SftText } from "../train/data.js";
-import { DEFAULT_KEEP, trainStage } from "../train/trainer.js";
+import { trainStage } from "../train/trainer.js";
+import { DEFAULT_KEEP } from "../train/config.js";
 import { StopRequested, throwIfStopRequested } from "../train/stop.js";
 import {
   applyPrecision,
@@ -90,7 +91,8 @@ import {
 } from "./config.js";
 import { renderPrompt, resolveTemplate, type InstructionTask } from "./instruction.js";
 import { acquireLock, isLocked, RunLockedError, type LockInfo, type RunLock } from "./lock.js";
-import { createMethod, needsStartWeights } from "./methods/index.js";
+import { createMethods, needsStartWeights } from "./methods/index.js";
+import { stageTrainConfig } from "./methods/method.js";
 import {
   avgAcc,
   bootstrapCI,
@@ -450,7 +452,7 @@ export function runStage(dir: string, m: number | null): RunStage {
     throw new Error(
       `${dir}: stage ${stage} is not finished yet (${done === 0 ? "no stage is" : `stages 0 to ${done - 1} are`}; ${resume})`,
     );
-  if (spec.method.name === "olora" && stage >= 2)
+  if (spec.method.parts.some((p) => p.name === "olora") && stage >= 2)
     throw new Error(
       `${dir}: olora merges earlier tasks' adapters into the base weights as each stage starts, so stage ${stage} cannot be rebuilt from its checkpoint; a run with export: [hf] in its config writes it while it trains`,
     );
@@ -629,14 +631,16 @@ export async function executeRun(
       template,
     };
     const tasks: InstructionTask[] = [];
-    for (const t of order) tasks.push(await loadTask(t, c.dataDir, taskOptions));
+    for (const t of order) tasks.push(await loadTask(t, c.dataDir, taskOptions, c.tasks.define));
     const stages = tasks.map((t) => ({ name: t.name, examples: toSft(t) }));
     const general = c.general
       ? toSft(
-          await loadTask(c.general.task, c.dataDir, {
-            ...taskOptions,
-            maxTrain: c.general.maxTrain ?? undefined,
-          }),
+          await loadTask(
+            c.general.task,
+            c.dataDir,
+            { ...taskOptions, maxTrain: c.general.maxTrain ?? undefined },
+            c.tasks.define,
+          ),
         )
       : null;
 
@@ -682,7 +686,7 @@ export async function executeRun(
     // asynchronous).
     const method = spec.method.name;
     let start: Map<string, Tensor> | null = null;
-    if (needsStartWeights(method, spec.method.options, c.tuning.kind)) {
+    if (needsStartWeights(spec.method.parts, null, c.tuning.kind)) {
       const copy = (await loadBase(spec.model, c.tuning.kind)).model;
       disposers.push(() => copy.dispose());
       start = new Map(copy.namedParameters().map(([n, p]) => [n, keepTensor(p)]));
@@ -693,10 +697,11 @@ export async function executeRun(
           ? `no θ₀ copy (${method} does not read it)`
           : `θ₀ copy ${bytes(tensorBytes(start.values()))} (${method} reads it)`),
     );
-    const plugin = createMethod(method, spec.method.options, {
+    const plugins = createMethods(spec.method.parts, {
       stages,
       general,
       seed: spec.seed,
+      tokenizer,
       startWeights: () => {
         if (start === null)
           throw new Error(
@@ -718,8 +723,9 @@ export async function executeRun(
         kind: c.tuning.kind,
         examples: stages[m - 1].examples,
         tokenizer,
-        config: trainConfig,
-        plugins: [plugin],
+        // The method's learning-rate control between stages (lr decay, per-stage lr, re-warming).
+        config: stageTrainConfig(trainConfig, spec.method.lr, m - 1, order.length),
+        plugins,
         dir: ckptDir(m),
         dist,
         onProgress: (e) => {
@@ -770,6 +776,7 @@ export async function executeRun(
       const lm = new ModelLM(evalModel, tokenizer, {
         batchSize: c.eval.batchSize,
         maxLength: c.eval.maxLength,
+        prefixCacheMb: c.eval.prefixCacheMb,
         maxGenToks: c.tasks.maxGenToks,
         cache: { store: cache, fingerprint },
         name: `${spec.model.name} after stage ${m}`,

@@ -104,6 +104,11 @@ export function dataFiles(study: Study, run: RunSpec, modelDir: string | null): 
     ...(run.model.build ? [run.model.build.tokenizer] : []),
     ...(modelDir ? filesUnder(modelDir) : []),
     ...filesUnder(join(c.dataDir, "instructions")),
+    // Tasks declared in the config read their own files (hub sources are sha-checked on download).
+    ...c.tasks.define
+      .flatMap((d) => [d.source, d.test_split])
+      .flatMap((s) => (s !== null && "path" in s ? [s.path].flat() : []))
+      .flatMap(filesUnder),
     ...[...folders].sort().flatMap(filesUnder),
   ];
 }

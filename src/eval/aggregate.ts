@@ -1,10 +1,14 @@
 /**
  * Aggregation of per-document metric values into task and group scores, as lm-eval v0.4.x
  * `lm_eval/api/metrics.py` and `evaluator_utils.py`:
- *  - `mean` with stderr = sample_stddev / sqrt(n) (`mean_stderr`);
+ *  - `mean` with stderr = sample_stddev / sqrt(n) (`mean_stderr`; sample_stddev has the n − 1
+ *    denominator);
  *  - `perplexity` = exp(-mean(ll)) with a bootstrap stderr: chunks of min(1000, iters) resamples,
- *    chunk i drawn by `random.Random(i).choices(xs, k=len(xs))`, stderr = sample_stddev of all
- *    resampled values (`bootstrap_stderr`);
+ *    chunk i drawn by `random.Random(seed + i).choices(xs, k=len(xs))` (CPython's MT19937, via
+ *    `PyRandom`; lm-eval's seed is 0), stderr = sample_stddev of all resampled values
+ *    (`bootstrap_stderr`). lm-eval's default is 100000 iterations; at 1000 the standard error is
+ *    noisier by about 1/√(2·1000) ≈ 2%. `bootstrapStderr` takes items of any type, so a corpus
+ *    metric (BLEU over sentence pairs) bootstraps the same way;
  *  - stderr is "N/A" for a single item;
  *  - a group's metric = sum(metric_i * size_i) / sum(size_i) over its leaf tasks
  *    (`aggregate_subtask_metrics`, weight_by_size) and its stderr is the pooled
@@ -20,30 +24,52 @@ export type Stderr = number | "N/A";
 const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
 export const mean = (xs: number[]) => sum(xs) / xs.length;
 
-export function sampleStddev(xs: number[]): number {
-  const mu = mean(xs);
-  return Math.sqrt(sum(xs.map((x) => (x - mu) ** 2)) / (xs.length - 1));
+/** `sample_stddev`: √(Σ(x − mean)² / (n − 1)), sums left to right. */
+export function sampleStddev(xs: readonly number[]): number {
+  if (xs.length < 2) throw new Error(`sampleStddev: needs at least 2 values, got ${xs.length}`);
+  let total = 0;
+  for (const x of xs) total += x;
+  const mu = total / xs.length;
+  let sq = 0;
+  for (const x of xs) sq += (x - mu) ** 2;
+  return Math.sqrt(sq / (xs.length - 1));
 }
 
-export const meanStderr = (xs: number[]) => sampleStddev(xs) / Math.sqrt(xs.length);
+/** `mean_stderr`: standard error of the mean of per-item scores. */
+export const meanStderr = (xs: readonly number[]) => sampleStddev(xs) / Math.sqrt(xs.length);
 
 export const perplexity = (lls: number[]) => Math.exp(-mean(lls));
 
-export function bootstrapStderr(f: (xs: number[]) => number, xs: number[], iters: number): number {
+export interface BootstrapOptions {
+  /** Number of resamples. @default 1000 */
+  iters?: number;
+  /** Seed of the first chunk of 1000 resamples; chunk k uses seed + k. @default 0 (lm-eval's) */
+  seed?: number;
+}
+
+/** `bootstrap_stderr(agg, items, iters)`: bootstrap standard error of `agg(items)`. */
+export function bootstrapStderr<T>(
+  items: readonly T[],
+  agg: (xs: T[]) => number,
+  { iters = 1000, seed = 0 }: BootstrapOptions = {},
+): number {
+  if (items.length === 0) throw new Error("bootstrapStderr: no items");
+  if (!Number.isInteger(iters) || iters < 2)
+    throw new Error(`bootstrapStderr: iters must be an integer >= 2, got ${iters}`);
   const chunk = Math.min(1000, iters);
-  const res: number[] = [];
-  for (let i = 0; i < Math.floor(iters / chunk); i++) {
-    const rnd = new PyRandom(i);
-    for (let j = 0; j < chunk; j++) res.push(f(rnd.choices(xs, xs.length)));
+  const stats: number[] = [];
+  for (let c = 0; c < Math.floor(iters / chunk); c++) {
+    const rng = new PyRandom(seed + c);
+    for (let i = 0; i < chunk; i++) stats.push(agg(rng.choices(items, items.length)));
   }
-  return sampleStddev(res);
+  return sampleStddev(stats);
 }
 
 const AGGREGATIONS = {
   mean: { value: mean, stderr: (xs: number[], _iters: number) => meanStderr(xs) },
   perplexity: {
     value: perplexity,
-    stderr: (xs: number[], iters: number) => bootstrapStderr(perplexity, xs, iters),
+    stderr: (xs: number[], iters: number) => bootstrapStderr(xs, perplexity, { iters }),
   },
 } satisfies Record<
   Aggregation,

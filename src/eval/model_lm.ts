@@ -24,8 +24,11 @@
  * max_length L defaults, as HFLM, to config `n_positions`, `max_position_embeddings`, `n_ctx`,
  * else 2048. Log-probabilities are summed in float64 here (lm-eval sums float32 on device).
  *
- * Speed: the fast path groups requests whose scored inputs share everything but the fed
- * continuation tokens, runs each shared prefix once with the KV cache (batched, left-padded) and
+ * Speed: decoder-only requests go through one prefix tree (src/eval/prefix.ts, RadixAttention's
+ * idea): every shared token prefix runs once, its cache kept under `prefixCacheMb` while its
+ * subtree is scored, and logits are computed only at scored positions. With `prefixTree: false`
+ * the previous fast path runs instead: it groups requests whose scored inputs share everything
+ * but the fed continuation tokens, runs each shared prefix once with the KV cache (batched, left-padded) and
  * scores every continuation of the group from that cache (batched, right-padded); a one-token
  * continuation needs no further pass (lm-eval's one-token logits cache, extended to any length).
  * The oracle (`fast: false`) scores one request at a time with one whole-sequence forward, as
@@ -41,6 +44,8 @@ import type { CausalLM, LanguageModel, Seq2SeqLM } from "../models/types.js";
 import { cat, full, noGrad, tensor, tidy, type Tensor } from "../tensor/index.js";
 import { requestKey, type ResultCache } from "./cache.js";
 import type { Dist } from "../dist/index.js";
+import { freemem } from "node:os";
+import { scorePrefixTree, type PrefixTreeStats } from "./prefix.js";
 import {
   shown,
   type GenerateRequest,
@@ -62,6 +67,14 @@ export interface ModelLMOptions {
   batchSize?: number;
   /** Prefix reuse and batching; false is the oracle: one request per forward. @default true */
   fast?: boolean;
+  /**
+   * With `fast`, decoder-only scoring shares every common prefix across requests through a
+   * prefix tree (src/eval/prefix.ts); false: only requests with the same whole context share it
+   * (the previous fast path, kept for benches). @default true
+   */
+  prefixTree?: boolean;
+  /** Megabytes of key/value cache the prefix tree keeps. @default a quarter of free memory */
+  prefixCacheMb?: number;
   /** lm-eval `add_bos_token`: decoder-only models encode with special tokens. @default false */
   addBosToken?: boolean;
   /** lm-eval `max_gen_toks` when a request gives none. @default 256 */
@@ -86,6 +99,11 @@ const DEFAULT_MAX_LENGTH = 2048;
  * every position, so a batch of long prefixes is capped by this, not only by batchSize.
  */
 const LOGITS_BUDGET = 2 ** 28;
+/**
+ * Default prefix-cache budget: a quarter of the host's free memory, leaving the rest to the
+ * model, activations and the other processes of a shared machine.
+ */
+export const defaultPrefixCacheMb = (): number => Math.max(64, Math.floor(freemem() / 4 / 2 ** 20));
 /** HFLM `max_gen_toks`. */
 const DEFAULT_MAX_GEN_TOKS = 256;
 
@@ -160,6 +178,10 @@ export class ModelLM implements LM {
   readonly maxLength: number;
   readonly batchSize: number;
   readonly fast: boolean;
+  readonly prefixTree: boolean;
+  readonly prefixCacheMb: number;
+  /** Prefix-tree work since construction (forwards, tokens fed, evictions, peak cache bytes). */
+  readonly prefixStats: PrefixTreeStats = { forwards: 0, tokens: 0, evicted: 0, peakBytes: 0 };
   readonly addBosToken: boolean;
   readonly maxGenToks: number;
   readonly name: string;
@@ -177,6 +199,10 @@ export class ModelLM implements LM {
     this.maxLength = o.maxLength ?? maxLengthOf(model.config);
     this.batchSize = o.batchSize ?? 32;
     this.fast = o.fast ?? true;
+    this.prefixTree = o.prefixTree ?? true;
+    this.prefixCacheMb = o.prefixCacheMb ?? defaultPrefixCacheMb();
+    if (!(this.prefixCacheMb >= 0))
+      throw new Error(`ModelLM: prefixCacheMb must be a number >= 0, got ${this.prefixCacheMb}`);
     this.addBosToken = o.addBosToken ?? false;
     this.maxGenToks = o.maxGenToks ?? DEFAULT_MAX_GEN_TOKS;
     this.#cache = o.cache ?? null;
@@ -206,8 +232,15 @@ export class ModelLM implements LM {
     return this.tokenizer.encode(text, { addSpecialTokens: special });
   }
 
-  /** lm-eval `loglikelihood`'s encoding of (context, continuation), `_encode_pair` included. */
-  encodePair(context: string, continuation: string): TokenRequest {
+  /**
+   * lm-eval `loglikelihood`'s encoding of (context, continuation), `_encode_pair` included.
+   * `encodeContext` may memoize `encode` over a batch (a question's choices share its context).
+   */
+  encodePair(
+    context: string,
+    continuation: string,
+    encodeContext: (text: string) => number[] = (t) => this.encode(t),
+  ): TokenRequest {
     if (context === "")
       return { context: [this.prefixTokenId], continuation: this.encode(continuation) };
     const nSpaces = context.length - context.trimEnd().length;
@@ -216,8 +249,8 @@ export class ModelLM implements LM {
       context = context.slice(0, -nSpaces);
     }
     if (this.model.kind === "seq2seq")
-      return { context: this.encode(context), continuation: this.encode(continuation, false) };
-    const contextEnc = this.encode(context);
+      return { context: encodeContext(context), continuation: this.encode(continuation, false) };
+    const contextEnc = encodeContext(context);
     return {
       context: contextEnc,
       continuation: this.encode(context + continuation).slice(contextEnc.length),
@@ -229,11 +262,19 @@ export class ModelLM implements LM {
       "loglikelihood",
       reqs,
       (r) => [r.context, r.continuation],
-      (todo) =>
-        this.scoreTokens(todo.map((r) => this.encodePair(r.context, r.continuation))).map((x) => [
-          storeNumber(x.logprob),
-          x.isGreedy,
-        ]),
+      (todo) => {
+        // Choices share their context: each distinct context is encoded once.
+        const memo = new Map<string, number[]>();
+        const encodeContext = (t: string) => {
+          const hit = memo.get(t);
+          if (hit) return hit;
+          const ids = this.encode(t);
+          memo.set(t, ids);
+          return ids;
+        };
+        const enc = todo.map((r) => this.encodePair(r.context, r.continuation, encodeContext));
+        return this.scoreTokens(enc).map((x) => [storeNumber(x.logprob), x.isGreedy]);
+      },
     );
     return stored.map((v, i) => {
       if (!Array.isArray(v) || v.length !== 2 || typeof v[1] !== "boolean")
@@ -283,9 +324,10 @@ export class ModelLM implements LM {
     });
     return this.#run(() => {
       if (!this.fast) return reqs.map((r) => this.#oracle(r));
-      return this.model.kind === "causal"
-        ? this.#causalFast(this.model, reqs)
-        : this.#seq2seqFast(this.model, reqs);
+      if (this.model.kind === "seq2seq") return this.#seq2seqFast(this.model, reqs);
+      return this.prefixTree
+        ? this.#causalTree(this.model, reqs)
+        : this.#causalFast(this.model, reqs);
     });
   }
 
@@ -369,6 +411,27 @@ export class ModelLM implements LM {
       }).logits;
       return scoreRows(logits.select(0, 0), r.continuation);
     });
+  }
+
+  /** Every request through one prefix tree: each shared prefix runs once (src/eval/prefix.ts). */
+  #causalTree(model: CausalLM, reqs: TokenRequest[]): LoglikelihoodResult[] {
+    const seqs = reqs.map((r) => ({
+      ids: [...r.context, ...r.continuation].slice(-(this.maxLength + 1)).slice(0, -1),
+      targets: r.continuation,
+    }));
+    const res = scorePrefixTree(model, seqs, {
+      batchSize: this.batchSize,
+      maxLength: this.maxLength,
+      budgetBytes: this.prefixCacheMb * 2 ** 20,
+      logitsBudget: LOGITS_BUDGET,
+      device: this.#device,
+    });
+    const st = this.prefixStats;
+    st.forwards += res.stats.forwards;
+    st.tokens += res.stats.tokens;
+    st.evicted += res.stats.evicted;
+    st.peakBytes = Math.max(st.peakBytes, res.stats.peakBytes);
+    return res.logprob.map((logprob, i) => ({ logprob, isGreedy: res.isGreedy[i] }));
   }
 
   /**

@@ -9,24 +9,15 @@
  *  - evaluation docs come from the test split, else the validation split; few-shot docs from
  *    `fewshotSplit`, else training, else validation, else test (`Task.fewshot_docs`).
  * Docs are in the schema of the Hugging Face dataset lm-eval loads (`datasetPath`/`datasetName`).
- * `loadSplit` reads the HF layout when present (`<dir>/[<config>/]<split>.{jsonl,parquet,csv}`,
- * `<dir>/[<config>/]<split>-*.parquet`) and otherwise converts the benchmark's original release
+ * `loadSplit` reads the HF layout when present (`<dir>/[<config>/][data/]<split>.{jsonl,parquet,csv}`
+ * or its `<split>-*` shards, found by io/dataset.ts's `hfSplitFiles`) and otherwise converts the benchmark's original release
  * files through the task's `original` reader. Rows of the HF layout are checked against the
  * task's `fields` (and `checkDoc`) as they are read, so a bad row is named by file, line and
  * field; an empty file, or a split with no documents, is an error.
  */
-import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 import type { LoglikelihoodResult } from "./lm.js";
-import {
-  checkFields,
-  type Fields,
-  type FileRows,
-  readCsv,
-  readJsonl,
-  readParquet,
-  type Row,
-} from "./tasks/files.js";
+import { checkFields, type Fields, hfSplitFiles, readRows, type Row } from "../io/dataset.js";
 
 export type Doc = Row;
 export type OutputType =
@@ -80,6 +71,13 @@ export interface TaskConfig<D extends Doc = Doc> {
   metrics: MetricSpec[];
   /** Replaces the default scoring of `outputType` (lm-eval `process_results`). */
   processResults?(doc: D, results: LoglikelihoodResult[]): Record<string, number>;
+  /**
+   * The forgetting category a study averages this benchmark in (Luo et al. 2023's four:
+   * domain_knowledge, reasoning, reading_comprehension, bias); none: its own name.
+   */
+  category?: string;
+  /** The metric key forgetting and the matrix read (`<metric>,<filter>`). @default "acc,none" */
+  primaryMetric?: string;
 }
 
 /** A task with lm-eval's defaults filled in. */
@@ -98,6 +96,10 @@ export interface GroupConfig {
   /** Member task or group names, in lm-eval's order. */
   task: string[];
   aggregate: Array<{ metric: string; weight_by_size: boolean }>;
+  /** As `TaskConfig.category`, for the group as one benchmark. */
+  category?: string;
+  /** As `TaskConfig.primaryMetric`. @default "acc,none" */
+  primaryMetric?: string;
 }
 
 export const accMean: MetricSpec = { metric: "acc", aggregation: "mean", higher_is_better: true };
@@ -107,24 +109,15 @@ export const accNormMean: MetricSpec = {
   higher_is_better: true,
 };
 
-function hfFiles(base: string, split: string): string[] {
-  if (!existsSync(base)) return [];
-  for (const ext of ["jsonl", "parquet", "csv"]) {
-    if (existsSync(join(base, `${split}.${ext}`))) return [join(base, `${split}.${ext}`)];
-  }
-  const shards = readdirSync(base)
-    .filter((f) => f.startsWith(`${split}-`) && f.endsWith(".parquet"))
-    .sort();
-  return shards.map((f) => join(base, f));
-}
+/**
+ * Formats of the HF layout a benchmark folder may hold. Not `.json`: MathQA's and TruthfulQA's
+ * original releases are `<split>.json` files, read by the task's `original` reader.
+ */
+const HF_EXTENSIONS = [".jsonl", ".parquet", ".csv"];
 
 /** The rows of one HF-layout file, each checked against the task's schema. */
 async function readHfFile(task: Task, path: string): Promise<Doc[]> {
-  const file: FileRows = path.endsWith(".jsonl")
-    ? await readJsonl(path)
-    : path.endsWith(".parquet")
-      ? await readParquet(path)
-      : await readCsv(path, { header: true });
+  const file = await readRows(path);
   file.rows.forEach((row, i) => checkDoc(task, row, file.where(i)));
   return file.rows;
 }
@@ -140,7 +133,7 @@ export async function loadSplit(task: Task, dataDir: string, split: string): Pro
   const dir = join(dataDir, task.dir);
   const bases = task.datasetName ? [join(dir, task.datasetName), dir] : [dir];
   for (const base of bases) {
-    const files = hfFiles(base, split);
+    const files = hfSplitFiles(base, split, HF_EXTENSIONS);
     if (files.length > 0) return (await Promise.all(files.map((f) => readHfFile(task, f)))).flat();
   }
   return task.original(dataDir, split);
@@ -152,7 +145,7 @@ async function loadProcessed(task: Task, dataDir: string, split: string): Promis
   if (rows === null) {
     throw new Error(
       `${task.task}: split "${split}" not found under ${where} ` +
-        `(neither the HF layout <split>.jsonl|.parquet|.csv / <split>-*.parquet nor the original release files)`,
+        `(neither the HF layout [data/]<split>.jsonl|.parquet|.csv or its <split>-* shards, nor the original release files)`,
     );
   }
   const docs = task.processDocs ? task.processDocs(rows) : rows;

@@ -13,7 +13,9 @@
  *    relative symlink to the blob, a copy where symlinks fail), `refs/{revision}` (the commit);
  *  - a download goes to `blobs/{etag}.incomplete` and resumes with `Range: bytes={size}-`;
  *  - `HF_HUB_OFFLINE=1` resolves from the cache only; `HF_TOKEN` is sent as a Bearer token;
- *  - the file listing is `{HF_ENDPOINT}/api/models/{repo}/revision/{revision}` (`sha`, `siblings`).
+ *  - the file listing is `{HF_ENDPOINT}/api/models/{repo}/revision/{revision}` (`sha`, `siblings`);
+ *  - dataset repos (`repoType: "dataset"`) resolve under `{HF_ENDPOINT}/datasets/{repo}/` and cache
+ *    in `datasets--{org}--{name}/` (their parquet export: hub_datasets.ts).
  * Beyond huggingface_hub, a blob whose etag is a sha256 is hashed and rejected on mismatch, and
  * every name the server supplies (commit, etag, listed file paths) is checked before it becomes
  * part of a cache path, so a hostile or broken endpoint cannot make lethe write outside the cache.
@@ -55,6 +57,8 @@ export interface HubOptions {
   offline?: boolean;
   /** @default globalThis.fetch */
   fetch?: typeof fetch;
+  /** Model repos live at `{endpoint}/{repo}`, dataset repos at `{endpoint}/datasets/{repo}`. @default "model" */
+  repoType?: "model" | "dataset";
 }
 
 /**
@@ -91,14 +95,20 @@ function settings(o: HubOptions) {
     offline:
       o.offline ?? ["1", "true", "yes", "on"].includes((env.HF_HUB_OFFLINE ?? "").toLowerCase()),
     fetch: o.fetch ?? globalThis.fetch,
+    repoType: o.repoType ?? "model",
   };
 }
 type Settings = ReturnType<typeof settings>;
+export { settings as hubSettings, cachedCommit as cachedHubCommit, checkPath as checkHubPath };
 
-/** `{cacheDir}/models--org--name`, the repo's folder in the hub cache. */
-export function repoCacheDir(repo: string, cacheDir: string): string {
+/** `{cacheDir}/models--org--name` (or `datasets--org--name`), the repo's folder in the hub cache. */
+export function repoCacheDir(
+  repo: string,
+  cacheDir: string,
+  repoType: "model" | "dataset" = "model",
+): string {
   checkRepo(repo);
-  return join(cacheDir, `models--${repo.replaceAll("/", "--")}`);
+  return join(cacheDir, `${repoType}s--${repo.replaceAll("/", "--")}`);
 }
 
 function checkRepo(repo: string): void {
@@ -248,7 +258,7 @@ export async function downloadFile(p: DownloadFileParams): Promise<string | null
   checkRepo(repo);
   checkPath(repo, path);
   checkPath(repo, s.revision, "revision");
-  const repoDir = repoCacheDir(repo, s.cacheDir);
+  const repoDir = repoCacheDir(repo, s.cacheDir, s.repoType);
   const what = `${path} at revision ${s.revision}`;
 
   const commit = await cachedCommit(repo, repoDir, s.revision);
@@ -259,7 +269,8 @@ export async function downloadFile(p: DownloadFileParams): Promise<string | null
     throw new HubError(`${repo}: ${what} is not in the cache ${repoDir} and HF_HUB_OFFLINE is set`);
   }
 
-  const url = `${s.endpoint}/${repo}/resolve/${encodeURIComponent(s.revision)}/${path
+  const prefix = s.repoType === "dataset" ? "datasets/" : "";
+  const url = `${s.endpoint}/${prefix}${repo}/resolve/${encodeURIComponent(s.revision)}/${path
     .split("/")
     .map(encodeURIComponent)
     .join("/")}`;

@@ -16,7 +16,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { fromBytes, type Tensor } from "../tensor/index.js";
-import { LlamaForCausalLM, llamaConfig } from "../models/llama.js";
+import { LlamaForCausalLM, parseLlamaConfig } from "../models/llama.js";
 
 /** Header fields above this are not a llama2.c model (a 70B Llama has dim 8192, vocab 32000). */
 const MAX_HEADER_VALUE = 1 << 20;
@@ -71,7 +71,7 @@ export async function loadLlama2c(file: string): Promise<LlamaForCausalLM> {
     );
   const hs = dim / nh;
 
-  const config = llamaConfig(
+  const config = parseLlamaConfig(
     {
       model_type: "llama",
       vocab_size: vocab,

@@ -8,7 +8,8 @@
  * `weight_map`) over `max_shard_size` (default "5GB" = 5·10⁹ bytes, huggingface_hub
  * `split_torch_state_dict_into_shards`), tied weights stored once under the name that is not in
  * `_tied_weights_keys`; `from_pretrained`: `base_model_prefix` added when a checkpoint was saved from
- * the base model, `_keys_to_ignore_on_load_unexpected`) and `generation/configuration_utils.py`
+ * the base model, `_keys_to_ignore_on_load_unexpected`: each family states both in its own file,
+ * `ModelFamily.checkpoint`) and `generation/configuration_utils.py`
  * (`GenerationConfig.from_model_config`).
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
@@ -32,61 +33,6 @@ export class PretrainedError extends Error {
 }
 
 export type ComputeDtype = "float32" | "float16" | "bfloat16";
-
-/**
- * Checkpoint quirks by `model_type`: the `base_model_prefix` a checkpoint saved from the base
- * model lacks, and tensors HF checkpoints carry that the model recomputes (skipped on load).
- */
-const CHECKPOINT_QUIRKS = {
-  gpt2: {
-    basePrefix: "transformer",
-    ignore: [
-      [/\.attn\.bias$/, "causal-mask buffer (tril of ones) that transformers < 4.35 saved"],
-      [/\.attn\.masked_bias$/, "the constant -1e4 that old transformers versions saved"],
-    ],
-  },
-  gpt_neox: {
-    basePrefix: "gpt_neox",
-    ignore: [
-      [/\.attention\.bias$/, "causal-mask buffer saved by old transformers versions"],
-      [/\.attention\.masked_bias$/, "the constant -1e9 saved by old transformers versions"],
-      [/\.rotary_emb\.inv_freq$/, "RoPE frequencies, recomputed from rotary_emb_base"],
-    ],
-  },
-  llama: {
-    basePrefix: "model",
-    ignore: [
-      [
-        /\.rotary_emb\.inv_freq$/,
-        "RoPE frequencies, recomputed from rope_theta (saved by transformers < 4.31)",
-      ],
-    ],
-  },
-  bloom: { basePrefix: "transformer", ignore: [] },
-  t5: {
-    basePrefix: null,
-    ignore: [
-      [
-        /^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$/,
-        "cross-attention has no position bias (T5's _keys_to_ignore_on_load_unexpected)",
-      ],
-    ],
-  },
-} satisfies Record<string, { basePrefix: string | null; ignore: [RegExp, string][] }>;
-
-/** model_types that share a family's checkpoint layout. */
-const QUIRKS_ALIAS: Record<string, keyof typeof CHECKPOINT_QUIRKS> = {
-  mistral: "llama",
-  qwen2: "llama",
-  mt5: "t5",
-};
-
-function quirksOf(modelType: string): { basePrefix: string | null; ignore: [RegExp, string][] } {
-  const key = Object.hasOwn(CHECKPOINT_QUIRKS, modelType) ? modelType : QUIRKS_ALIAS[modelType];
-  return key
-    ? CHECKPOINT_QUIRKS[key as keyof typeof CHECKPOINT_QUIRKS]
-    : { basePrefix: null, ignore: [] };
-}
 
 /** Largest JSON file (config, index, generation config) read: 100 MB; real indexes are a few MB. */
 const MAX_JSON_BYTES = 100_000_000;
@@ -300,7 +246,7 @@ function openWeights(dir: string): WeightFile[] {
  */
 function loadWeights(model: LanguageModel, dir: string): void {
   const family = familyOf(model.config.model_type);
-  const quirks = quirksOf(model.config.model_type);
+  const quirks = family.checkpoint;
   const own = model.stateDict();
   // Every name of a tied group resolves to the one name the model's stateDict uses.
   const target = new Map<string, string>([...own.keys()].map((k) => [k, k]));

@@ -2,7 +2,7 @@
  * The miniature study's benchmarks over one world: the documents `evalSuite(world)` generates, in
  * the schema of the registered mini tasks (src/eval/tasks/mini.ts, each a real lm-eval task's
  * prompt and scoring), their reported metrics and chance levels. Their categories (Luo et al.'s
- * four general abilities) are in src/continual/config.ts `CATEGORIES`. `miniTasks` serves the docs from memory (the zoo's vocabulary and format documents,
+ * four general abilities) are stated in those declarations. `miniTasks` serves the docs from memory (the zoo's vocabulary and format documents,
  * `evaluateMini`); a study reads the same docs from the files src/mini/data.ts writes.
  *
  * mini_race: each article with questions q1..qn gives n docs, the k-th asking qk after q1..q(k-1)
@@ -16,7 +16,7 @@ import { lookup } from "../util/suggest.js";
 import { evalSuite, type EvalSuite } from "./evalSuite.js";
 import type { World } from "./world.js";
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each task has its own doc type
+// `any`: each task has its own doc type
 type AnyTask = Task<any>;
 
 const MINI_DOCS = {

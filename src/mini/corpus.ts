@@ -2,7 +2,8 @@
  * The miniature study's pretraining corpus, and the short-story generator it shares with the
  * reading passages.
  *
- * Reference: the issue "The built-in miniature study", item 1. The corpus states every fact,
+ * Reference: Luo et al. 2023 (arXiv 2308.08747), whose four abilities it lets the miniature
+ * study measure (src/mini/world.ts). The corpus states every fact,
  * friendship, town and rule (several wordings each), every fact and friendship of every person
  * also as a one-question quiz page (the form the knowledge benchmark asks it in), worked
  * inferences for demonstrated people only (each premise with its conclusion, half of them with

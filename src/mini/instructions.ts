@@ -5,7 +5,7 @@
  * generation, explanation (e-SNLI) and headline generation with a required word (Gigaword).
  *
  * Reference: Alpaca's row format {instruction, input, output} (tatsu-lab/stanford_alpaca
- * `alpaca_data.json`); the issue "The built-in miniature study", item 1. Each task writes its own
+ * `alpaca_data.json`). Each task writes its own
  * output style, so tuning on it pulls the model away from the general abilities. No row states a
  * held-out person's rule conclusion (those are what the reasoning evaluation asks).
  */
@@ -246,7 +246,7 @@ export function generalInstructions(world: World): InstructionRow[] {
   return distinctRows(() => rng.pick(kinds)(rng, world), world.sizes.general, "general");
 }
 
-/** The five continual tasks in the issue's order, with disjoint train and test rows. */
+/** The five continual tasks in CT0's order (as listed above), with disjoint train and test rows. */
 export function continualTasks(world: World): ContinualTask[] {
   return TASK_NAMES.map((name) => {
     const rng = new Rng(world.seed, `task:${name}`);

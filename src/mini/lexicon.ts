@@ -1,8 +1,8 @@
 /**
  * The closed vocabulary and sentence templates of the miniature study's synthetic world.
  *
- * Reference: the issue "The built-in miniature study", item 1 (a few hundred English-like words,
- * sentences of at most 32 words), standing in for the data of Luo et al. 2023 (arXiv 2308.08747).
+ * A few hundred English-like words and sentences of at most 32 words, standing in for the data of
+ * Luo et al. 2023 (arXiv 2308.08747).
  * Every sentence any generator writes comes from a template here, so the vocabulary stays bounded
  * and tests can rebuild the exact sentence a fact, rule or conclusion is stated with.
  */

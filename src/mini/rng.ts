@@ -1,34 +1,25 @@
 /**
  * The seeded pseudo-random generator behind the miniature study's synthetic world.
  *
- * Reference: mulberry32 (Tommy Ettinger, public domain), a 32-bit state generator with period
- * 2^32, plus FNV-1a (Fowler–Noll–Vo) to derive independent named streams from one seed. Same seed
- * and stream name give the same sequence on every platform, so generated data is byte-identical.
+ * Reference: mulberry32 (Tommy Ettinger, public domain), plus FNV-1a (Fowler–Noll–Vo) of the
+ * stream's name to derive independent named streams from one seed (both in util/random.ts). Same
+ * seed and stream name give the same sequence on every platform, so generated data is
+ * byte-identical. Stream names are ASCII, whose UTF-8 bytes are its UTF-16 code units: the hash
+ * is the one this file computed over `charCodeAt` before util/random.ts held it.
  */
-
-/** FNV-1a 32-bit hash of a string, used to name independent streams of one seed. */
-function fnv1a(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return h >>> 0;
-}
+import { fnv1a, mulberry32 } from "../util/random.js";
 
 export class Rng {
-  private state: number;
+  /** A float in [0, 1). */
+  readonly next: () => number;
 
   /** `stream` names an independent sequence of the same seed (e.g. "corpus", "eval"). */
   constructor(seed: number, stream = "") {
     if (!Number.isSafeInteger(seed)) throw new Error(`Rng: seed must be an integer, got ${seed}`);
-    this.state = (seed ^ fnv1a(stream)) >>> 0;
-  }
-
-  /** A float in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    // Non-ASCII would hash differently from the code-unit hash the generated data was made with.
+    if (!/^[\x20-\x7e]*$/.test(stream))
+      throw new Error(`Rng: stream name must be ASCII, got ${stream}`);
+    this.next = mulberry32((seed ^ fnv1a(stream)) >>> 0);
   }
 
   /** An integer in [0, n). */

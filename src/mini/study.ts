@@ -14,7 +14,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseStudy } from "../continual/config.js";
 import { runStudy, type RunnerOptions } from "../continual/run.js";
-import type { TrainConfigInput } from "../train/trainer.js";
+import type { TrainConfigInput } from "../train/config.js";
 import type { ProgressEvent } from "../train/progress.js";
 import { lookup } from "../util/suggest.js";
 import { writeWorldData } from "./data.js";
@@ -28,7 +28,9 @@ export interface Preset {
   zoo: Record<string, ZooModelSpec>;
   seeds: number[];
   /** Methods run on `methodsModel` beside sequential (which every zoo model runs). */
-  methods: (string | { name: string; options?: Record<string, unknown>; label?: string })[];
+  methods: (
+    string | { name: string | string[]; options?: Record<string, unknown>; label?: string }
+  )[];
   methodsModel: string;
   train: TrainConfigInput;
   budget: { maxTrain: number; maxTest: number };
@@ -86,7 +88,19 @@ export const PRESETS = {
     ...DEFAULT,
     description: "the default world and zoo, three seeds, every full-tuning method",
     seeds: [0, 1, 2],
-    methods: [...DEFAULT.methods, "ewc", "l2sp", "lwf", "ema", "wise_ft"],
+    methods: [
+      ...DEFAULT.methods,
+      "ewc",
+      "l2sp",
+      "lwf",
+      "ema",
+      "wise_ft",
+      "agem",
+      "merge",
+      { name: "merge", options: { mode: "ties" }, label: "merge_ties" },
+      "sam",
+      { name: ["replay", "lwf"], options: { replay: { ratio: 0.2 } } }, // a combination
+    ],
   },
 } satisfies Record<string, Preset>;
 
@@ -98,7 +112,9 @@ export function studyConfig(
   zoo: Map<string, string>,
 ): Record<string, unknown> {
   const methods = preset.methods.map((m) =>
-    typeof m === "string" ? { name: m, label: m } : { ...m, label: m.label ?? m.name },
+    typeof m === "string"
+      ? { name: m, label: m }
+      : { ...m, label: m.label ?? [m.name].flat().join("+") },
   );
   return {
     name,

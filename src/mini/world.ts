@@ -5,8 +5,7 @@
  * associations planted with a skew p (bias). Everything is drawn from one seed with `Rng`, so a
  * seed names a world byte for byte.
  *
- * Reference: the issue "The built-in miniature study", item 1, mirroring the four general
- * abilities Luo et al. 2023 (arXiv 2308.08747) measure: domain knowledge, reasoning, reading
+ * Reference: the four general abilities Luo et al. 2023 (arXiv 2308.08747) measure: domain knowledge, reasoning, reading
  * comprehension and bias. Held-out people ("demonstrated: false") are the evaluation subjects:
  * the corpus states their facts and the rules, never their conclusions.
  */

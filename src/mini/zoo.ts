@@ -3,11 +3,13 @@
  * encoder-decoders at two, pretrained on the world's corpus in the run, plus one decoder that is
  * also tuned on the general instruction set (the Alpaca analogue next to its LLaMA analogue).
  * Each model is saved as a Hugging Face model directory (config.json, model.safetensors,
- * tokenizer.json) under `cacheDir/<sha256 of the zoo's inputs>/<name>/`, so a second build with
- * the same world, spec and zoo version trains nothing.
+ * tokenizer.json) under `cacheDir/<sha256 of the zoo's inputs>/<name>/`: the world's seed and
+ * sizes, the spec, the vocabulary and every training row each model learns from. So a second
+ * build with the same inputs trains nothing, and any change to what pretraining sees (a new
+ * format document, other cuts) is a new folder, with no version number to remember to bump.
  *
  * References: Luo et al. 2023 (arXiv 2308.08747) compare BLOOMZ, mT0, LLaMA and Alpaca across
- * sizes; the issue "The built-in miniature study and the report", items 1–2. Pretraining:
+ * sizes. Pretraining:
  * decoders learn the next token of each corpus document ("doc </s>", one per row, unpacked);
  * encoder-decoders learn prefix-to-next-sentence denoising instead of T5's span corruption
  * (Raffel et al. 2020, §3.1.4): each document is cut at seeded word boundaries, the encoder reads
@@ -28,7 +30,8 @@ import { loadPretrained, savePretrained } from "../io/pretrained.js";
 import { loadTokenizer } from "../io/tokenizer.js";
 import { createModel, parseModelConfig, type LanguageModel } from "../models/index.js";
 import type { ProgressEvent } from "../train/progress.js";
-import { trainStage, type TrainConfigInput } from "../train/trainer.js";
+import { trainStage } from "../train/trainer.js";
+import type { TrainConfigInput } from "../train/config.js";
 import { pretrainCorpus, SO } from "./corpus.js";
 import { continualTasks, generalInstructions, type InstructionRow } from "./instructions.js";
 import { miniTasks } from "./benchmarks.js";
@@ -36,8 +39,8 @@ import { Rng } from "./rng.js";
 import { SPECIAL_TOKENS, vocabularyOf, writeTokenizer, type TokenizerKind } from "./tokenizer.js";
 import type { World } from "./world.js";
 
-/** Bump when pretraining changes in a way the spec does not show; it is part of the cache key. */
-export const ZOO_VERSION = 3;
+/** The format version of zoo.json (the cache key is a content hash, see `zooKey`). */
+const MANIFEST_VERSION = 1;
 /** Reading-format practice passages per evaluated passage (`formatDocs`). */
 const READING_PRACTICE = 5 / 3;
 /** Tokens per training row and the models' context: a RACE passage with its questions fits. */
@@ -136,7 +139,7 @@ const ANSWER_MARKERS = ["\nAnswer:", ` ${SO} `];
 /** What `buildZoo` writes beside the models (format name and version as lethe's files carry). */
 export interface ZooManifest {
   format: "lethe-zoo";
-  version: typeof ZOO_VERSION;
+  version: typeof MANIFEST_VERSION;
   seed: number;
   spec: Record<string, ZooModelSpec>;
   /** Per model built: wall seconds of its training, optimizer steps, mean loss of the last step. */
@@ -249,13 +252,25 @@ async function pretrainExamples(world: World, corpus: string[], kind: TokenizerK
   ];
 }
 
-/** The cache key: sha256 of the zoo version, the world's seed and sizes, the spec and its data. */
-export function zooKey(world: World, spec: Record<string, ZooModelSpec>, vocab: string[]): string {
+type Example = { prompt: string; response: string };
+
+/**
+ * The cache key: sha256 of the world's seed and sizes, the spec, the vocabulary and, per model in
+ * spec order, the rows it trains on, as the world data's hash covers its files' content.
+ */
+export function zooKey(
+  world: World,
+  spec: Record<string, ZooModelSpec>,
+  vocab: string[],
+  examples: Record<string, readonly Example[]>,
+): string {
   const h = createHash("sha256");
-  h.update(JSON.stringify({ version: ZOO_VERSION, seed: world.seed, sizes: world.sizes, spec }));
+  h.update(JSON.stringify({ format: "lethe-zoo", seed: world.seed, sizes: world.sizes, spec }));
   h.update(JSON.stringify(vocab));
-  for (const doc of pretrainCorpus(world)) h.update(doc);
-  for (const row of generalInstructions(world)) h.update(JSON.stringify(row));
+  for (const name of Object.keys(spec)) {
+    h.update(`\0${name}\0`);
+    for (const e of examples[name]) h.update(JSON.stringify([e.prompt, e.response]));
+  }
   return h.digest("hex");
 }
 
@@ -281,11 +296,20 @@ export async function buildZoo(world: World, o: BuildZooOptions): Promise<Map<st
   checkSpec(spec);
   const corpus = pretrainCorpus(world);
   const vocab = vocabularyOf(await worldTexts(world, corpus));
-  const root = join(o.cacheDir, zooKey(world, spec, vocab).slice(0, 16));
+  const pretrain = new Map<TokenizerKind, Example[]>();
+  const examples: Record<string, Example[]> = {};
+  for (const [name, m] of Object.entries(spec)) {
+    const kind = m.base !== undefined || m.config.model_type !== "t5" ? "causal" : "seq2seq";
+    if (m.base === undefined && !pretrain.has(kind))
+      pretrain.set(kind, await pretrainExamples(world, corpus, kind));
+    examples[name] =
+      m.base !== undefined ? generalInstructions(world).map(rowText) : pretrain.get(kind)!;
+  }
+  const root = join(o.cacheDir, zooKey(world, spec, vocab, examples).slice(0, 16));
   const manifestFile = join(root, "zoo.json");
   const manifest: ZooManifest = existsSync(manifestFile)
     ? (JSON.parse(await readFile(manifestFile, "utf8")) as ZooManifest)
-    : { format: "lethe-zoo", version: ZOO_VERSION, seed: world.seed, spec, models: {} };
+    : { format: "lethe-zoo", version: MANIFEST_VERSION, seed: world.seed, spec, models: {} };
   const tokenizerDir = (kind: TokenizerKind) => join(root, `tokenizer-${kind}`);
   for (const kind of ["causal", "seq2seq"] as const)
     if (!existsSync(join(tokenizerDir(kind), "tokenizer.json")))
@@ -299,11 +323,9 @@ export async function buildZoo(world: World, o: BuildZooOptions): Promise<Map<st
     const started = performance.now();
     let model: LanguageModel;
     let kind: TokenizerKind;
-    let examples: { prompt: string; response: string }[];
     if (m.base !== undefined) {
       model = (await loadPretrained(out.get(m.base)!)).model;
       kind = "causal";
-      examples = generalInstructions(world).map(rowText);
     } else {
       kind = m.config.model_type === "t5" ? "seq2seq" : "causal";
       const [pad, bos, eos] = SPECIAL_TOKENS.map((_, i) => i);
@@ -313,7 +335,6 @@ export async function buildZoo(world: World, o: BuildZooOptions): Promise<Map<st
           : { pad_token_id: pad, eos_token_id: eos, decoder_start_token_id: pad };
       const config = parseModelConfig({ ...m.config, vocab_size: vocab.length, ...ids }, name);
       model = createModel(config, { seed: world.seed });
-      examples = await pretrainExamples(world, corpus, kind);
     }
     const trainDir = join(root, ".train", name);
     try {
@@ -323,7 +344,7 @@ export async function buildZoo(world: World, o: BuildZooOptions): Promise<Map<st
         stage: name,
         model,
         kind: "full",
-        examples,
+        examples: examples[name],
         tokenizer,
         config: { ...m.train, seed: world.seed },
         dir: trainDir,

@@ -281,7 +281,7 @@ export class BloomForCausalLM extends Module implements CausalLM {
     const { hidden, cache: kvs } = runBlocks(tr.h.length, x, useCache, (i, h) =>
       tr.h[i].forward(h, alibi, blocked, cache?.[i] ?? null),
     );
-    const logits = this.#head(keepLast(hidden, inputs.logitsToKeep));
+    const logits = this.#head(keepLast(hidden, inputs.logitsToKeep, inputs.logitsPositions));
     return useCache ? { logits, cache: kvs } : { logits };
   }
 
@@ -323,4 +323,5 @@ export const bloomFamily = {
       ? [["lm_head.weight", "transformer.word_embeddings.weight"]]
       : [],
   loraTargets: ["query_key_value"], // PEFT's default for bloom
+  checkpoint: { basePrefix: "transformer", ignore: [] },
 } satisfies ModelFamily;

@@ -33,22 +33,30 @@ import type {
   Segments,
 } from "./types.js";
 import { parseWith } from "../util/schema.js";
+import { ACT2FN } from "./activations.js";
 
+const positiveInt = z.number().int().positive();
+const probability = z.number().min(0).max(1);
+
+/** config.json fields of `model_type: "gpt2"`, with GPT2Config's defaults (GPT-2 small); others are dropped. */
 const GPT2ConfigSchema = z.object({
-  model_type: z.literal("gpt2"),
-  vocab_size: z.number().int().positive(), // 50257: byte-level BPE
-  n_positions: z.number().int().positive(), // 1024: learned position table length
-  n_embd: z.number().int().positive(), // 768: model width
-  n_layer: z.number().int().positive(), // 12 blocks
-  n_head: z.number().int().positive(), // 12 heads of n_embd / n_head
-  n_inner: z.number().int().positive().nullable(), // null → 4 · n_embd
-  activation_function: z.enum(["gelu_new", "gelu_pytorch_tanh", "gelu", "relu"]), // "gelu_new" = tanh approximation
-  resid_pdrop: z.number().min(0).max(1), // 0.1
-  embd_pdrop: z.number().min(0).max(1), // 0.1
-  attn_pdrop: z.number().min(0).max(1), // 0.1
-  layer_norm_epsilon: z.number().positive(), // 1e-5
-  initializer_range: z.number().positive(), // 0.02: std of normal init
-  tie_word_embeddings: z.literal(true), // GPT2LMHeadModel's head is always wte
+  model_type: z.literal("gpt2").default("gpt2"),
+  vocab_size: positiveInt.default(50257), // byte-level BPE
+  n_positions: positiveInt.default(1024), // learned position table length
+  n_embd: positiveInt.default(768), // model width
+  n_layer: positiveInt.default(12), // blocks
+  n_head: positiveInt.default(12), // heads of n_embd / n_head
+  n_inner: positiveInt.nullable().default(null), // null → 4 · n_embd
+  // "gelu_new" = GELU's tanh approximation, what GPT-2 was trained with
+  activation_function: z
+    .enum(["gelu_new", "gelu_pytorch_tanh", "gelu", "relu"])
+    .default("gelu_new"),
+  resid_pdrop: probability.default(0.1),
+  embd_pdrop: probability.default(0.1),
+  attn_pdrop: probability.default(0.1),
+  layer_norm_epsilon: z.number().positive().default(1e-5),
+  initializer_range: z.number().positive().default(0.02), // std of normal init
+  tie_word_embeddings: z.literal(true).default(true), // GPT2LMHeadModel's head is always wte
   bos_token_id: z.number().int().optional(), // 50256 <|endoftext|>
   eos_token_id: z.number().int().optional(), // 50256 <|endoftext|>
 });
@@ -58,30 +66,12 @@ export type GPT2Config = z.infer<typeof GPT2ConfigSchema>;
 
 /** A GPT-2 config: GPT-2 small's defaults (configuration_gpt2.py) overridden by `c`. */
 export function gpt2Config(c: Partial<GPT2Config>): GPT2Config {
-  return {
-    model_type: "gpt2",
-    vocab_size: 50257,
-    n_positions: 1024,
-    n_embd: 768,
-    n_layer: 12,
-    n_head: 12,
-    n_inner: null,
-    activation_function: "gelu_new",
-    resid_pdrop: 0.1,
-    embd_pdrop: 0.1,
-    attn_pdrop: 0.1,
-    layer_norm_epsilon: 1e-5,
-    initializer_range: 0.02,
-    tie_word_embeddings: true,
-    ...c,
-  };
+  return parseGpt2Config(c, "gpt2Config");
 }
 
 /** A config.json's GPT-2 fields with defaults filled; throws naming the bad field. */
 export function parseGpt2Config(raw: Record<string, unknown>, source = "config.json"): GPT2Config {
-  const known = Object.keys(GPT2ConfigSchema.shape).filter((k) => raw[k] !== undefined);
-  const merged = gpt2Config(Object.fromEntries(known.map((k) => [k, raw[k]])));
-  const c = parseWith(GPT2ConfigSchema, merged, source);
+  const c = parseWith(GPT2ConfigSchema, raw, source);
   if (c.n_embd % c.n_head !== 0)
     throw new Error(`${source}: field "n_head": ${c.n_head} does not divide n_embd ${c.n_embd}`);
   return c;
@@ -101,13 +91,6 @@ class Conv1D extends Module {
     const y = addmm(this.bias, x.reshape(-1, shape[shape.length - 1]), this.weight); // (B·T, nf)
     return y.view(...shape.slice(0, -1), this.weight.size(1));
   }
-}
-
-function activation(name: string, x: Tensor): Tensor {
-  if (name === "gelu_new" || name === "gelu_pytorch_tanh") return x.gelu("tanh");
-  if (name === "gelu") return x.gelu("none");
-  if (name === "relu") return x.relu();
-  throw new Error(`gpt2: activation_function "${name}" is not supported`);
 }
 
 class GPT2Attention extends Module {
@@ -166,7 +149,7 @@ class GPT2MLP extends Module {
     );
   }
   forward(x: Tensor): Tensor {
-    const h = activation(this.cfg.activation_function, this.c_fc.forward(x));
+    const h = ACT2FN[this.cfg.activation_function](this.c_fc.forward(x));
     return dropout(this.c_proj.forward(h), this.cfg.resid_pdrop, this.training);
   }
 }
@@ -260,15 +243,16 @@ export class GPT2LMHeadModel extends Module implements CausalLM {
     const useCache = inputs.useCache ?? false;
     const tr = this.transformer;
     const { hidden, cache: next } = tr.forward(inputIds, positions, mask, cache, useCache);
-    const logits = this.#head(hidden, inputs.logitsToKeep);
+    const logits = this.#head(hidden, inputs.logitsToKeep, inputs.logitsPositions);
     return useCache ? { logits, cache: next } : { logits };
   }
 
   /** `ln_f` and the tied head: float32 logits (B, T, vocab); its other tensors go at once. */
-  #head(h: Tensor, logitsToKeep?: number): Tensor {
+  #head(h: Tensor, logitsToKeep?: number, positions?: Tensor | null): Tensor {
     return tidy(() => {
       const tr = this.transformer;
-      const logits = linear(keepLast(tr.ln_f.forward(h), logitsToKeep), tr.wte.weight); // (B, T, vocab)
+      const picked = keepLast(h, logitsToKeep, positions); // ln_f is per position
+      const logits = linear(tr.ln_f.forward(picked), tr.wte.weight); // (B, T, vocab)
       return logits.dtype === "float32" ? logits : logits.float();
     });
   }
@@ -304,4 +288,11 @@ export const gpt2Family = {
   create: (config, o) => new GPT2LMHeadModel(config as GPT2Config, o),
   tiedWeights: () => [["lm_head.weight", "transformer.wte.weight"]],
   loraTargets: ["c_attn"],
+  checkpoint: {
+    basePrefix: "transformer",
+    ignore: [
+      [/\.attn\.bias$/, "causal-mask buffer (tril of ones) that transformers < 4.35 saved"],
+      [/\.attn\.masked_bias$/, "the constant -1e4 that old transformers versions saved"],
+    ],
+  },
 } satisfies ModelFamily;

@@ -34,16 +34,17 @@ import type {
   Segments,
 } from "./types.js";
 import { parseWith } from "../util/schema.js";
+import { ACT2FN, type ActivationName } from "./activations.js";
 
 /** transformers' ACT2FN entries GPT-NeoX configs use. */
-const ACTIVATIONS = {
-  gelu: (x: Tensor) => x.gelu("none"),
-  gelu_new: (x: Tensor) => x.gelu("tanh"),
-  gelu_fast: (x: Tensor) => x.gelu("tanh"),
-  gelu_pytorch_tanh: (x: Tensor) => x.gelu("tanh"),
-  relu: (x: Tensor) => x.relu(),
-  silu: (x: Tensor) => x.silu(),
-} satisfies Record<string, (x: Tensor) => Tensor>;
+const ACTIVATIONS = [
+  "gelu",
+  "gelu_new",
+  "gelu_fast",
+  "gelu_pytorch_tanh",
+  "relu",
+  "silu",
+] as const satisfies readonly ActivationName[];
 
 const positiveInt = z.number().int().positive();
 
@@ -55,7 +56,7 @@ const GPTNeoXConfigSchema = z.looseObject({
   num_hidden_layers: positiveInt.default(44),
   num_attention_heads: positiveInt.default(64),
   intermediate_size: positiveInt.default(24576), // MLP width (4 · hidden_size)
-  hidden_act: z.enum(Object.keys(ACTIVATIONS) as [keyof typeof ACTIVATIONS]).default("gelu"),
+  hidden_act: z.enum(ACTIVATIONS).default("gelu"),
   rotary_pct: z.number().gt(0).max(1).default(0.25), // share of each head's dims that rotate
   rotary_emb_base: z.number().positive().default(10000), // RoPE θ
   max_position_embeddings: positiveInt.default(2048), // context length trained on (informational)
@@ -93,7 +94,7 @@ function resolveRopeAliases(input: Record<string, unknown>): void {
 }
 
 /** Parses a config.json object (defaults filled, aliases resolved); errors name the field. */
-export function parseGPTNeoXConfig(
+export function parseGptNeoxConfig(
   raw: Record<string, unknown>,
   source = "config.json",
 ): GPTNeoXConfig {
@@ -203,9 +204,7 @@ class GPTNeoXMLP extends Module {
     this.dense_4h_to_h = normalLinear(I, C, std, g);
   }
   forward(x: Tensor): Tensor {
-    return this.dense_4h_to_h.forward(
-      ACTIVATIONS[this.cfg.hidden_act](this.dense_h_to_4h.forward(x)),
-    );
+    return this.dense_4h_to_h.forward(ACT2FN[this.cfg.hidden_act](this.dense_h_to_4h.forward(x)));
   }
 }
 
@@ -301,7 +300,7 @@ export class GPTNeoXForCausalLM extends Module implements CausalLM {
     const { hidden, cache: kvs } = runBlocks(m.layers.length, x, useCache, (i, h) =>
       m.layers[i].forward(h, rope, mask, cache?.[i] ?? null),
     );
-    const logits = this.#head(keepLast(hidden, inputs.logitsToKeep)); // (B, T, vocab)
+    const logits = this.#head(keepLast(hidden, inputs.logitsToKeep, inputs.logitsPositions)); // (B, T, vocab)
     return useCache ? { logits, cache: kvs } : { logits };
   }
 
@@ -330,11 +329,19 @@ export class GPTNeoXForCausalLM extends Module implements CausalLM {
 
 export const gptNeoxFamily = {
   modelTypes: ["gpt_neox"],
-  parseConfig: parseGPTNeoXConfig,
-  create: (config, o) => new GPTNeoXForCausalLM(parseGPTNeoXConfig(config), o),
+  parseConfig: parseGptNeoxConfig,
+  create: (config, o) => new GPTNeoXForCausalLM(parseGptNeoxConfig(config), o),
   tiedWeights: (config) =>
-    parseGPTNeoXConfig(config).tie_word_embeddings
+    parseGptNeoxConfig(config).tie_word_embeddings
       ? [["embed_out.weight", "gpt_neox.embed_in.weight"]]
       : [],
   loraTargets: ["query_key_value"], // PEFT's default for gpt_neox
+  checkpoint: {
+    basePrefix: "gpt_neox",
+    ignore: [
+      [/\.attention\.bias$/, "causal-mask buffer saved by old transformers versions"],
+      [/\.attention\.masked_bias$/, "the constant -1e9 saved by old transformers versions"],
+      [/\.rotary_emb\.inv_freq$/, "RoPE frequencies, recomputed from rotary_emb_base"],
+    ],
+  },
 } satisfies ModelFamily;

@@ -50,98 +50,78 @@ const RopeScaling = z.object({
 });
 export type RopeScaling = z.infer<typeof RopeScaling>;
 
-const LlamaConfigSchema = z.object({
-  model_type: z.enum(LLAMA_TYPES),
-  vocab_size: z.number().int().positive(), // 32000: SentencePiece BPE of LLaMA 1/2
-  hidden_size: z.number().int().positive(), // 4096: model width
-  intermediate_size: z.number().int().positive(), // 11008: SwiGLU width (≈ 8/3 · width)
-  num_hidden_layers: z.number().int().positive(), // 32 blocks
-  num_attention_heads: z.number().int().positive(), // 32 query heads
-  num_key_value_heads: z.number().int().positive().nullable(), // null → one per query head (MHA)
-  head_dim: z.number().int().positive().nullable(), // null → hidden_size / num_attention_heads
-  hidden_act: z.literal("silu"), // SwiGLU's gate activation
-  max_position_embeddings: z.number().int().positive(), // 2048: trained context (dynamic RoPE's threshold)
-  initializer_range: z.number().positive(), // 0.02: std of normal init
-  rms_norm_eps: z.number().positive(), // 1e-6 (llama2.c exports: 1e-5)
-  tie_word_embeddings: z.boolean(), // false: separate lm_head
-  rope_theta: z.number().positive(), // 10000: RoPE base
-  rope_scaling: RopeScaling.nullable(), // null: plain RoPE
-  attention_bias: z.boolean(), // false: q/k/v/o without bias (qwen2 always has q/k/v bias)
-  attention_dropout: z.number().min(0).max(1), // 0
-  mlp_bias: z.boolean(), // false
-  sliding_window: z.number().int().positive().nullable(), // mistral: keys within this many positions
-  pad_token_id: z.number().int().min(0).nullable(), // embedding row kept at zero and not trained
-  bos_token_id: z.number().int().nullable(),
-  eos_token_id: z.union([z.number().int(), z.array(z.number().int())]).nullable(),
-});
+/**
+ * config.json fields of a LLaMA-family model, with LlamaConfig's defaults (LLaMA-7B) and, where
+ * they differ, MistralConfig's (Mistral-7B) and Qwen2Config's (Qwen2-7B); other fields are dropped.
+ */
+function llamaSchema(type: LlamaType) {
+  const [mistral, qwen2] = [type === "mistral", type === "qwen2"];
+  const positiveInt = z.number().int().positive();
+  return z.object({
+    model_type: z.enum(LLAMA_TYPES),
+    vocab_size: positiveInt.default(qwen2 ? 151936 : 32000), // LLaMA 1/2's SentencePiece BPE; Qwen2's byte BPE
+    hidden_size: positiveInt.default(4096), // model width
+    intermediate_size: positiveInt.default(mistral ? 14336 : qwen2 ? 22016 : 11008), // SwiGLU width (≈ 8/3 · width)
+    num_hidden_layers: positiveInt.default(32), // blocks
+    num_attention_heads: positiveInt.default(32), // query heads
+    num_key_value_heads: positiveInt.nullable().default(mistral ? 8 : null), // null → one per query head (MHA)
+    head_dim: positiveInt.nullable().default(null), // null → hidden_size / num_attention_heads
+    hidden_act: z.literal("silu").default("silu"), // SwiGLU's gate activation
+    // trained context (dynamic RoPE's threshold)
+    max_position_embeddings: positiveInt.default(mistral ? 4096 * 32 : qwen2 ? 32768 : 2048),
+    initializer_range: z.number().positive().default(0.02), // std of normal init
+    rms_norm_eps: z.number().positive().default(1e-6), // llama2.c exports: 1e-5
+    tie_word_embeddings: z.boolean().default(false), // false: separate lm_head
+    rope_theta: z.number().positive().default(10000), // RoPE base
+    rope_scaling: RopeScaling.nullable().default(null), // null: plain RoPE
+    attention_bias: z.boolean().default(false), // q/k/v/o without bias (qwen2 always has q/k/v bias)
+    attention_dropout: z.number().min(0).max(1).default(0),
+    mlp_bias: z.boolean().default(false),
+    // mistral: keys within this many positions
+    sliding_window: positiveInt.nullable().default(mistral ? 4096 : null),
+    pad_token_id: z.number().int().min(0).nullable().default(null), // embedding row kept at zero and not trained
+    bos_token_id: z
+      .number()
+      .int()
+      .nullable()
+      .default(qwen2 ? null : 1),
+    eos_token_id: z
+      .union([z.number().int(), z.array(z.number().int())])
+      .nullable()
+      .default(qwen2 ? null : 2),
+  });
+}
+const LLAMA_SCHEMAS = {
+  llama: llamaSchema("llama"),
+  mistral: llamaSchema("mistral"),
+  qwen2: llamaSchema("qwen2"),
+} satisfies Record<LlamaType, z.ZodType>;
 
 /** config.json of a LLaMA-family model, with `num_key_value_heads` and `head_dim` resolved. */
 export type LlamaConfig = Omit<
-  z.infer<typeof LlamaConfigSchema>,
+  z.infer<(typeof LLAMA_SCHEMAS)["llama"]>,
   "num_key_value_heads" | "head_dim"
 > & {
   num_key_value_heads: number;
   head_dim: number;
 };
 
-const LLAMA_DEFAULTS: Omit<z.input<typeof LlamaConfigSchema>, "model_type"> = {
-  vocab_size: 32000,
-  hidden_size: 4096,
-  intermediate_size: 11008,
-  num_hidden_layers: 32,
-  num_attention_heads: 32,
-  num_key_value_heads: null,
-  head_dim: null,
-  hidden_act: "silu",
-  max_position_embeddings: 2048,
-  initializer_range: 0.02,
-  rms_norm_eps: 1e-6,
-  tie_word_embeddings: false,
-  rope_theta: 10000,
-  rope_scaling: null,
-  attention_bias: false,
-  attention_dropout: 0,
-  mlp_bias: false,
-  sliding_window: null,
-  pad_token_id: null,
-  bos_token_id: 1,
-  eos_token_id: 2,
-};
-
-/** Where the families' configuration_*.py defaults differ from LlamaConfig's. */
-const TYPE_DEFAULTS: Record<LlamaType, Partial<typeof LLAMA_DEFAULTS>> = {
-  llama: {},
-  mistral: {
-    intermediate_size: 14336,
-    num_key_value_heads: 8,
-    max_position_embeddings: 4096 * 32,
-    sliding_window: 4096,
-  },
-  qwen2: {
-    vocab_size: 151936,
-    intermediate_size: 22016,
-    max_position_embeddings: 32768,
-    bos_token_id: null,
-    eos_token_id: null,
-  },
-};
-
 /**
  * Fills a config.json's LLaMA-family fields with their defaults; throws naming the field.
  * Accepts transformers ≥ 5's `rope_parameters` and the old `rope_scaling.type` spelling.
  */
-export function llamaConfig(raw: Record<string, unknown>, source = "config.json"): LlamaConfig {
+export function parseLlamaConfig(
+  raw: Record<string, unknown>,
+  source = "config.json",
+): LlamaConfig {
   const type = raw.model_type;
   if (!LLAMA_TYPES.includes(type as LlamaType))
     throw new Error(
       `${source}: field "model_type": "${type}" is not one of ${LLAMA_TYPES.join(", ")}`,
     );
-  const merged: Record<string, unknown> = {
-    ...LLAMA_DEFAULTS,
-    ...TYPE_DEFAULTS[type as LlamaType],
-  };
-  for (const k of Object.keys(LLAMA_DEFAULTS)) if (raw[k] !== undefined) merged[k] = raw[k];
-  merged.model_type = type;
+  const schema = LLAMA_SCHEMAS[type as LlamaType];
+  const merged: Record<string, unknown> = {};
+  for (const k of Object.keys(schema.shape)) if (raw[k] !== undefined) merged[k] = raw[k];
   const params = raw.rope_parameters as Record<string, unknown> | undefined;
   if (params && typeof params === "object") {
     if (params.rope_theta !== undefined) merged.rope_theta = params.rope_theta;
@@ -157,7 +137,7 @@ export function llamaConfig(raw: Record<string, unknown>, source = "config.json"
       `${source}: field "use_sliding_window": qwen2 sliding-window layers are not supported`,
     );
   if (type === "qwen2") merged.sliding_window = null; // only read when use_sliding_window is true
-  const c = parseWith(LlamaConfigSchema, merged, source);
+  const c = parseWith(schema, merged, source);
   const r = c.rope_scaling;
   if (
     r?.rope_type === "llama3" &&
@@ -415,15 +395,16 @@ export class LlamaForCausalLM extends Module implements CausalLM {
     });
     const useCache = inputs.useCache ?? false;
     const { hidden, cache: next } = this.model.forward(inputIds, positions, mask, cache, useCache);
-    const logits = this.#head(hidden, inputs.logitsToKeep);
+    const logits = this.#head(hidden, inputs.logitsToKeep, inputs.logitsPositions);
     return useCache ? { logits, cache: next } : { logits };
   }
 
   /** Final norm and LM head: float32 logits (B, T, vocab); its other tensors go at once. */
-  #head(h: Tensor, logitsToKeep?: number): Tensor {
+  #head(h: Tensor, logitsToKeep?: number, positions?: Tensor | null): Tensor {
     return tidy(() => {
       const head = this.lm_head?.weight ?? this.model.embed_tokens.weight;
-      const logits = linear(keepLast(this.model.norm.forward(h), logitsToKeep), head); // (B, T, vocab)
+      const picked = keepLast(h, logitsToKeep, positions); // the norm is per position
+      const logits = linear(this.model.norm.forward(picked), head); // (B, T, vocab)
       return logits.dtype === "float32" ? logits : logits.float();
     });
   }
@@ -455,11 +436,20 @@ export class LlamaForCausalLM extends Module implements CausalLM {
 
 export const llamaFamily = {
   modelTypes: LLAMA_TYPES,
-  parseConfig: llamaConfig,
+  parseConfig: parseLlamaConfig,
   create: (config, o) => new LlamaForCausalLM(config as LlamaConfig, o),
   tiedWeights: (config) =>
     (config as LlamaConfig).tie_word_embeddings
       ? [["lm_head.weight", "model.embed_tokens.weight"]]
       : [],
   loraTargets: ["q_proj", "v_proj"],
+  checkpoint: {
+    basePrefix: "model",
+    ignore: [
+      [
+        /\.rotary_emb\.inv_freq$/,
+        "RoPE frequencies, recomputed from rope_theta (saved by transformers < 4.31)",
+      ],
+    ],
+  },
 } satisfies ModelFamily;

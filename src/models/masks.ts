@@ -18,8 +18,21 @@ export interface AttentionMask {
   isCausal: boolean;
 }
 
-/** The last `logitsToKeep` positions of (B, T, C) hidden states (all when 0 or absent). */
-export function keepLast(hidden: Tensor, logitsToKeep: number | undefined): Tensor {
+/**
+ * The positions of (B, T, C) hidden states whose logits are wanted: `positions` (B, P) int64
+ * picks P rows of each sequence (B, P, C); else the last `logitsToKeep` (all when 0 or absent).
+ * Norm and head are per position, so running them on the picked rows equals slicing full logits.
+ */
+export function keepLast(
+  hidden: Tensor,
+  logitsToKeep: number | undefined,
+  positions?: Tensor | null,
+): Tensor {
+  if (positions) {
+    const [B, P] = positions.shape;
+    const C = hidden.size(2);
+    return hidden.gather(1, positions.unsqueeze(-1).expand(B, P, C)); // (B, P, C)
+  }
   const T = hidden.size(1);
   return logitsToKeep && logitsToKeep < T
     ? hidden.narrow(1, T - logitsToKeep, logitsToKeep)

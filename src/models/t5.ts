@@ -12,6 +12,7 @@
  * (`encoder.block.0.layer.0.SelfAttention.q.weight`); `encoder.embed_tokens` and
  * `decoder.embed_tokens` are the `shared` embedding itself, so their keys are aliases.
  */
+import { z } from "zod";
 import { Embedding, Linear, Module, RMSNorm, normalLinear } from "../nn/index.js";
 import {
   arange,
@@ -37,152 +38,96 @@ import type {
   Seq2SeqLMOutput,
 } from "./types.js";
 import { keepLast } from "./masks.js";
+import { ACT2FN, type ActivationName } from "./activations.js";
+import { parseWith } from "../util/schema.js";
+import { didYouMean } from "../util/suggest.js";
 
-/** config.json fields of `model_type: "t5"` / `"mt5"`; defaults are T5Config's (t5-small). */
-export type T5Config = {
-  model_type: "t5" | "mt5";
-  vocab_size: number; // 32128 (T5 SentencePiece + 100 sentinels); mT5: 250112
-  d_model: number; // 512: model width
-  d_kv: number; // 64: width of one head (need not be d_model / num_heads)
-  d_ff: number; // 2048: MLP width; mT5: 1024
-  num_layers: number; // 6 encoder blocks; mT5: 8
-  num_decoder_layers: number; // null in config.json → num_layers
-  num_heads: number; // 8; mT5: 6
-  relative_attention_num_buckets: number; // 32 position buckets
-  relative_attention_max_distance: number; // 128: distances beyond share the last bucket
-  dropout_rate: number; // 0.1 on embeddings, residuals, MLP hidden and attention weights
-  layer_norm_epsilon: number; // 1e-6
-  initializer_factor: number; // 1.0: scales every init std (HF's testing knob)
-  feed_forward_proj: string; // "relu" (v1.0) | "gated-gelu" (v1.1, mT5) | "gated-silu" | "{act}"
-  tie_word_embeddings: boolean; // true: LM head = shared embedding, output × d_model^-0.5
-  decoder_start_token_id: number; // 0 in every T5 checkpoint: the pad token starts decoding
-  pad_token_id: number; // 0
-  eos_token_id: number; // 1: "</s>"
-};
+const positiveInt = z.number().int().positive();
+const tokenId = z.number().int().nonnegative();
 
-const T5_DEFAULTS: Omit<T5Config, "model_type" | "num_decoder_layers" | "decoder_start_token_id"> =
-  {
-    vocab_size: 32128,
-    d_model: 512,
-    d_kv: 64,
-    d_ff: 2048,
-    num_layers: 6,
-    num_heads: 8,
-    relative_attention_num_buckets: 32,
-    relative_attention_max_distance: 128,
-    dropout_rate: 0.1,
-    layer_norm_epsilon: 1e-6,
-    initializer_factor: 1.0,
-    feed_forward_proj: "relu",
-    tie_word_embeddings: true,
-    pad_token_id: 0,
-    eos_token_id: 1,
-  };
+/**
+ * config.json fields of `model_type: "t5"` / `"mt5"`, with T5Config's defaults (t5-small) and,
+ * where they differ, MT5Config's (mt5-small); other fields pass through unread. A null field
+ * takes its default, as T5Config's constructor arguments do.
+ */
+function t5Schema(mt5: boolean) {
+  return z.object({
+    model_type: z.enum(["t5", "mt5"]),
+    vocab_size: positiveInt.default(mt5 ? 250112 : 32128), // T5 SentencePiece + 100 sentinels; mT5's 250k
+    d_model: positiveInt.default(512), // model width
+    d_kv: positiveInt.default(64), // width of one head (need not be d_model / num_heads)
+    d_ff: positiveInt.default(mt5 ? 1024 : 2048), // MLP width
+    num_layers: positiveInt.default(mt5 ? 8 : 6), // encoder blocks
+    num_decoder_layers: positiveInt.optional(), // absent → num_layers
+    num_heads: positiveInt.default(mt5 ? 6 : 8),
+    relative_attention_num_buckets: z.number().int().min(4).default(32), // position buckets
+    relative_attention_max_distance: positiveInt.default(128), // farther distances share the last bucket
+    dropout_rate: z.number().min(0).max(1).default(0.1), // embeddings, residuals, MLP hidden, attention
+    layer_norm_epsilon: z.number().min(0).max(1).default(1e-6),
+    initializer_factor: z.number().min(0).default(1.0), // scales every init std (HF's testing knob)
+    // "relu" (v1.0) | "gated-gelu" (v1.1, mT5) | "gated-silu" | "{act}": checked by feedForward
+    feed_forward_proj: z.string().default(mt5 ? "gated-gelu" : "relu"),
+    tie_word_embeddings: z.boolean().default(!mt5), // LM head = shared embedding, output × d_model^-0.5
+    decoder_start_token_id: tokenId.optional(), // absent → pad_token_id (0 in every T5 checkpoint)
+    pad_token_id: tokenId.default(0),
+    eos_token_id: tokenId.default(1), // "</s>"
+  });
+}
+const T5_SCHEMA = t5Schema(false);
+const MT5_SCHEMA = t5Schema(true);
 
-/** MT5Config's defaults (mt5-small) where they differ from T5Config's. */
-const MT5_DEFAULTS: Partial<T5Config> = {
-  vocab_size: 250112,
-  d_ff: 1024,
-  num_layers: 8,
-  num_heads: 6,
-  feed_forward_proj: "gated-gelu",
-  tie_word_embeddings: false,
-};
-
-/** ACT2FN's activations that T5 checkpoints name in `feed_forward_proj`. */
-const activations = {
-  relu: (x: Tensor) => x.relu(),
-  gelu: (x: Tensor) => x.gelu("none"),
-  gelu_new: (x: Tensor) => x.gelu("tanh"),
-  gelu_pytorch_tanh: (x: Tensor) => x.gelu("tanh"),
-  silu: (x: Tensor) => x.silu(),
-  swish: (x: Tensor) => x.silu(),
-} satisfies Record<string, (x: Tensor) => Tensor>;
-type ActName = keyof typeof activations;
+/** A parsed T5 / mT5 config.json: every field filled. */
+export type T5Config = Required<z.output<typeof T5_SCHEMA>>;
 
 /**
  * `feed_forward_proj` as T5Config reads it: "{act}" or "gated-{act}"; "gated-gelu" means
  * gelu_new (tanh approximation) for backward compatibility.
  */
-function feedForward(proj: string, where: string): { gated: boolean; act: ActName } {
+function feedForward(proj: string, where: string): { gated: boolean; act: ActivationName } {
   const parts = proj.split("-");
   const gated = parts[0] === "gated";
   if ((parts.length > 1 && !gated) || parts.length > 2)
     throw new Error(
-      `${where}: field "feed_forward_proj" must be "{act}" or "gated-{act}" (e.g. "relu", "gated-gelu"), got "${proj}"`,
+      `${where}: field "feed_forward_proj": must be "{act}" or "gated-{act}" (e.g. "relu", "gated-gelu"), got "${proj}"`,
     );
   const act = proj === "gated-gelu" ? "gelu_new" : parts[parts.length - 1];
-  if (!Object.hasOwn(activations, act)) {
-    const known = Object.keys(activations);
-    const near = known.find((k) => k.startsWith(act.slice(0, 3)));
+  if (!Object.hasOwn(ACT2FN, act))
     throw new Error(
-      `${where}: field "feed_forward_proj" names unknown activation "${act}"` +
-        (near ? `. Did you mean "${near}"?` : ` (known: ${known.join(", ")})`),
+      `${where}: field "feed_forward_proj": names unknown activation "${act}".${didYouMean(act, Object.keys(ACT2FN))} Known: ${Object.keys(ACT2FN).join(", ")}.`,
     );
-  }
-  return { gated, act: act as ActName };
+  return { gated, act: act as ActivationName };
 }
 
 /** Fills T5Config / MT5Config defaults into a parsed config.json; throws naming a bad field. */
 export function parseT5Config(raw: Record<string, unknown>, source = "config.json"): T5Config {
-  const type = raw.model_type ?? "t5";
-  if (type !== "t5" && type !== "mt5")
-    throw new Error(
-      `${source}: field "model_type" must be "t5" or "mt5", got ${JSON.stringify(type)}`,
-    );
-  const defaults = { ...T5_DEFAULTS, ...(type === "mt5" ? MT5_DEFAULTS : {}) };
-  const get = <K extends keyof typeof defaults>(key: K): unknown => raw[key] ?? defaults[key];
-  const int = (key: string, v: unknown, min: number): number => {
-    if (typeof v !== "number" || !Number.isInteger(v) || v < min)
-      throw new Error(
-        `${source}: field "${key}" must be an integer ≥ ${min}, got ${JSON.stringify(v)}`,
-      );
-    return v;
-  };
-  const num = (key: string, v: unknown, lo: number, hi: number): number => {
-    if (typeof v !== "number" || !(v >= lo && v <= hi))
-      throw new Error(
-        `${source}: field "${key}" must be a number in [${lo}, ${hi}], got ${JSON.stringify(v)}`,
-      );
-    return v;
-  };
-  const positive = ["vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads"] as const;
-  const sizes = Object.fromEntries(positive.map((k) => [k, int(k, get(k), 1)])) as Record<
-    (typeof positive)[number],
-    number
-  >;
-  const proj = get("feed_forward_proj");
-  if (typeof proj !== "string")
-    throw new Error(
-      `${source}: field "feed_forward_proj" must be a string, got ${JSON.stringify(proj)}`,
-    );
-  feedForward(proj, source);
-  const tie = get("tie_word_embeddings");
-  if (typeof tie !== "boolean")
-    throw new Error(
-      `${source}: field "tie_word_embeddings" must be a boolean, got ${JSON.stringify(tie)}`,
-    );
-  const buckets = int("relative_attention_num_buckets", get("relative_attention_num_buckets"), 4);
-  const maxDistance = int(
-    "relative_attention_max_distance",
-    get("relative_attention_max_distance"),
-    1,
+  const given = Object.fromEntries(Object.entries(raw).filter(([, v]) => v !== null));
+  const type = given.model_type ?? "t5";
+  const c = parseWith(
+    type === "mt5" ? MT5_SCHEMA : T5_SCHEMA,
+    { ...given, model_type: type },
+    source,
   );
-  const pad = int("pad_token_id", get("pad_token_id"), 0);
+  feedForward(c.feed_forward_proj, source);
+  // Fields in T5Config's order (config.json files written from it keep their layout).
   return {
-    model_type: type,
-    ...sizes,
-    num_decoder_layers: int("num_decoder_layers", raw.num_decoder_layers ?? sizes.num_layers, 1),
-    relative_attention_num_buckets: buckets,
-    relative_attention_max_distance: maxDistance,
-    dropout_rate: num("dropout_rate", get("dropout_rate"), 0, 1),
-    layer_norm_epsilon: num("layer_norm_epsilon", get("layer_norm_epsilon"), 0, 1),
-    initializer_factor: num("initializer_factor", get("initializer_factor"), 0, Infinity),
-    feed_forward_proj: proj,
-    tie_word_embeddings: tie,
-    decoder_start_token_id: int("decoder_start_token_id", raw.decoder_start_token_id ?? pad, 0),
-    pad_token_id: pad,
-    eos_token_id: int("eos_token_id", get("eos_token_id"), 0),
+    model_type: c.model_type,
+    vocab_size: c.vocab_size,
+    d_model: c.d_model,
+    d_kv: c.d_kv,
+    d_ff: c.d_ff,
+    num_layers: c.num_layers,
+    num_heads: c.num_heads,
+    num_decoder_layers: c.num_decoder_layers ?? c.num_layers,
+    relative_attention_num_buckets: c.relative_attention_num_buckets,
+    relative_attention_max_distance: c.relative_attention_max_distance,
+    dropout_rate: c.dropout_rate,
+    layer_norm_epsilon: c.layer_norm_epsilon,
+    initializer_factor: c.initializer_factor,
+    feed_forward_proj: c.feed_forward_proj,
+    tie_word_embeddings: c.tie_word_embeddings,
+    decoder_start_token_id: c.decoder_start_token_id ?? c.pad_token_id,
+    pad_token_id: c.pad_token_id,
+    eos_token_id: c.eos_token_id,
   };
 }
 
@@ -378,7 +323,7 @@ class T5DenseActDense extends Module {
   wo: Linear;
   constructor(
     private cfg: T5Config,
-    private act: ActName,
+    private act: ActivationName,
     g: Generator,
   ) {
     super();
@@ -387,7 +332,7 @@ class T5DenseActDense extends Module {
     this.wo = normalLinear(cfg.d_ff, cfg.d_model, f * cfg.d_ff ** -0.5, g, false);
   }
   forward(x: Tensor): Tensor {
-    const h = activations[this.act](this.wi.forward(x));
+    const h = ACT2FN[this.act](this.wi.forward(x));
     return this.wo.forward(
       dropout(h, this.cfg.dropout_rate, this.training).to(this.wo.weight.dtype),
     );
@@ -401,7 +346,7 @@ class T5DenseGatedActDense extends Module {
   wo: Linear;
   constructor(
     private cfg: T5Config,
-    private act: ActName,
+    private act: ActivationName,
     g: Generator,
   ) {
     super();
@@ -411,7 +356,7 @@ class T5DenseGatedActDense extends Module {
     this.wo = normalLinear(cfg.d_ff, cfg.d_model, f * cfg.d_ff ** -0.5, g, false);
   }
   forward(x: Tensor): Tensor {
-    const h = activations[this.act](this.wi_0.forward(x)).mul(this.wi_1.forward(x));
+    const h = ACT2FN[this.act](this.wi_0.forward(x)).mul(this.wi_1.forward(x));
     return this.wo.forward(
       dropout(h, this.cfg.dropout_rate, this.training).to(this.wo.weight.dtype),
     );
@@ -642,7 +587,7 @@ export class T5ForConditionalGeneration extends Module implements Seq2SeqLM {
       },
       useCache,
     });
-    const logits = this.#head(keepLast(out.hidden, inputs.logitsToKeep));
+    const logits = this.#head(keepLast(out.hidden, inputs.logitsToKeep, inputs.logitsPositions));
     return useCache && crossCache
       ? { logits, encoderHidden, cache: out.cache, crossCache }
       : { logits, encoderHidden };
@@ -721,4 +666,13 @@ export const t5Family = {
   ],
   /** PEFT's default LoRA targets for T5 and mT5. */
   loraTargets: ["q", "v"],
+  checkpoint: {
+    basePrefix: null,
+    ignore: [
+      [
+        /^decoder\.block\.0\.layer\.1\.EncDecAttention\.relative_attention_bias\.weight$/,
+        "cross-attention has no position bias (T5's _keys_to_ignore_on_load_unexpected)",
+      ],
+    ],
+  },
 } satisfies ModelFamily;

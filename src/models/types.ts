@@ -36,6 +36,12 @@ export interface CausalLMInputs {
    * its output shrink to N rows); 0 or absent: every position.
    */
   logitsToKeep?: number;
+  /**
+   * (B, P) int64: logits only at these positions of each row, (B, P, vocab); the head and any
+   * log-softmax after it run on P rows, not T (scoring wants continuation positions only).
+   * Overrides `logitsToKeep`.
+   */
+  logitsPositions?: Tensor | null;
 }
 
 /**
@@ -84,6 +90,12 @@ export interface Seq2SeqInputs {
    * its output shrink to N rows); 0 or absent: every position.
    */
   logitsToKeep?: number;
+  /**
+   * (B, P) int64: logits only at these positions of each row, (B, P, vocab); the head and any
+   * log-softmax after it run on P rows, not T (scoring wants continuation positions only).
+   * Overrides `logitsToKeep`.
+   */
+  logitsPositions?: Tensor | null;
 }
 
 export interface Seq2SeqLMOutput {
@@ -120,4 +132,14 @@ export interface ModelFamily {
   tiedWeights?(config: LanguageModel["config"]): [string, string][];
   /** Module-name suffixes LoRA targets by default (e.g. ["q_proj", "v_proj"]). */
   loraTargets: readonly string[];
+  /** How HF checkpoints of this family differ from `stateDict()`'s names (io/pretrained.ts reads it). */
+  checkpoint: CheckpointQuirks;
+}
+
+/** transformers' `base_model_prefix` and `_keys_to_ignore_on_load_unexpected`, per family. */
+export interface CheckpointQuirks {
+  /** The prefix a checkpoint saved from the base model (no LM head) lacks; null: none. */
+  basePrefix: string | null;
+  /** Tensors HF checkpoints carry that the model recomputes (skipped on load), with the reason. */
+  ignore: readonly (readonly [RegExp, string])[];
 }

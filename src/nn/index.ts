@@ -1,5 +1,5 @@
 /** nn: modules with Hugging Face-style dotted parameter names, and the basic layers. */
-export { Module, StateDictError } from "./module.js";
+export { Module, StateDictError, trainableParameters } from "./module.js";
 export {
   Linear,
   Embedding,

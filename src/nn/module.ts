@@ -165,3 +165,8 @@ export abstract class Module {
     return this.parameters().reduce((n, p) => n + p.numel(), 0);
   }
 }
+
+/** The parameters that train (full fine-tuning: all; LoRA: the adapters), by dotted name. */
+export function trainableParameters(module: Module): [string, Tensor][] {
+  return module.namedParameters().filter(([, p]) => p.requiresGrad);
+}

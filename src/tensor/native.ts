@@ -91,7 +91,14 @@ export interface NativeAddon {
   setRngState(device: string, state: number): void;
   manualSeed(seed: number): void;
   setNumThreads(n: number): number;
-  stats(): { liveTensors: number; slots: number; storages: number; generators: number };
+  stats(): {
+    liveTensors: number;
+    slots: number;
+    storages: number;
+    generators: number;
+    /** Ops looked up so far that take an unboxed fast path (absent from addons built before them). */
+    fastPaths?: number;
+  };
   processGroup(o: Required<ProcessGroupOptions>): number;
   collective(
     group: number,

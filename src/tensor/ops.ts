@@ -38,9 +38,6 @@ export function full(shape: Shape, value: number | boolean, o: Options = {}): Te
 export function zerosLike(t: Tensor): Tensor {
   return op("aten::zeros_like", [t]);
 }
-export function onesLike(t: Tensor): Tensor {
-  return op("aten::ones_like", [t]);
-}
 
 /** arange(end) or arange(start, end, step); int64 unless a dtype is given. */
 export function arange(start: number, end?: number, step = 1, o: Options = {}): Tensor {
@@ -56,13 +53,6 @@ export interface RandomOptions extends Options {
 }
 export function randn(shape: Shape, o: RandomOptions = {}): Tensor {
   return op("aten::randn.generator", [shape], {
-    generator: o.generator?.handle ?? null,
-    dtype: code(o.dtype ?? "float32"),
-    device: o.device ?? null,
-  });
-}
-export function rand(shape: Shape, o: RandomOptions = {}): Tensor {
-  return op("aten::rand.generator", [shape], {
     generator: o.generator?.handle ?? null,
     dtype: code(o.dtype ?? "float32"),
     device: o.device ?? null,

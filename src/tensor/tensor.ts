@@ -190,10 +190,21 @@ export function liveTensors(): number {
 // ---- the Tensor -------------------------------------------------------------------------------
 type TensorOrScalar = Tensor | Scalar;
 
+// The overload names of each binary op, built once: a name built per call is a fresh string that
+// the op table must hash again on every call.
+const overloads = new Map<string, string[]>();
+function overload(name: string, other: TensorOrScalar, inPlace = false): string {
+  let o = overloads.get(name);
+  if (!o)
+    overloads.set(
+      name,
+      (o = [".Tensor", ".Scalar", "_.Tensor", "_.Scalar"].map((s) => `aten::${name}${s}`)),
+    );
+  return o[(inPlace ? 2 : 0) + (other instanceof Tensor ? 0 : 1)];
+}
+
 function binary(name: string, self: Tensor, other: TensorOrScalar, extra: unknown[] = []): Tensor {
-  return other instanceof Tensor
-    ? op(`aten::${name}.Tensor`, [self, other, ...extra])
-    : op(`aten::${name}.Scalar`, [self, other, ...extra]);
+  return op(overload(name, other), [self, other, ...extra]);
 }
 
 function binaryInplace(
@@ -202,11 +213,7 @@ function binaryInplace(
   other: TensorOrScalar,
   extra: unknown[] = [],
 ): Tensor {
-  return inplace(
-    self,
-    other instanceof Tensor ? `aten::${name}_.Tensor` : `aten::${name}_.Scalar`,
-    [other, ...extra],
-  );
+  return inplace(self, overload(name, other, true), [other, ...extra]);
 }
 
 export class Tensor {

@@ -7,7 +7,8 @@
  *
  * Order within one stage (k = 1…total optimizer steps, m = micro-batches of step k):
  *   stageStart
- *   per step: batch ×m (all before any forward) → per micro-batch: loss → afterBackward → afterStep
+ *   per step: batch ×m (all before any forward) → loss ×m (one per micro-batch, each followed by
+ *   its backward) → afterBackward ×1 (the step's summed gradients) → afterStep ×1
  *   stageEnd
  * A resumed stage calls stageStart once more after `loadState`; a stage found complete in its
  * checkpoint folder calls nothing.
@@ -16,7 +17,7 @@ import type { Optimizer } from "../optim/index.js";
 import type { LanguageModel } from "../models/index.js";
 import type { Tensor } from "../tensor/index.js";
 import type { Batch, SftFeatures, SftText } from "./data.js";
-import type { TrainConfig } from "./trainer.js";
+import type { TrainConfig } from "./config.js";
 
 /** Full fine-tuning updates every weight; LoRA only the adapters (the base is frozen). */
 export type TuningKind = "full" | "lora";
@@ -39,6 +40,16 @@ export interface TrainContext {
   micro: number;
   /** Micro-batches in the current step (≤ gradAccum; the last step of an epoch may have fewer). */
   microBatches: number;
+  /**
+   * In afterBackward only: the gradient of the mean token loss of `micro` (default: this step's
+   * own micro-batches) at the model's current weights, by trainable parameter name (copies the
+   * caller owns). It is reduced across ranks as the step's own gradient is, and unscaled under
+   * 16-mixed. The step's gradient in `.grad` is left as it was. `hooks`: whether the plugins'
+   * loss hooks add their terms (default: for the step's own micro-batches only). A-GEM takes its
+   * reference gradient from memory rows with it; SAM re-evaluates the step's gradient at
+   * perturbed weights.
+   */
+  gradientAt(micro?: readonly SftFeatures[][], o?: { hooks?: boolean }): Map<string, Tensor>;
 }
 
 /** A plugin's resumable state: tensors (saved to safetensors) and JSON-serialisable metadata. */
@@ -61,8 +72,9 @@ export interface TrainPlugin {
    */
   loss?(ctx: TrainContext, loss: Tensor, out: { batch: Batch; logits: Tensor }): Tensor | void;
   /**
-   * After every micro-batch's backward, before clipping: gradients may be edited. Under 16-mixed
-   * they are already unscaled, and a non-finite one left here skips the step.
+   * Once per optimizer step, after the backward of its last micro-batch (the gradients hold the
+   * whole step's sum, all-reduced under ddp) and before clipping: gradients may be edited. Under
+   * 16-mixed they are already unscaled, and a non-finite one left here skips the step.
    */
   afterBackward?(ctx: TrainContext): void;
   afterStep?(ctx: TrainContext): void;

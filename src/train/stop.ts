@@ -24,7 +24,6 @@ import type { Dist } from "../dist/index.js";
 
 /** The signals that ask for a graceful stop. */
 export const STOP_SIGNALS = ["SIGUSR1", "SIGTERM"] as const;
-export type StopSignal = (typeof STOP_SIGNALS)[number];
 
 let requested: string | null = null;
 let stopFile: string | null = null;

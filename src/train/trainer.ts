@@ -1,6 +1,6 @@
 /**
- * Supervised fine-tuning of one stage: the one visible training loop, its configuration schema,
- * and resumable checkpoints.
+ * Supervised fine-tuning of one stage: the one visible training loop. Its configuration schema is
+ * in config.ts, its resumable checkpoints' I/O in checkpoint.ts.
  *
  * References:
  * - Loss as transformers ≥ 4.46 `Trainer` with gradient accumulation (`num_items_in_batch`,
@@ -28,6 +28,10 @@
  * - `gradientCheckpointing` as transformers' `gradient_checkpointing_enable()` (one segment per
  *   decoder layer), run as two passes in src/train/checkpointing.ts (T5/mT5: decoder layers). Plugins
  *   see the same logits and loss; a plugin's own forward keeps its full graph.
+ * - A plugin's afterBackward may ask for another gradient at the step's current weights
+ *   (`ctx.gradientAt`: the step's own micro-batches again, or other rows) without losing the
+ *   step's own; it is reduced across ranks and unscaled as the step's. A-GEM's reference
+ *   gradient and SAM's second pass use it (src/continual/methods/agem.ts, sam.ts).
  *
  * Exact resume: nothing random carries state between steps. The epoch order comes from
  * (seed, stage, epoch), and the default generator (dropout, LoRA dropout) is reseeded from
@@ -39,34 +43,13 @@
  * stage is a warning (`stuckLossWarning`) on the last progress event and in the stage result.
  */
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  existsSync,
-  fsyncSync,
-  openSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { z } from "zod";
 import { crossEntropy, manualSeed, noGrad, tidy, type Tensor } from "../tensor/index.js";
-import { flattenParameters, releaseGradients } from "../nn/index.js";
-import {
-  AdamW,
-  allFinite,
-  clipGradNorm,
-  GradScaler,
-  type GradScalerState,
-  lrFactor,
-} from "../optim/index.js";
+import { flattenParameters, releaseGradients, trainableParameters } from "../nn/index.js";
+import { AdamW, allFinite, clipGradNorm, GradScaler, lrFactor } from "../optim/index.js";
 import type { LanguageModel } from "../models/index.js";
-import { loadTensors, saveTensors } from "../io/checkpoint.js";
 import type { Tokenizer } from "../io/tokenizer.js";
-import { didYouMean } from "../util/suggest.js";
 import {
   type Batch,
   collate,
@@ -79,13 +62,12 @@ import {
   tokenizeAll,
   tokenizeSft,
 } from "./data.js";
-import type { PluginState, TrainContext, TrainPlugin, TuningKind } from "./plugin.js";
+import type { TrainContext, TrainPlugin, TuningKind } from "./plugin.js";
 import type { ProgressEvent } from "./progress.js";
 import {
   applyPrecision,
   POLICIES,
   precisionView,
-  PrecisionSchema,
   resolvePrecision,
   roundingWarning,
   withPrecision,
@@ -93,51 +75,26 @@ import {
 } from "./precision.js";
 import { assertCheckpointing, checkpointed, type CheckpointOptions } from "./checkpointing.js";
 import { StopRequested, stopRequestedByAny } from "./stop.js";
-import { DataParallel, DistributedSchema, readOptimizerState } from "./distributed.js";
+import { DataParallel } from "./distributed.js";
+import { seedOf } from "../util/random.js";
 import type { Dist } from "../dist/index.js";
-
-/** Which checkpoints stay: see the header. */
-export const KEEP = ["last", "all", "none"] as const;
-export type Keep = (typeof KEEP)[number];
-export const DEFAULT_KEEP: Keep = "last";
-
-export const TrainConfigSchema = z.strictObject({
-  lr: z.number().positive().default(2e-5), // Stanford Alpaca's full fine-tuning rate
-  epochs: z.number().int().positive().default(3), // Alpaca: 3
-  steps: z.number().int().positive().nullable().default(null), // set: this many optimizer steps, epochs ignored (HF max_steps)
-  batchSize: z.number().int().positive().default(4), // rows per micro-batch
-  gradAccum: z.number().int().positive().default(8), // micro-batches per optimizer step
-  warmup: z.number().min(0).max(1).default(0.03), // share of steps with linear warmup (Alpaca's warmup_ratio)
-  schedule: z.enum(["constant", "linear", "cosine"]).default("cosine"), // Alpaca: cosine
-  clip: z.number().min(0).default(1), // max gradient L2 norm, 0 = off (HF max_grad_norm)
-  weightDecay: z.number().min(0).default(0), // AdamW decoupled decay (Alpaca: 0)
-  seed: z.number().int().min(0).default(42), // HF TrainingArguments' default
-  maxLength: z.number().int().min(2).default(512), // tokens per row (Alpaca model_max_length)
-  packing: z.boolean().default(false), // causal only: concatenate examples into full rows
-  checkpointEvery: z.number().int().min(0).default(500), // steps between checkpoints, 0 = stage end only (HF save_steps)
-  // Optional, defaults stated here, so configs written before these fields read back unchanged:
-  precision: PrecisionSchema.optional(), // default: the weights' dtype's (float32 → 32-true, bfloat16 → bf16-true)
-  keep: z.enum(KEEP).optional(), // checkpoints kept: last (default), all or none (see the header)
-  gradientCheckpointing: z.boolean().optional(), // default false; true: block activations recomputed in backward (causal models)
-  distributed: DistributedSchema.optional(), // with several ranks: ddp (default), zero1 or zero2 (src/train/distributed.ts)
-});
-
-export type TrainConfig = z.output<typeof TrainConfigSchema>;
-export type TrainConfigInput = z.input<typeof TrainConfigSchema>;
-
-/** A config with defaults filled; an error names the field. */
-export function parseTrainConfig(raw: unknown, source = "train config"): TrainConfig {
-  const parsed = TrainConfigSchema.safeParse(raw ?? {});
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0];
-  if (issue.code === "unrecognized_keys") {
-    const known = Object.keys(TrainConfigSchema.shape);
-    throw new Error(
-      `${source}: unknown field "${issue.keys[0]}".${didYouMean(issue.keys[0], known)} Fields: ${known.join(", ")}`,
-    );
-  }
-  throw new Error(`${source}: field "${issue.path.join(".")}": ${issue.message}`);
-}
+import {
+  DEFAULT_KEEP,
+  parseTrainConfig,
+  type TrainConfig,
+  type TrainConfigInput,
+} from "./config.js";
+import {
+  latestCheckpoint,
+  loadOptimizer,
+  loadPluginStates,
+  loadWeights,
+  readState,
+  retain,
+  STATE_FORMAT,
+  STATE_VERSION,
+  writeCheckpoint,
+} from "./checkpoint.js";
 
 /**
  * Relative distance from ln(vocab), the loss of a uniform prediction, within which every step of
@@ -219,36 +176,6 @@ export interface StageResult {
   warnings: string[];
   /** 16-mixed: the steps skipped for an inf/NaN gradient, resumed ones included; else empty. */
   skippedSteps: number[];
-}
-
-const STATE_FORMAT = "lethe-trainer-state";
-const STATE_VERSION = 1;
-const CKPT = /^ckpt-(\d+)$/;
-
-/** trainer_state.json. */
-interface TrainerState {
-  format: typeof STATE_FORMAT;
-  version: typeof STATE_VERSION;
-  stage: string;
-  kind: TuningKind;
-  step: number;
-  totalSteps: number;
-  /** sha256 of the config, stage, kind and every token row: resume only into the same run. */
-  fingerprint: string;
-  optimizerStep: number;
-  losses: number[];
-  plugins: Record<string, unknown>;
-  /** 16-mixed only: the loss scaler's state and the steps it skipped. */
-  scaler?: GradScalerState;
-  skippedSteps?: number[];
-}
-
-/** A 32-bit seed from its parts (FNV-1a over their JSON), so every draw has its own stream. */
-function seedOf(...parts: (string | number)[]): number {
-  let h = 0x811c9dc5;
-  for (const c of Buffer.from(JSON.stringify(parts), "utf8"))
-    h = Math.imul(h ^ c, 0x01000193) >>> 0;
-  return h;
 }
 
 /**
@@ -359,47 +286,6 @@ function fingerprint(o: TrainStageOptions, cfg: TrainConfig, rows: SftFeatures[]
   h.update(JSON.stringify({ stage: o.stage, kind: o.kind, cfg: trained, rows: rows.length }));
   for (const r of rows) h.update(Int32Array.from([r.inputIds.length, ...r.inputIds, ...r.labels]));
   return h.digest("hex");
-}
-
-/**
- * The latest complete checkpoint folder in `dir`, or null; `clean` (one process, or rank 0)
- * removes half-written `.tmp` ones.
- */
-function latestCheckpoint(dir: string, clean = true): string | null {
-  let best: { step: number; path: string } | null = null;
-  for (const name of readdirSync(dir)) {
-    if (clean && name.startsWith("ckpt-") && name.endsWith(".tmp")) {
-      rmSync(join(dir, name), { recursive: true, force: true });
-      continue;
-    }
-    const m = CKPT.exec(name);
-    if (
-      m &&
-      existsSync(join(dir, name, "trainer_state.json")) &&
-      (!best || Number(m[1]) > best.step)
-    )
-      best = { step: Number(m[1]), path: join(dir, name) };
-  }
-  return best?.path ?? null;
-}
-
-function readState(path: string): TrainerState {
-  const file = join(path, "trainer_state.json");
-  let s: TrainerState;
-  try {
-    s = JSON.parse(readFileSync(file, "utf8")) as TrainerState;
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
-  if (s?.format !== STATE_FORMAT || s.version !== STATE_VERSION)
-    throw new Error(
-      `${file}: field "format"/"version": expected ${STATE_FORMAT} version ${STATE_VERSION}`,
-    );
-  return s;
-}
-
-function trainableParameters(model: LanguageModel): [string, Tensor][] {
-  return model.namedParameters().filter(([, p]) => p.requiresGrad);
 }
 
 /**
@@ -516,6 +402,9 @@ export function trainStage(o: TrainStageOptions): StageResult {
     epoch: 0,
     micro: 0,
     microBatches: 0,
+    gradientAt: () => {
+      throw new Error("ctx.gradientAt is only available in afterBackward");
+    },
   };
   const losses = resumed ? resumed.losses.slice() : [];
   let lastCheckpoint = resumeFrom;
@@ -542,6 +431,80 @@ export function trainStage(o: TrainStageOptions): StageResult {
     });
     if (main) retain(o.dir, lastCheckpoint, keep, final);
     return lastCheckpoint;
+  };
+
+  /**
+   * Forward and backward of one micro-batch (`tokens`: the label tokens of all the micro-batches
+   * it belongs with), gradients accumulated; returns its loss. `seed` names its dropout stream.
+   */
+  const backwardMicro = (
+    b: SftFeatures[],
+    m: number,
+    tokens: number,
+    seed: (string | number)[],
+    hooks: boolean,
+  ): number => {
+    manualSeed(seedOf(cfg.seed, stage, ...seed));
+    return tidy(() => {
+      const batch = collate(b, { kind, padId, decoderStartId, device });
+      const { sum, logits, backward } = cfg.gradientCheckpointing
+        ? checkpointedTokenLossSum(model, batch, {
+            run: (fn) => withPrecision(precision, device, fn),
+          })
+        : { ...tokenLossSum(net, batch), backward: (root: Tensor) => root.backward() };
+      let loss = sum.div(tokens);
+      if (hooks) for (const p of plugins) loss = p.loss?.(ctx, loss, { batch, logits }) ?? loss;
+      const value = loss.item();
+      if (!Number.isFinite(value))
+        throw new NonFiniteLossError(
+          stage,
+          ctx.step,
+          lastCheckpoint,
+          `loss is ${value} (micro-batch ${m})`,
+        );
+      backward(scaler ? scaler.scaleLoss(loss) : loss);
+      return value;
+    });
+  };
+  // afterBackward's `ctx.gradientAt`: the step's micro-batches, and how many gradients it took.
+  let stepBatches: SftFeatures[][] = [];
+  let stepTokens = 0;
+  let evaluations = 0;
+  let inAfterBackward = false;
+  ctx.gradientAt = (micro, o = {}) => {
+    if (!inAfterBackward)
+      throw new Error(`stage "${stage}": ctx.gradientAt is only available in afterBackward`);
+    const own = micro === undefined;
+    const mbs = own ? stepBatches : micro.map((r) => [...r]);
+    const tokens = own
+      ? stepTokens
+      : mbs.reduce((n, b) => n + b.reduce((k, r) => k + labelTokens(r, kind), 0), 0);
+    if (tokens === 0) throw new Error(`stage "${stage}": ctx.gradientAt: no response token`);
+    const call = evaluations++;
+    const saved = flats.map((f) => tidy(() => f.grad.clone()));
+    const { micro: m0, microBatches: n0 } = ctx;
+    try {
+      for (const f of flats) f.grad.zero_();
+      ctx.microBatches = mbs.length;
+      mbs.forEach((b, m) => {
+        if (dp && !dp.mine(m)) return;
+        ctx.micro = m;
+        backwardMicro(b, m, tokens, ["gradient", ctx.step, call, m], o.hooks ?? own);
+      });
+      dp?.syncGrads(); // reduced across ranks as the step's own gradient
+      scaler?.unscale(flats.map((f) => f.grad));
+      const out = new Map<string, Tensor>();
+      for (const [n, p] of trainableParameters(model))
+        out.set(
+          n,
+          tidy(() => p.grad!.detach().clone()),
+        );
+      return out;
+    } finally {
+      noGrad(() => flats.forEach((f, i) => f.grad.copy_(saved[i])));
+      for (const t of saved) t.dispose();
+      Object.assign(ctx, { micro: m0, microBatches: n0 });
+    }
   };
 
   try {
@@ -577,27 +540,7 @@ export function trainStage(o: TrainStageOptions): StageResult {
         tokensSeen += b.reduce((n, r) => n + rowTokens(r, kind), 0); // every rank's: the step's
         if (dp && !dp.mine(m)) return; // another rank's micro-batch
         ctx.micro = m;
-        manualSeed(seedOf(cfg.seed, stage, "step", step, m));
-        stepLoss += tidy(() => {
-          const batch = collate(b, { kind, padId, decoderStartId, device });
-          const { sum, logits, backward } = cfg.gradientCheckpointing
-            ? checkpointedTokenLossSum(model, batch, {
-                run: (fn) => withPrecision(precision, device, fn),
-              })
-            : { ...tokenLossSum(net, batch), backward: (root: Tensor) => root.backward() };
-          let loss = sum.div(tokens);
-          for (const p of plugins) loss = p.loss?.(ctx, loss, { batch, logits }) ?? loss;
-          const value = loss.item();
-          if (!Number.isFinite(value))
-            throw new NonFiniteLossError(
-              stage,
-              step,
-              lastCheckpoint,
-              `loss is ${value} (micro-batch ${m})`,
-            );
-          backward(scaler ? scaler.scaleLoss(loss) : loss);
-          return value;
-        });
+        stepLoss += backwardMicro(b, m, tokens, ["step", step, m], true);
       });
       if (dp) {
         dp.syncGrads();
@@ -605,7 +548,12 @@ export function trainStage(o: TrainStageOptions): StageResult {
       }
       const grads = dp ? dp.grads() : optimizer.grads();
       scaler?.unscale(grads);
-      for (const p of plugins) p.afterBackward?.(ctx);
+      [stepBatches, stepTokens, inAfterBackward] = [batches, tokens, true];
+      try {
+        for (const p of plugins) p.afterBackward?.(ctx);
+      } finally {
+        [stepBatches, inAfterBackward] = [[], false];
+      }
       // 16-mixed: an inf/NaN gradient (the scale overflowed float16) skips the step.
       const skip = scaler !== null && !(dp ? dp.allFinite() : allFinite(grads));
       if (skip) skippedSteps.push(step);
@@ -668,135 +616,4 @@ export function trainStage(o: TrainStageOptions): StageResult {
     optimizer.dispose();
     dp?.dispose();
   }
-}
-
-/**
- * Applies `keep` in a stage's folder after `latest` was written: "last" and "none" remove every
- * other step checkpoint; "all" keeps them, and at the stage end (`final`) drops their optimizer
- * state, which only an in-progress checkpoint needs.
- */
-function retain(dir: string, latest: string, keep: Keep, final: boolean): void {
-  for (const name of readdirSync(dir)) {
-    const path = join(dir, name);
-    if (!CKPT.test(name) || path === latest) continue;
-    if (keep !== "all") rmSync(path, { recursive: true, force: true });
-    else if (final) rmSync(join(path, "optimizer.safetensors"), { force: true });
-  }
-}
-
-/** Writes `ckpt-<step>.tmp/` and renames it to `ckpt-<step>`; returns the final path. */
-function writeCheckpoint(
-  dir: string,
-  step: number,
-  c: {
-    trainable: [string, Tensor][];
-    /** Null at a stage's end: only an in-progress checkpoint needs the optimizer state. */
-    optimizer: { step: number; lr: number; tensors: Map<string, Tensor> } | null;
-    /** Several ranks: each writes its optimizer shard (zero), then rank 0 the rest. */
-    dp: DataParallel | null;
-    plugins: readonly TrainPlugin[];
-    state: TrainerState;
-  },
-): string {
-  const final = join(dir, `ckpt-${step}`);
-  const tmp = `${final}.tmp`;
-  const dist = c.dp?.dist;
-  const main = !dist || dist.isMain;
-  if (main) {
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp);
-  }
-  if (dist) {
-    dist.barrier(); // the folder exists
-    if (c.optimizer) c.dp!.saveOptimizer(tmp, c.optimizer);
-    dist.barrier(); // every shard is written
-    if (!main) {
-      dist.barrier(); // rank 0 has renamed the folder
-      return final;
-    }
-  }
-  saveTensors(join(tmp, "model.safetensors"), new Map(c.trainable), { format: "pt" });
-  if (c.optimizer && !dist) saveTensors(join(tmp, "optimizer.safetensors"), c.optimizer.tensors);
-  const pluginTensors = new Map<string, Tensor>();
-  for (const p of c.plugins) {
-    const s = p.state?.();
-    if (!s) continue;
-    c.state.plugins[p.name] = s.meta ?? null;
-    for (const [k, t] of s.tensors) pluginTensors.set(`${p.name}/${k}`, t);
-  }
-  if (pluginTensors.size > 0) saveTensors(join(tmp, "plugins.safetensors"), pluginTensors);
-  const fd = openSync(join(tmp, "trainer_state.json"), "w");
-  try {
-    writeFileSync(fd, JSON.stringify(c.state, null, 1));
-    fsyncSync(fd); // the tensors are fsynced by saveTensors; the folder is complete before the rename
-  } finally {
-    closeSync(fd);
-  }
-  rmSync(final, { recursive: true, force: true });
-  renameSync(tmp, final);
-  dist?.barrier();
-  return final;
-}
-
-function loadWeights(path: string, trainable: [string, Tensor][], device: string): void {
-  const file = join(path, "model.safetensors");
-  const saved = loadTensors(file, { device });
-  try {
-    const want = new Set(trainable.map(([n]) => n));
-    const extra = [...saved.keys()].filter((k) => !want.has(k));
-    const missing = [...want].filter((k) => !saved.has(k));
-    if (extra.length || missing.length)
-      throw new Error(
-        `${file}: tensors do not match the trainable parameters: missing [${missing.join(", ")}], unexpected [${extra.join(", ")}]`,
-      );
-    noGrad(() => {
-      for (const [n, p] of trainable) {
-        const t = saved.get(n)!;
-        if (t.shape.join(",") !== p.shape.join(","))
-          throw new Error(
-            `${file}: tensor "${n}" has shape [${t.shape}] but the model's is [${p.shape}]`,
-          );
-        p.copy_(t);
-      }
-    });
-  } finally {
-    for (const t of saved.values()) t.dispose();
-  }
-}
-
-function loadOptimizer(
-  path: string,
-  s: TrainerState,
-  optimizer: AdamW,
-  device: string,
-  dp: DataParallel | null,
-): void {
-  const tensors = dp ? dp.loadOptimizerState(path, device) : readOptimizerState(path, device);
-  try {
-    optimizer.loadStateDict({ step: s.optimizerStep, lr: optimizer.lr, tensors });
-  } finally {
-    for (const t of tensors.values()) t.dispose();
-  }
-}
-
-/** Hands each plugin its saved state; the tensors become the plugin's to keep or dispose. */
-function loadPluginStates(
-  path: string,
-  s: TrainerState,
-  plugins: readonly TrainPlugin[],
-  model: LanguageModel,
-): void {
-  const file = join(path, "plugins.safetensors");
-  const all = existsSync(file) ? loadTensors(file) : new Map<string, Tensor>();
-  for (const p of plugins) {
-    if (!p.loadState) continue;
-    if (!(p.name in s.plugins))
-      throw new Error(`${join(path, "trainer_state.json")}: no state for plugin "${p.name}"`);
-    const tensors = new Map<string, Tensor>();
-    for (const [k, t] of all)
-      if (k.startsWith(`${p.name}/`)) tensors.set(k.slice(p.name.length + 1), t);
-    p.loadState({ tensors, meta: s.plugins[p.name] } satisfies PluginState, model);
-    for (const k of tensors.keys()) all.delete(`${p.name}/${k}`);
-  }
-  for (const t of all.values()) t.dispose();
 }

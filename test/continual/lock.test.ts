@@ -3,8 +3,8 @@
  * fresh run folder at the same instant (each spins to a shared start time), 12 rounds; half the
  * rounds start from a stale lock left by a process killed with SIGKILL. Every round has exactly
  * one winner, the lock names it, and every loser gets RunLockedError (never a half-written lock
- * read as free, never a second holder). The issue this guards: #15 defect 5 (3 of 12 rounds had
- * two holders when the lock was created empty and written afterwards). Also: a live holder
+ * read as free, never a second holder). It guards a real failure: 3 of 12 rounds had two holders
+ * when the lock was created empty and written afterwards. Also: a live holder
  * refuses, release frees, and the plain-file lock of an older lethe is still understood.
  */
 import { test } from "node:test";

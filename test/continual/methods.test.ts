@@ -1,7 +1,7 @@
 /**
  * Mitigation methods (src/continual/methods): each method's math on hand-computed values, the
  * registry's errors, and one battery over every registered method that trains a tiny LLaMA for
- * two stages through the real trainer with llama2.c's tok512, checking finite losses, the
+ * two stages through the real trainer with the tests' word-level tokenizer, checking finite losses, the
  * declared `supports`, the state round trip through a checkpoint, and the method's effect; and
  * that `needsStartWeights` is declared exactly where a method reads θ₀ (the runner holds that
  * second copy of the weights for those alone).
@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { noGrad, op, tensor, tidy, type Tensor } from "../../src/tensor/index.js";
-import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.js";
+import type { Tokenizer } from "../../src/io/tokenizer.js";
 import { applyLora, loraLayers } from "../../src/models/lora.js";
 import type { CausalLM, LanguageModel } from "../../src/models/index.js";
 import { collate, tokenizeSft, type SftFeatures, type SftText } from "../../src/train/data.js";
@@ -32,8 +32,7 @@ import { wiseFt } from "../../src/continual/methods/wise_ft.js";
 import { emaUpdate } from "../../src/continual/methods/ema.js";
 import { orthogonalityLoss } from "../../src/continual/methods/olora.js";
 import { distillKl } from "../../src/continual/methods/lwf.js";
-import { BASE_CONFIG, examples, TOK512, tok512Path, tinyLlama } from "../train/helpers.js";
-import { skipReason } from "../helpers/data.js";
+import { BASE_CONFIG, examples, tinyLlama, wordTokenizer } from "../train/helpers.js";
 
 const t1 = (xs: number[] | number[][]) => tensor(xs);
 /** Relative to the magnitude (float32 kernels): |a − b| ≤ rtol·max(|a|, |b|, 1). */
@@ -230,14 +229,14 @@ function makeModel(kind: TuningKind): LanguageModel {
   return model;
 }
 
-function env(start: Map<string, Tensor>): MethodEnv {
-  return { stages: STAGES, general: GENERAL, startWeights: () => start, seed: 5 };
+function env(start: Map<string, Tensor>, tokenizer?: Tokenizer): MethodEnv {
+  return { stages: STAGES, general: GENERAL, startWeights: () => start, seed: 5, tokenizer };
 }
 
 function twoStages(tok: Tokenizer, name: string, options: unknown, kind: TuningKind): Run {
   const model = makeModel(kind);
   const start = snapshot(model.namedParameters());
-  const plugin = createMethod(name, options, env(start));
+  const plugin = createMethod(name, options, env(start, tok));
   const rows: SftFeatures[][][] = [];
   const after: Map<string, Tensor>[] = [];
   const states: Map<string, Tensor>[] = [];
@@ -321,9 +320,7 @@ function klTo(
 }
 
 test("battery: every registered method trains two stages and does what it says", async (t) => {
-  const path = tok512Path();
-  if (!path) return t.skip(skipReason(...TOK512));
-  const tok = await loadTokenizer(path);
+  const tok = await wordTokenizer();
   const key = (f: SftFeatures) => f.inputIds.join(",");
   const keysOf = (exs: SftText[]) =>
     new Set(exs.map((e) => key(tokenizeSft(tok, e, { kind: "causal", maxLength: 48 }))));
@@ -477,6 +474,62 @@ test("battery: every registered method trains two stages and does what it says",
       check: (r) =>
         assert.equal(maxAbsDiff(r.after[1], r.start), 0, "β = 1 keeps the stage's start weights"),
     },
+    // Forgetting against sequential is in test/continual/methods_more.test.ts.
+    agem: {
+      options: { memory_per_task: 4 },
+      check: (r) =>
+        assert.equal(maxAbsDiff(r.after[0], baseline.after[0]), 0, "stage a has no memory"),
+    },
+    merge: {
+      options: { ratio: 0 },
+      check: (r) => {
+        assert.equal(maxAbsDiff(r.after[0], baseline.after[0]), 0, "stage a is not merged");
+        assert.equal(maxAbsDiff(r.after[1], r.after[0]), 0, "ratio 0 keeps the previous stage");
+      },
+    },
+    sam: {
+      options: { rho: 0.05 },
+      check: (r) => assert.ok(maxAbsDiff(r.after[0], baseline.after[0]) > 0, "SAM's steps differ"),
+    },
+    // Forgetting against sequential, and resuming, are in test/continual/methods_gen.test.ts.
+    osf: {
+      options: {},
+      check: (r) => {
+        const frozen = (n: string) => new Map([[n, r.start.get(n)!]]);
+        for (const n of ["model.embed_tokens.weight", "lm_head.weight", "model.norm.weight"])
+          assert.equal(maxAbsDiff(new Map([[n, r.after[1].get(n)!]]), frozen(n)), 0, `${n} frozen`);
+        assert.ok(r.states[1].has("U.model.layers.0.self_attn.q_proj.weight"));
+      },
+    },
+    ilora: {
+      options: { decay: 0.5, ratio: 0.5 },
+      check: (r) => {
+        const adapters = new Map([...r.after[1]].filter(([n]) => r.states[1].has(n)));
+        assert.equal(maxAbsDiff(adapters, r.states[1]), 0, "the slow learner is what remains");
+        for (const b of r.rows[1]) assert.equal(b.length, 4);
+      },
+    },
+    sdft: {
+      options: { max_new_tokens: 8 },
+      check: (r) => {
+        const { rewrites } = r.plugin.state!().meta as { rewrites: Record<string, string[]> };
+        assert.deepEqual([rewrites.a.length, rewrites.b.length], [8, 8]);
+      },
+    },
+    lamol: {
+      options: { ratio: 0.5, per_task: 4, max_new_tokens: 8 },
+      check: (r) => {
+        const b = keysOf(TASK_B);
+        for (const rows of r.rows[1]) assert.equal(rows.filter((f) => !b.has(key(f))).length, 2);
+      },
+    },
+    ssr: {
+      options: { ratio: 0.5, demos: 1, synthesize: 4, keep: 2, max_new_tokens: 8 },
+      check: (r) => {
+        const b = keysOf(TASK_B);
+        for (const rows of r.rows[1]) assert.equal(rows.filter((f) => !b.has(key(f))).length, 2);
+      },
+    },
   };
 
   for (const [name, def] of Object.entries(methods)) {
@@ -515,7 +568,7 @@ test("battery: every registered method trains two stages and does what it says",
       `${name}: state and loadState go together`,
     );
     if (s) {
-      const fresh = createMethod(name, effect.options, env(r.start));
+      const fresh = createMethod(name, effect.options, env(r.start, tok));
       trainStage({
         stage: "b",
         model: r.model,
@@ -539,9 +592,7 @@ test("battery: every registered method trains two stages and does what it says",
 });
 
 test("needsStartWeights is declared exactly where a method reads θ₀", async (t) => {
-  const path = tok512Path();
-  if (!path) return t.skip(skipReason(...TOK512));
-  const tok = await loadTokenizer(path);
+  const tok = await wordTokenizer();
   const variants: [string, Record<string, unknown>][] = [
     ...Object.keys(methods).map((n): [string, Record<string, unknown>] => [n, {}]),
     ["lwf", { teacher: "start" }],
@@ -556,6 +607,7 @@ test("needsStartWeights is declared exactly where a method reads θ₀", async (
         stages: STAGES,
         general: GENERAL,
         seed: 5,
+        tokenizer: tok,
         startWeights: () => (reads++, start),
       });
       const dir = mkdtempSync(join(tmpdir(), `lethe-theta0-${name}-`));
@@ -581,5 +633,10 @@ test("needsStartWeights is declared exactly where a method reads θ₀", async (
       rmSync(dir, { recursive: true, force: true });
     }
   console.log(`# θ₀ readers: ${readers.join("; ")}`);
-  assert.deepEqual(readers, ["l2sp {} full", "wise_ft {} full", 'lwf {"teacher":"start"} full']);
+  assert.deepEqual(readers, [
+    "l2sp {} full",
+    "wise_ft {} full",
+    "ssr {} full",
+    'lwf {"teacher":"start"} full',
+  ]);
 });

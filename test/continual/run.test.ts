@@ -184,7 +184,14 @@ test("config errors name the field and suggest the key", () => {
   assert.equal(luo.config.train.lr, 2e-5);
   assert.equal(luo.benchmarks.find((b) => b.name === "mmlu_stem")?.shots, 5);
   assert.equal(luo.benchmarks.find((b) => b.name === "race")?.category, "reading_comprehension");
-  assert.deepEqual(luo.orders[0].tasks, ["asset", "haiku", "covid_qa", "esnli", "gigaword"]);
+  assert.deepEqual(luo.orders[0].tasks, [
+    "wiki_auto",
+    "empathetic_dialogues",
+    "eli5",
+    "esnli_ct0",
+    "gigaword_ct0",
+  ]);
+  assert.equal(luo.config.tasks.template, "luo2023");
   assert.throws(
     () => parseStudy({ ...good, dataDir: "${NOPE_UNSET}" }, "s.yaml", "/", {}),
     /environment variable NOPE_UNSET is not set/,

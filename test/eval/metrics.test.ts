@@ -7,12 +7,14 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { dataPath, skipReason } from "../helpers/data.js";
+import { generationMetrics, getGenerationMetric } from "../../src/eval/metrics/index.js";
 import {
+  aggregateMetric,
   bootstrapStderr,
-  generationMetrics,
-  getGenerationMetric,
   meanStderr,
-} from "../../src/eval/metrics/index.js";
+  perplexity,
+  sampleStddev,
+} from "../../src/eval/aggregate.js";
 import { tokenize13a } from "../../src/eval/metrics/bleu.js";
 import { normalizeSquadAnswer } from "../../src/eval/metrics/squad.js";
 import { lcsLength, rougeTokenize } from "../../src/eval/metrics/rouge.js";
@@ -248,7 +250,8 @@ test("registry: unknown names suggest the closest one", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// Standard errors — lm-eval lm_eval/api/metrics.py (mean_stderr, bootstrap_stderr)
+// Standard errors — lm-eval lm_eval/api/metrics.py (mean_stderr, bootstrap_stderr), as
+// eval/aggregate.ts computes them for every reported score.
 
 test("meanStderr: sample stddev / sqrt(n) (hand-computed)", () => {
   // [1, 0, 1, 0]: mean 0.5, sample variance 1/3, stderr sqrt(1/3)/2.
@@ -257,8 +260,9 @@ test("meanStderr: sample stddev / sqrt(n) (hand-computed)", () => {
 });
 
 test("bootstrapStderr: reproduces lm-eval's bootstrap_stderr draw for draw", () => {
-  // Reference values: lm-eval's `_bootstrap_internal_no_mp` (random.Random(i).choices(xs, k=n)
-  // per chunk of min(1000, iters), then sample_stddev) with f = mean, run under CPython 3.11.7.
+  // Reference values: lm-eval's `bootstrap_stderr` (random.Random(i).choices(xs, k=n) per chunk
+  // of min(1000, iters), then sample_stddev) with f = mean, CPython 3.11.7, lm-eval 0.4.7:
+  // printed by `.venv/bin/python test/eval/reference/print_references.py`.
   const xs = [1, 0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 1, 1, 0, 1, 0, 1, 1, 1];
   const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
   near(bootstrapStderr(xs, mean, { iters: 1000 }), 0.10662607147934808, 1e-12, "1000 iters");
@@ -268,6 +272,26 @@ test("bootstrapStderr: reproduces lm-eval's bootstrap_stderr draw for draw", () 
   const other = bootstrapStderr(xs, mean, { iters: 1000, seed: 7 });
   assert.notEqual(other, 0.10662607147934808);
   near(other, meanStderr(xs), 0.01, "seed 7 vs closed form");
+});
+
+test("sampleStddev: n − 1 denominator, summed left to right (hand-computed)", () => {
+  // [2, 4, 4, 4, 5, 5, 7, 9]: mean 5, squared deviations sum to 32, 32 / 7.
+  near(sampleStddev([2, 4, 4, 4, 5, 5, 7, 9]), Math.sqrt(32 / 7), 1e-15, "stddev");
+  assert.throws(() => sampleStddev([3]), /at least 2 values/);
+});
+
+test("aggregateMetric: what lethe reports equals lm-eval's perplexity and its bootstrap stderr", () => {
+  // lm-eval's `perplexity(lls)` and `bootstrap_stderr(perplexity, lls, 1000)` (print_references.py).
+  const lls = [-1.5, -2.25, -0.75, -3.0, -1.0, -2.0, -0.5];
+  const ppl = aggregateMetric("perplexity", lls, 1000);
+  near(ppl.value, 4.813519741131481, 1e-12, "perplexity");
+  near(ppl.stderr as number, 1.666880469340756, 1e-12, "perplexity stderr");
+  assert.equal(ppl.value, perplexity(lls));
+  const acc = aggregateMetric("mean", [1, 0, 1, 0], 1000);
+  assert.deepEqual(acc, { value: 0.5, stderr: meanStderr([1, 0, 1, 0]) });
+  // One item, or bootstraps turned off: "N/A", as lm-eval prints.
+  assert.equal(aggregateMetric("mean", [1], 1000).stderr, "N/A");
+  assert.equal(aggregateMetric("perplexity", lls, 0).stderr, "N/A");
 });
 
 test("bootstrapStderr: works on items of any type (corpus BLEU over sentence pairs)", () => {
@@ -280,4 +304,13 @@ test("bootstrapStderr: works on items of any type (corpus BLEU over sentence pai
   const se = bootstrapStderr(items, corpusBleu, { iters: 200 });
   assert.ok(se > 0 && se < 100, `BLEU stderr ${se}`);
   assert.equal(bootstrapStderr(items, corpusBleu, { iters: 200 }), se);
+});
+
+test("accuracy: a stripped exact label match, case and punctuation kept", () => {
+  const { accuracy } = generationMetrics;
+  assert.equal(accuracy.sentence(" positive\n", ["positive"]), 100);
+  assert.equal(accuracy.sentence("Positive", ["positive"]), 0);
+  assert.equal(accuracy.sentence("positive.", ["positive"]), 0);
+  assert.equal(accuracy.sentence("neg", ["pos", "neg"]), 100);
+  assert.equal(accuracy.corpus(["a", "b", "c", "a"], [["a"], ["a"], ["c"], ["b"]]), 50);
 });

@@ -1,6 +1,7 @@
 /**
- * PyRandom against values printed by CPython's `random` module (3.x), e.g.
- * `random.Random(1234).random()` and `random.Random(42).sample(range(10), 3)`.
+ * PyRandom against values printed by CPython's `random` module (3.11.7), e.g.
+ * `random.Random(1234).random()` and `random.Random(42).sample(range(10), 3)`; every value here
+ * is printed by `.venv/bin/python test/eval/reference/print_references.py`.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";

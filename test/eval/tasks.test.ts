@@ -351,7 +351,9 @@ test("crows_pairs, truthfulqa mc2 and lambada perplexity", async (t) => {
   });
   close(res.results.truthfulqa_mc2["acc,none"], mean(mc2), 1e-12);
 
-  // exp(-mean ll) and the bootstrap stderr over 2 chunks of 1000, as printed by CPython's lm-eval code.
+  // exp(-mean ll) and the bootstrap stderr over 2 chunks of 1000, as printed by lm-eval 0.4.7's
+  // `perplexity` and `bootstrap_stderr` under CPython 3.11.7:
+  // `.venv/bin/python test/eval/reference/print_references.py` (its lambada lines).
   close(res.results.lambada_openai["perplexity,none"], 2858.5769143843563, 1e-12);
   close(res.results.lambada_openai["perplexity_stderr,none"], 683.5585219547561, 1e-9);
 });

@@ -136,7 +136,8 @@ test("writer matches the spec byte for byte (the Rust crate's own serialization 
 
 test("writer layout equals safetensors save_file: dtype rank, UTF-8 name order, metadata", () => {
   // Same tensors as `safetensors.numpy.save(t, metadata={"format": "pt"})` in safetensors 0.8.0,
-  // whose header was checked to be exactly the string below.
+  // whose header and data are exactly the string and bytes below: printed by
+  // `.venv/bin/python test/io/reference/safetensors_layout.py`.
   const one = (dtype: SafeDtype, shape: number[], fill: number) => ({
     dtype,
     shape,

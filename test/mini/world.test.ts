@@ -1,7 +1,7 @@
 /**
  * Tests of the miniature study's synthetic world (src/mini/): determinism, sizes, and that every
- * evaluation item is checkable against the world and its corpus, as the issue "The built-in
- * miniature study", item 1, requires.
+ * evaluation item is checkable against the world and its corpus (an answer the corpus cannot
+ * support would measure nothing).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";

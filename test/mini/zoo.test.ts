@@ -15,7 +15,6 @@ import { loadPretrained } from "../../src/io/pretrained.js";
 import { ModelLM } from "../../src/eval/model_lm.js";
 import { buildRequests, formatResults, type EvalResults } from "../../src/eval/evaluate.js";
 import type { LM } from "../../src/eval/lm.js";
-import { CATEGORIES } from "../../src/continual/config.js";
 import { pretrainCorpus } from "../../src/mini/corpus.js";
 import { QUICK_SIZES, generateWorld, type World } from "../../src/mini/world.js";
 import {
@@ -85,11 +84,11 @@ test("word-level tokenizer: loads as HF tokenizer.json and round-trips the corpu
 test("mini benchmarks: real prompts over the world's docs; categories cover every task", async () => {
   const tasks = miniTasks(world);
   assert.deepEqual(Object.keys(tasks), MINI_TASK_NAMES);
-  const categories = MINI_TASK_NAMES.map((name) => CATEGORIES[name]);
+  const categories = MINI_TASK_NAMES.map((name) => tasks[name].category);
   assert.deepEqual(
     [...new Set(categories)].sort(),
     ["bias", "domain_knowledge", "reading_comprehension", "reasoning"],
-    "each of Luo et al.'s four abilities has a mini benchmark (src/continual/config.ts)",
+    "each of Luo et al.'s four abilities has a mini benchmark (src/eval/tasks/mini.ts)",
   );
   const first = async (name: (typeof MINI_TASK_NAMES)[number]) => {
     const task = tasks[name];

@@ -10,7 +10,7 @@ import {
   applyRotary,
   gptNeoxFamily,
   GPTNeoXForCausalLM,
-  parseGPTNeoXConfig,
+  parseGptNeoxConfig,
   rotaryCosSin,
   rotaryNdims,
 } from "../../src/models/gpt_neox.js";
@@ -98,7 +98,7 @@ test("parameter names are GPTNeoXForCausalLM's, embed_out untied", () => {
 });
 
 test("config: GPTNeoXConfig defaults, RoPE aliases, errors name file and field", () => {
-  const c = parseGPTNeoXConfig({ model_type: "gpt_neox" });
+  const c = parseGptNeoxConfig({ model_type: "gpt_neox" });
   assert.equal(c.rotary_pct, 0.25);
   assert.equal(c.rotary_emb_base, 10000);
   assert.equal(c.use_parallel_residual, true);
@@ -106,19 +106,19 @@ test("config: GPTNeoXConfig defaults, RoPE aliases, errors name file and field",
   assert.equal(c.hidden_act, "gelu");
   assert.equal(c.layer_norm_eps, 1e-5);
   assert.equal(rotaryNdims(c), 24); // int(96 · 0.25)
-  const a = parseGPTNeoXConfig({ rope_theta: 500, partial_rotary_factor: 0.5 });
+  const a = parseGptNeoxConfig({ rope_theta: 500, partial_rotary_factor: 0.5 });
   assert.deepEqual([a.rotary_emb_base, a.rotary_pct], [500, 0.5]);
-  const n = parseGPTNeoXConfig({
+  const n = parseGptNeoxConfig({
     rope_parameters: { rope_type: "default", rope_theta: 7, partial_rotary_factor: 1 },
   });
   assert.deepEqual([n.rotary_emb_base, n.rotary_pct], [7, 1]);
   assert.throws(
-    () => parseGPTNeoXConfig({ rope_scaling: { type: "linear", factor: 2 } }, "pythia/config.json"),
+    () => parseGptNeoxConfig({ rope_scaling: { type: "linear", factor: 2 } }, "pythia/config.json"),
     /pythia\/config\.json: field "rope_scaling": RoPE scaling is not supported/,
   );
-  assert.throws(() => parseGPTNeoXConfig({ hidden_act: "gelu_neww" }), /field "hidden_act"/);
+  assert.throws(() => parseGptNeoxConfig({ hidden_act: "gelu_neww" }), /field "hidden_act"/);
   assert.throws(
-    () => parseGPTNeoXConfig({ ...tiny, rotary_pct: 0.375 }),
+    () => parseGptNeoxConfig({ ...tiny, rotary_pct: 0.375 }),
     /rotary dims per head; they must be even/,
   );
 });

@@ -8,7 +8,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   LlamaForCausalLM,
-  llamaConfig,
+  parseLlamaConfig,
   ropeInvFreq,
   type LlamaConfig,
 } from "../../src/models/llama.js";
@@ -18,7 +18,7 @@ import { cat, crossEntropy, noGrad, tensor, tidy, type Tensor } from "../../src/
 import { assertNear, F32, relDiff, type Tol } from "../helpers/close.js";
 
 function small(extra: Record<string, unknown> = {}): LlamaConfig {
-  return llamaConfig({
+  return parseLlamaConfig({
     model_type: "llama",
     vocab_size: 64,
     hidden_size: 32,
@@ -279,11 +279,11 @@ test("qwen2 has q/k/v biases and no o_proj bias; mistral's sliding window masks 
   qwen.dispose();
 
   const windowed = new LlamaForCausalLM(
-    llamaConfig({ ...small(), model_type: "mistral", sliding_window: 3 }),
+    parseLlamaConfig({ ...small(), model_type: "mistral", sliding_window: 3 }),
     { seed: 4 },
   ).eval();
   const full = new LlamaForCausalLM(
-    llamaConfig({ ...small(), model_type: "mistral", sliding_window: null }),
+    parseLlamaConfig({ ...small(), model_type: "mistral", sliding_window: null }),
     { seed: 4 },
   ).eval();
   noGrad(() =>
@@ -309,7 +309,7 @@ test("config parsing: family defaults, aliases and errors naming the field", () 
   assert.equal(mistral.num_key_value_heads, 8);
   assert.equal(mistral.head_dim, 128);
   assert.equal(mistral.sliding_window, 4096);
-  const v5 = llamaConfig({
+  const v5 = parseLlamaConfig({
     model_type: "llama",
     rope_parameters: { rope_type: "linear", rope_theta: 5e5, factor: 4 },
   });
@@ -326,15 +326,15 @@ test("config parsing: family defaults, aliases and errors naming the field", () 
     /x\/config\.json: field "hidden_size"/,
   );
   assert.throws(
-    () => llamaConfig({ model_type: "llama", rope_scaling: { type: "yarn", factor: 2 } }),
+    () => parseLlamaConfig({ model_type: "llama", rope_scaling: { type: "yarn", factor: 2 } }),
     /field "rope_scaling.rope_type"/,
   );
   assert.throws(
-    () => llamaConfig({ model_type: "llama", rope_scaling: { type: "llama3", factor: 8 } }),
+    () => parseLlamaConfig({ model_type: "llama", rope_scaling: { type: "llama3", factor: 8 } }),
     /llama3 needs/,
   );
   assert.throws(
-    () => llamaConfig({ model_type: "llama", num_key_value_heads: 5 }),
+    () => parseLlamaConfig({ model_type: "llama", num_key_value_heads: 5 }),
     /field "num_key_value_heads"/,
   );
   assert.throws(() => parseModelConfig({ model_type: "lama" }), /Did you mean "llama"/);

@@ -177,17 +177,20 @@ test("config parsing: T5 and mT5 defaults, feed_forward_proj, bad fields named",
   assert.equal(mt5.tie_word_embeddings, false);
   assert.throws(
     () => parseT5Config({ model_type: "t5", d_model: 0 }, "m/config.json"),
-    /m\/config.json: field "d_model" must be an integer ≥ 1, got 0/,
+    /m\/config.json: field "d_model": Too small: expected number to be >0/,
   );
   assert.throws(
     () => parseT5Config({ feed_forward_proj: "gated-geluu" }),
-    /"feed_forward_proj" names unknown activation "geluu". Did you mean "gelu"/,
+    /field "feed_forward_proj": names unknown activation "geluu". Did you mean "gelu"/,
   );
   assert.throws(() => parseT5Config({ feed_forward_proj: "fast-relu" }), /"gated-\{act\}"/);
-  assert.throws(() => parseT5Config({ model_type: "bart" }), /"model_type" must be "t5" or "mt5"/);
+  assert.throws(
+    () => parseT5Config({ model_type: "bart" }),
+    /field "model_type": Invalid option: expected one of "t5"\|"mt5"/,
+  );
   assert.throws(
     () => parseT5Config({ tie_word_embeddings: "yes" }),
-    /"tie_word_embeddings" must be a boolean/,
+    /field "tie_word_embeddings": Invalid input: expected boolean/,
   );
 });
 

@@ -36,7 +36,10 @@ test("lethe run --dry-run examples/luo2023.yaml: 9 models × 5 tasks × 13 bench
   const out = r.stdout;
   process.stdout.write(out);
   assert.match(out, /^study luo2023: 9 models × 1 method × 1 order × 1 seed = 9 runs$/m);
-  assert.match(out, /luo2023 \(5 tasks\): asset → haiku → covid_qa → esnli → gigaword/);
+  assert.match(
+    out,
+    /luo2023 \(5 tasks\): wiki_auto → empathetic_dialogues → eli5 → esnli_ct0 → gigaword_ct0/,
+  );
   assert.match(out, /benchmarks \(13 in 4 categories\):/);
   for (const [cat, n] of [
     ["domain_knowledge", 4],

@@ -31,7 +31,7 @@ test("study model names match the paper's models", () => {
     assert.equal(paperModel(name)?.name, paper, name);
   assert.equal(paperModel("bloomz-560m"), null);
   assert.equal(paperModel("mt0-base"), null);
-  // The published values, spot-checked against the transcription.
+  // The published values, spot-checked against the transcription of arXiv 2308.08747 v5, Table 6.
   const mt0xl = paperModel("mt0-xl")!.cells;
   assert.deepEqual(mt0xl.reading_comprehension, { r0: 41.1, rLast: 30.45, fg: 28.42 });
   assert.deepEqual(paperModel("bloomz-3b")!.cells.bias, { r0: 63.9, rLast: 62.14, fg: 2.97 });

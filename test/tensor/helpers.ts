@@ -2,6 +2,7 @@
  * Shared helpers for the engine tests: independent JS float64 oracles (erf, row-major index
  * maps, seeded random numbers). Float comparison is test/helpers/close.ts (relative tolerances).
  */
+import { mulberry32 } from "../../src/util/random.js";
 
 /** Row-major values of `shape` where element [i, j, ...] is `f([i, j, ...])`. */
 export function fill(shape: number[], f: (idx: number[]) => number): number[] {
@@ -41,14 +42,6 @@ export function erf(x: number): number {
 
 /** Deterministic pseudo-random numbers in [-1, 1) (mulberry32), independent of the engine. */
 export function jsRandom(seed: number, n: number): number[] {
-  let a = seed >>> 0;
-  const out: number[] = [];
-  for (let i = 0; i < n; i++) {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    out.push(((t ^ (t >>> 14)) >>> 0) / 2 ** 31 - 1);
-  }
-  return out;
+  const next = mulberry32(seed);
+  return Array.from({ length: n }, () => next() * 2 - 1); // ×2 is exact: u32 / 2^31 − 1
 }

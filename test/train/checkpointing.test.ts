@@ -25,18 +25,12 @@ import {
 } from "../../src/tensor/index.js";
 import { checkpointed, supportsCheckpointing } from "../../src/train/checkpointing.js";
 import type { Batch } from "../../src/train/data.js";
-import {
-  checkpointedTokenLossSum,
-  tokenLossSum,
-  trainStage,
-  type TrainConfigInput,
-} from "../../src/train/trainer.js";
-import { loadTokenizer } from "../../src/io/tokenizer.js";
+import { checkpointedTokenLossSum, tokenLossSum, trainStage } from "../../src/train/trainer.js";
+import type { TrainConfigInput } from "../../src/train/config.js";
 import { applyLora, loraConfigOf } from "../../src/models/lora.js";
 import { TINY_CONFIGS } from "../models/tiny.js";
 import { t5Family } from "../../src/models/t5.js";
-import { skipReason } from "../helpers/data.js";
-import { BASE_CONFIG, examples, tinyLlama, TOK512, tok512Path } from "./helpers.js";
+import { BASE_CONFIG, examples, tinyLlama, wordTokenizer } from "./helpers.js";
 
 const CAUSAL = ["gpt2", "llama", "mistral", "qwen2", "bloom", "gpt_neox"];
 const GRAD_RTOL = 1e-6;
@@ -294,9 +288,7 @@ test("memory: fewer live tensors after the forward and a lower peak RSS (gpt2, 8
 });
 
 test("trainer: gradientCheckpointing gives the same losses (1e-6 relative) in 32-true, bf16-mixed, 16-mixed, with LoRA and for T5", async (t) => {
-  const path = tok512Path();
-  if (!path) return t.skip(skipReason(...TOK512));
-  const tokenizer = await loadTokenizer(path);
+  const tokenizer = await wordTokenizer();
   const run = (model: LanguageModel, config: TrainConfigInput) => {
     const dir = mkdtempSync(join(tmpdir(), "lethe-ckpt-"));
     try {

@@ -1,12 +1,18 @@
 /**
- * Shared pieces of the trainer tests: tiny models over llama2.c's 512-token vocabulary (so the
- * real tok512 tokenizer drives them), synthetic instruction examples, and a fixed config.
+ * Shared pieces of the trainer tests: tiny models over a 512-token vocabulary, the word-level
+ * tokenizer of the miniature study (src/mini/tokenizer.ts) over the tests' own texts, so the
+ * trainer and method tests need no shared data, synthetic instruction examples, and a fixed
+ * config. llama2.c's tok512 stays for the tests of its own tokenization (data.test.ts).
  */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { vocabularyOf, writeTokenizer } from "../../src/mini/tokenizer.js";
 import { gpt2Family } from "../../src/models/gpt2.js";
 import { llamaFamily } from "../../src/models/llama.js";
 import type { LanguageModel } from "../../src/models/types.js";
 import type { SftText } from "../../src/train/data.js";
-import type { TrainConfigInput } from "../../src/train/trainer.js";
+import type { TrainConfigInput } from "../../src/train/config.js";
 import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.js";
 import { dataPath, skipReason } from "../helpers/data.js";
 
@@ -14,7 +20,11 @@ import { dataPath, skipReason } from "../helpers/data.js";
 export const TOK512 = ["models", "stories260K", "tok512.bin"] as const;
 export const tok512Path = (): string | null => dataPath(...TOK512);
 
-/** stories260K's tokenizer, or null after skipping the test `t` with the reason. */
+/**
+ * stories260K's tokenizer, or null after skipping the test `t` with the reason: for the tests
+ * whose expectations are counts of tok512's own token statistics (packed row counts, a loss
+ * pinned at ln(512) over its full vocabulary, embedding rows never seen).
+ */
 export async function tok512(t: { skip(msg: string): void }): Promise<Tokenizer | null> {
   const path = tok512Path();
   if (!path) {
@@ -22,6 +32,39 @@ export async function tok512(t: { skip(msg: string): void }): Promise<Tokenizer 
     return null;
   }
   return loadTokenizer(path);
+}
+
+/** Every text the trainer and method tests tokenize, so none of their words is <unk>. */
+function testTexts(): string[] {
+  const rows = examples(NAMES.length * THINGS.length);
+  return [
+    ...rows.flatMap((e) => [e.prompt, e.response, e.response.toUpperCase()]),
+    ...Array.from({ length: 64 }, (_, i) => `Repeat the word ${i}:`),
+    "Instruction: Yes.",
+    "Replay: old task",
+  ];
+}
+
+let wordLevelDir: string | null = null;
+/**
+ * The word-level tokenizer over `testTexts()` (EOS `</s>`, no BOS; at most 512 ids, so the tiny
+ * models' embeddings cover it), written once per process: its folder, for loadTokenizer or a
+ * child process.
+ */
+export async function wordTokenizerDir(): Promise<string> {
+  if (wordLevelDir) return wordLevelDir;
+  const vocab = vocabularyOf(testTexts());
+  if (vocab.length > 512) throw new Error(`test vocabulary has ${vocab.length} words (> 512)`);
+  const root = mkdtempSync(join(tmpdir(), "lethe-tok-"));
+  process.once("exit", () => rmSync(root, { recursive: true, force: true }));
+  const dir = join(root, "tokenizer");
+  await writeTokenizer(dir, vocab, "causal");
+  return (wordLevelDir = dir);
+}
+
+/** The tests' word-level tokenizer (`wordTokenizerDir`), loaded. */
+export async function wordTokenizer(): Promise<Tokenizer> {
+  return loadTokenizer(await wordTokenizerDir());
 }
 
 /** Every parameter's values, by name. */

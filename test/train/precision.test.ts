@@ -1,6 +1,7 @@
 /**
  * Precision policies (src/train/precision.ts) through the trainer, on a tiny LLaMA driven by
- * llama2.c's tok512 tokenizer:
+ * the tests' word-level tokenizer (test/train/helpers.ts; llama2.c's tok512 for the first test,
+ * whose bf16-true count of unchanged weights is over tok512's embedding rows):
  * - at the paper's lr 2e-5 for 20 steps, bf16-mixed (float32 master weights and AdamW state,
  *   forward under bf16 autocast) moves every weight tensor and its loss curve stays within bf16
  *   tolerance of 32-true, while bf16-true leaves most weights exactly where they were (the count
@@ -29,7 +30,7 @@ import {
 import { formatProgress, type ProgressEvent } from "../../src/train/progress.js";
 import { trainStage } from "../../src/train/trainer.js";
 import { assertNear, type Tol } from "../helpers/close.js";
-import { BASE_CONFIG, examples, tinyLlama, tok512, weights } from "./helpers.js";
+import { BASE_CONFIG, examples, tinyLlama, tok512, weights, wordTokenizer } from "./helpers.js";
 
 const dirs: string[] = [];
 const tmp = () => {
@@ -157,8 +158,7 @@ test("roundingWarning: only for a 16-bit true policy whose lr is below half a st
 });
 
 test("16-mixed: an injected inf gradient skips exactly that step and halves the scale; training recovers", async (t) => {
-  const tokenizer = await tok512(t);
-  if (!tokenizer) return;
+  const tokenizer = await wordTokenizer();
   const BAD = 3;
   const snapshots: { step: number; optSteps: number; w: number[] }[] = [];
   const inject: TrainPlugin = {
@@ -241,8 +241,7 @@ test("evaluation under a policy: autocast matmuls, float32 logits; the true poli
   assert.ok(diff > 0, "the view ran its matmuls in bf16");
   assert.ok(diff <= 2 ** -5 * scale, `max diff ${diff}, max |logit| ${scale}`);
 
-  const tokenizer = await tok512(t);
-  if (!tokenizer) return;
+  const tokenizer = await wordTokenizer();
   const reqs = [
     { context: "Lily played with a ball.", continuation: " She was happy." },
     { context: "Tom has a dog", continuation: " and a cat." },

@@ -1,6 +1,8 @@
 /**
- * Tests for src/train/trainer.ts on tiny random models driven by llama2.c's real tok512
- * tokenizer: the loss falls, 2×4 accumulation equals one batch of 8, a run killed (SIGKILL)
+ * Tests for src/train/trainer.ts on tiny random models driven by the miniature study's word-level
+ * tokenizer over the tests' texts (test/train/helpers.ts, no shared data; llama2.c's tok512 for
+ * the stuck-loss and packing tests, whose counts are its token statistics): the loss falls, 2×4
+ * accumulation equals one batch of 8, a run killed (SIGKILL)
  * right after a checkpoint or mid-step resumes to byte-identical weights, a NaN loss names its
  * step and the last checkpoint, a loss stuck at ln(vocab) for a whole stage warns, checkpoints
  * are never left half-written, `keep` leaves the right checkpoint folders (and only in-progress
@@ -25,12 +27,12 @@ import { llamaFamily } from "../../src/models/llama.js";
 import { formatProgress, type ProgressEvent } from "../../src/train/progress.js";
 import {
   NonFiniteLossError,
-  parseTrainConfig,
   STUCK_MIN_STEPS,
   STUCK_RTOL,
   stuckLossWarning,
   trainStage,
 } from "../../src/train/trainer.js";
+import { parseTrainConfig } from "../../src/train/config.js";
 import { assertNear, type Tol } from "../helpers/close.js";
 import { dataPath, repoRoot, skipReason } from "../helpers/data.js";
 import {
@@ -38,10 +40,10 @@ import {
   examples,
   tinyGpt2,
   tinyLlama,
-  TOK512,
   tok512,
-  tok512Path,
   weights,
+  wordTokenizer,
+  wordTokenizerDir,
 } from "./helpers.js";
 
 const dirs: string[] = [];
@@ -71,8 +73,7 @@ function maxAbs(a: Map<string, number[]>): number {
 const ACCUM: Tol = { rtol: 1e-5, atol: 1e-7 };
 
 test("the loss falls on a tiny task; one complete final checkpoint stays, no .tmp left", async (t) => {
-  const tokenizer = await tok512(t);
-  if (!tokenizer) return;
+  const tokenizer = await wordTokenizer();
   const dir = tmp();
   const model = tinyLlama();
   const r = trainStage({
@@ -103,8 +104,7 @@ test("the loss falls on a tiny task; one complete final checkpoint stays, no .tm
 });
 
 test("gradient accumulation 2×4 equals one batch of 8 (to 1e-5 relative)", async (t) => {
-  const tokenizer = await tok512(t);
-  if (!tokenizer) return;
+  const tokenizer = await wordTokenizer();
   const run = (batchSize: number, gradAccum: number) => {
     const model = tinyLlama(3);
     const r = trainStage({
@@ -134,8 +134,7 @@ test("gradient accumulation 2×4 equals one batch of 8 (to 1e-5 relative)", asyn
 });
 
 test("killed (SIGKILL) after a checkpoint or mid-step, a resumed run ends byte-identical", async (t) => {
-  const tokPath = tok512Path();
-  if (!tokPath) return t.skip(skipReason(...TOK512));
+  const tokPath = await wordTokenizerDir();
   const fixture = join(repoRoot, "test", "train", "fixtures", "run-stage.ts");
   const child = (dir: string, killAt?: string) =>
     spawnSync(process.execPath, ["--import", "tsx", fixture, dir, tokPath], {
@@ -177,8 +176,7 @@ test("killed (SIGKILL) after a checkpoint or mid-step, a resumed run ends byte-i
 });
 
 test("keep: last, all and none leave the right checkpoint folders; optimizer state only in progress", async (t) => {
-  const tokenizer = await tok512(t);
-  if (!tokenizer) return;
+  const tokenizer = await wordTokenizer();
   const run = (keep: "last" | "all" | "none") => {
     const dir = tmp();
     const seen: Record<number, string[]> = {}; // ckpt folders (with their files) before step k
@@ -228,8 +226,7 @@ test("keep: last, all and none leave the right checkpoint folders; optimizer sta
 });
 
 test("a NaN loss stops with an error naming the step and the last good checkpoint", async (t) => {
-  const tokenizer = await tok512(t);
-  if (!tokenizer) return;
+  const tokenizer = await wordTokenizer();
   const poison = (k: number): TrainPlugin => ({
     name: "poison",
     supports: ["full"],
@@ -334,8 +331,7 @@ test("a loss stuck at ln(vocab) for a whole stage (lr 1e6) warns on the last pro
 });
 
 test("a half-written checkpoint is ignored and removed; a finished stage reloads, not retrains", async (t) => {
-  const tokenizer = await tok512(t);
-  if (!tokenizer) return;
+  const tokenizer = await wordTokenizer();
   const dir = tmp();
   mkdirSync(join(dir, "ckpt-99.tmp"));
   const calls: string[] = [];
@@ -372,8 +368,7 @@ test("a half-written checkpoint is ignored and removed; a finished stage reloads
 });
 
 test("every hook is reached, in order, with the step and micro-batch it belongs to", async (t) => {
-  const tokenizer = await tok512(t);
-  if (!tokenizer) return;
+  const tokenizer = await wordTokenizer();
   const log: string[] = [];
   let rowsSeen = 0;
   const recorder: TrainPlugin = {
@@ -421,8 +416,7 @@ test("every hook is reached, in order, with the step and micro-batch it belongs 
 });
 
 test("bad plugins and configs are refused with the name at fault", async (t) => {
-  const tokenizer = await tok512(t);
-  if (!tokenizer) return;
+  const tokenizer = await wordTokenizer();
   const base = {
     stage: "bad",
     model: tinyGpt2(),
@@ -506,8 +500,7 @@ test("an encoder-decoder (tiny T5, t5-small tokenizer) learns the responses", as
 });
 
 test("LoRA: only adapters train and are saved; an interrupted run resumes bit for bit", async (t) => {
-  const tokenizer = await tok512(t);
-  if (!tokenizer) return;
+  const tokenizer = await wordTokenizer();
   const adapted = () => {
     const model = tinyLlama(5);
     applyLora(model, { r: 4, alpha: 8, dropout: 0.1, seed: 1 });

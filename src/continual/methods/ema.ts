@@ -9,7 +9,8 @@
  */
 import { z } from "zod";
 import { noGrad, tidy, type Tensor } from "../../tensor/index.js";
-import { defineMethod, disposeAll, snapshot, trainableParameters } from "./method.js";
+import { defineMethod, disposeAll, snapshot } from "./method.js";
+import { trainableParameters } from "../../nn/index.js";
 
 /** β·ē + (1 − β)·θ. */
 export function emaUpdate(avg: Tensor, theta: Tensor, decay: number): Tensor {
@@ -23,21 +24,24 @@ export const ema = defineMethod({
   options: z.strictObject({
     decay: z.number().min(0).max(1).default(0.999), // β
   }),
+  scale: {
+    distributed:
+      "updated after each optimizer step from the full weights every rank holds: the same on every rank",
+    precision: "the average is kept in the master weights' dtype (float32 under mixed precision)",
+  },
   create: (o) => {
     const avg = new Map<string, Tensor>();
     let stage: string | null = null; // the stage `avg` belongs to
     return {
-      name: "ema",
-      supports: ["full", "lora"],
       stageStart(ctx) {
         if (stage === ctx.stage) return; // resumed: the average came with the state
         disposeAll(avg);
-        for (const [n, t] of snapshot(trainableParameters(ctx))) avg.set(n, t);
+        for (const [n, t] of snapshot(trainableParameters(ctx.model))) avg.set(n, t);
         stage = ctx.stage;
       },
       afterStep(ctx) {
         noGrad(() => {
-          for (const [n, p] of trainableParameters(ctx)) {
+          for (const [n, p] of trainableParameters(ctx.model)) {
             const a = avg.get(n)!;
             tidy(() => a.copy_(emaUpdate(a, p, o.decay)));
           }
@@ -45,7 +49,7 @@ export const ema = defineMethod({
       },
       stageEnd(ctx) {
         noGrad(() => {
-          for (const [n, p] of trainableParameters(ctx)) p.copy_(avg.get(n)!);
+          for (const [n, p] of trainableParameters(ctx.model)) p.copy_(avg.get(n)!);
         });
       },
       state: () => ({ tensors: avg, meta: { stage } }),

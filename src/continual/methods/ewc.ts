@@ -21,9 +21,9 @@ import {
   drawSeed,
   snapshot,
   stageIndex,
-  trainableParameters,
   type MethodEnv,
 } from "./method.js";
+import { trainableParameters } from "../../nn/index.js";
 
 /** λ/2 · Σ F (θ − θ*)² over every parameter. */
 export function ewcPenalty(
@@ -48,7 +48,7 @@ function estimateFisher(
   examples: readonly { prompt: string; response: string }[],
 ): Map<string, Tensor> {
   const { model } = ctx;
-  const params = trainableParameters(ctx);
+  const params = trainableParameters(ctx.model);
   const device = params[0][1].device;
   const decoderStartId = model.kind === "seq2seq" ? model.config.decoder_start_token_id : undefined;
   const acc = new Map(params.map(([n, p]) => [n, tidy(() => p.detach().mul(0))]));
@@ -92,16 +92,20 @@ export const ewc = defineMethod({
     gamma: z.number().min(0).max(1).default(1), // γ: decay of the earlier Fisher (1 = plain sum)
     samples: z.number().int().positive().default(64), // examples the Fisher is estimated on
   }),
+  scale: {
+    distributed:
+      "every rank estimates the same Fisher on the same examples after each stage (whole, not sharded), so the penalty is the same on every rank",
+    precision:
+      "the Fisher backward is not loss-scaled: under 16-mixed, tiny per-example gradients can flush to zero in float16 activations (an underestimate); bf16 and 32-bit are exact",
+  },
   create: (o, env: MethodEnv) => {
     const fisher = new Map<string, Tensor>();
     const star = new Map<string, Tensor>();
     let tasks: string[] = [];
     let terms: { name: string; fisher: Tensor; star: Tensor }[] = [];
     return {
-      name: "ewc",
-      supports: ["full", "lora"],
       stageStart(ctx) {
-        const named = new Map(trainableParameters(ctx));
+        const named = new Map(trainableParameters(ctx.model));
         terms = [...fisher].map(([name, f]) => {
           if (!named.has(name))
             throw new Error(
@@ -112,7 +116,7 @@ export const ewc = defineMethod({
       },
       loss(ctx, loss) {
         if (terms.length === 0) return;
-        const named = new Map(trainableParameters(ctx));
+        const named = new Map(trainableParameters(ctx.model));
         const penalty = ewcPenalty(
           terms.map((t) => ({ ...t, theta: named.get(t.name)! })),
           o.lambda,
@@ -130,7 +134,7 @@ export const ewc = defineMethod({
           f.dispose();
         }
         disposeAll(star);
-        for (const [n, t] of snapshot(trainableParameters(ctx))) star.set(n, t);
+        for (const [n, t] of snapshot(trainableParameters(ctx.model))) star.set(n, t);
         tasks.push(ctx.stage);
         terms = [];
       },

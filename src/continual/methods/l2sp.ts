@@ -11,7 +11,8 @@
 import { z } from "zod";
 import { tidy, type Tensor } from "../../tensor/index.js";
 import { loraLayers } from "../../models/lora.js";
-import { defineMethod, trainableParameters } from "./method.js";
+import { defineMethod } from "./method.js";
+import { trainableParameters } from "../../nn/index.js";
 
 /** α/2 · Σ ‖θ − θ₀‖² over the pairs; a null θ₀ stands for zero. */
 export function l2spPenalty(pairs: readonly [Tensor, Tensor | null][], alpha: number): Tensor {
@@ -28,17 +29,20 @@ export const l2sp = defineMethod({
   options: z.strictObject({
     alpha: z.number().min(0).default(0.01), // α: penalty weight
   }),
+  scale: {
+    distributed: "an elementwise pull on each rank's full weights: the same on every rank",
+    precision:
+      "any policy: the penalty is computed on the float32 master weights under mixed precision",
+  },
   needsStartWeights: (_, kind) => kind === "full",
   create: (o, env) => ({
-    name: "l2sp",
-    supports: ["full", "lora"],
     loss(ctx, loss) {
       let pairs: [Tensor, Tensor | null][];
       if (ctx.kind === "lora") {
         pairs = loraLayers(ctx.model).map(([, l]) => [l.deltaWeight(), null]);
       } else {
         const start = env.startWeights();
-        pairs = trainableParameters(ctx).map(([n, p]) => {
+        pairs = trainableParameters(ctx.model).map(([n, p]) => {
           const t = start.get(n);
           if (!t) throw new Error(`l2sp: the starting weights have no tensor "${n}"`);
           return [p, t];

@@ -19,7 +19,8 @@ import { noGrad, op, tidy, type Tensor } from "../../tensor/index.js";
 import type { LanguageModel } from "../../models/index.js";
 import { collate, IGNORE_INDEX, type Batch, type SftFeatures } from "../../train/data.js";
 import type { TrainContext } from "../../train/plugin.js";
-import { defineMethod, disposeAll, snapshot, trainableParameters } from "./method.js";
+import { defineMethod, disposeAll, snapshot } from "./method.js";
+import { trainableParameters } from "../../nn/index.js";
 
 /**
  * Σ over rows of T² · KL(softmax(teacher / T) ‖ softmax(student / T)); both (N, V) logits.
@@ -38,7 +39,7 @@ export function distillKl(teacher: Tensor, student: Tensor, temperature: number)
 }
 
 /** Logits at the positions that carry a label, in row order: (N, V). */
-function responseLogits(model: LanguageModel, logits: Tensor, batch: Batch): Tensor {
+export function responseLogits(model: LanguageModel, logits: Tensor, batch: Batch): Tensor {
   return tidy(() => {
     if (model.kind === "seq2seq")
       return op("aten::index.Tensor", [logits, [batch.labels.ne(IGNORE_INDEX)]]);
@@ -56,6 +57,12 @@ export const lwf = defineMethod({
     temperature: z.number().positive().default(2), // T (LwF: 2)
     teacher: z.enum(["previous", "start"]).default("previous"),
   }),
+  edits: ["teacher-rows"],
+  scale: {
+    distributed:
+      "each rank's teacher scores the micro-batches that rank runs, so the term is one process's",
+    precision: "the teacher's forward runs under the same policy as the student's",
+  },
   needsStartWeights: (o, kind) => o.teacher === "start" && kind === "full",
   create: (o, env) => {
     const previous = new Map<string, Tensor>(); // the teacher's trainable weights ("previous")
@@ -65,7 +72,7 @@ export const lwf = defineMethod({
 
     /** [parameter, teacher value (null = zero)] for every parameter the teacher differs in. */
     const teacherWeights = (ctx: TrainContext): [Tensor, Tensor | null][] => {
-      const params = trainableParameters(ctx);
+      const params = trainableParameters(ctx.model);
       if (o.teacher === "previous") return params.map(([n, p]) => [p, previous.get(n)!]);
       if (ctx.kind === "lora")
         return params.filter(([n]) => n.endsWith("lora_B.weight")).map(([, p]) => [p, null]);
@@ -106,12 +113,10 @@ export const lwf = defineMethod({
     };
 
     return {
-      name: "lwf",
-      supports: ["full", "lora"],
       stageStart(ctx) {
         if (o.teacher !== "previous" || stage === ctx.stage) return;
         disposeAll(previous);
-        for (const [n, t] of snapshot(trainableParameters(ctx))) previous.set(n, t);
+        for (const [n, t] of snapshot(trainableParameters(ctx.model))) previous.set(n, t);
         stage = ctx.stage;
       },
       batch(ctx, rows) {

@@ -14,11 +14,13 @@
  * replaced by flat views at every stage start, so methods look parameters up by name, never keep
  * them across stages.
  */
-import type { z } from "zod";
+import { z } from "zod";
 import { tidy, type Tensor } from "../../tensor/index.js";
+import type { Tokenizer } from "../../io/tokenizer.js";
 import type { SftFeatures, SftText } from "../../train/data.js";
 import type { TrainContext, TrainPlugin, TuningKind } from "../../train/plugin.js";
 import { makeRng, randomInt, type Rng } from "../rng.js";
+import { seedOf } from "../../util/random.js";
 
 /** One stage of the run: the name `trainStage` gets and its training examples. */
 export interface StageData {
@@ -40,6 +42,29 @@ export interface MethodEnv {
   startWeights(): ReadonlyMap<string, Tensor>;
   /** The run's seed; every random draw of a method derives from it, the stage and the step. */
   readonly seed: number;
+  /** The model's tokenizer, for methods that generate text (sdft, lamol, ssr); absent = none. */
+  readonly tokenizer?: Tokenizer;
+}
+
+/**
+ * What a method changes beyond adding a loss term, so that a combination of methods can be
+ * checked at config time:
+ * - "rows": its batch hook adds rows to micro-batches (replay, mix_general);
+ * - "gradient": its afterBackward hook rewrites the step's gradient (A-GEM, SAM): two such
+ *   methods would each undo what the other's rewrite guarantees;
+ * - "adapters": it re-initialises or merges the LoRA adapters between stages (O-LoRA);
+ * - "teacher-rows": it computes per-row targets in its batch hook, so methods that add rows must
+ *   come before it in the list (LwF).
+ */
+export type MethodEdit = "rows" | "gradient" | "adapters" | "teacher-rows";
+
+/** The settings a method may not work under, known at config time. */
+export interface MethodSetting {
+  kind: TuningKind;
+  /** train.precision; undefined = the weights' dtype's "true" policy. */
+  precision: string | undefined;
+  /** train.distributed; it applies only when the run has several ranks. */
+  distributed: string | undefined;
 }
 
 export interface MethodDefinition<S extends z.ZodType = z.ZodType> {
@@ -49,12 +74,63 @@ export interface MethodDefinition<S extends z.ZodType = z.ZodType> {
   supports: readonly TuningKind[];
   /** A strict zod object whose fields all have defaults. */
   options: S;
+  /** What it rewrites besides the loss (see MethodEdit); absent = nothing. */
+  edits?: readonly MethodEdit[];
+  /**
+   * How it behaves under data parallel (several ranks) and under mixed precision, in a sentence
+   * each, for the README and `--help`.
+   */
+  scale: { distributed: string; precision: string };
+  /** Why it cannot run with these options in this setting, or null; checked at config time. */
+  refuse?(options: z.output<S>, setting: MethodSetting): string | null;
   /**
    * Whether the plugin reads `env.startWeights()` (θ₀) with these options and tuning kind;
    * absent = never. A copy of the weights is held only for methods that say so.
    */
   needsStartWeights?(options: z.output<S>, kind: TuningKind): boolean;
-  create(options: z.output<S>, env: MethodEnv): TrainPlugin;
+  /** The plugin's hooks; `createMethod` names it and gives it `supports` from this definition. */
+  create(options: z.output<S>, env: MethodEnv): MethodPlugin;
+}
+
+/**
+ * What `create` returns: a trainer plugin without its name and supported kinds, which the
+ * definition states once (a plugin that repeats them must agree with it).
+ */
+export type MethodPlugin = Omit<TrainPlugin, "name" | "supports"> &
+  Partial<Pick<TrainPlugin, "name" | "supports">>;
+
+/**
+ * Learning-rate control between stages, available to every method and combination: stage i
+ * (0-based among the trained stages) trains at `lr_per_stage[i]` when that list is given, else
+ * at train.lr · `lr_decay_per_stage`^i; `rewarm: false` keeps the warmup to the first stage
+ * only (later stages start at their full rate), `rewarm: true` warms up every stage as
+ * train.warmup says. The defaults change nothing. The study runner applies it to each stage's
+ * train config (`stageTrainConfig`); the grid over these options is the paper's open question on
+ * learning-rate control (Luo et al. 2023, arXiv 2308.08747, §6). Reference for re-warming:
+ * Gupta et al. 2023, "Continual Pre-Training of Large Language Models: How to (re)warm your
+ * model?" (arXiv 2308.04014).
+ */
+export const LrControlSchema = z.strictObject({
+  lr_decay_per_stage: z.number().positive().default(1), // factor per stage after the first
+  rewarm: z.boolean().default(true), // warm up every stage (true) or the first only (false)
+  lr_per_stage: z.array(z.number().positive()).min(1).nullable().default(null), // explicit lr per stage
+});
+export type LrControl = z.output<typeof LrControlSchema>;
+
+/** The train config of trained stage `i` (0-based) of `stages` under `lr`; an error names the field. */
+export function stageTrainConfig<T extends { lr: number; warmup: number }>(
+  train: T,
+  lr: LrControl | null | undefined,
+  i: number,
+  stages: number,
+): T {
+  if (!lr) return train;
+  if (lr.lr_per_stage !== null && lr.lr_per_stage.length !== stages)
+    throw new Error(
+      `field "lr.lr_per_stage": ${lr.lr_per_stage.length} rates for ${stages} trained stages`,
+    );
+  const rate = lr.lr_per_stage?.[i] ?? train.lr * lr.lr_decay_per_stage ** i;
+  return { ...train, lr: rate, warmup: i > 0 && !lr.rewarm ? 0 : train.warmup };
 }
 
 /** Checks a definition and infers its options type (`satisfies` alone would not). */
@@ -73,12 +149,7 @@ export function stageIndex(env: MethodEnv, stage: string): number {
 }
 
 /** A 32-bit seed from its parts (FNV-1a over their JSON): one stream per (seed, stage, step, …). */
-export function drawSeed(...parts: (string | number)[]): number {
-  let h = 0x811c9dc5;
-  for (const c of Buffer.from(JSON.stringify(parts), "utf8"))
-    h = Math.imul(h ^ c, 0x01000193) >>> 0;
-  return h;
-}
+export const drawSeed = seedOf;
 
 /**
  * Rows to add to a micro-batch of `n` rows so that the added ones make up `ratio` of it:
@@ -128,11 +199,6 @@ export function mixingHook(
   };
 }
 
-/** The parameters that train in this stage (full: all; LoRA: the adapters), by name. */
-export function trainableParameters(ctx: TrainContext): [string, Tensor][] {
-  return ctx.model.namedParameters().filter(([, p]) => p.requiresGrad);
-}
-
 /** Detached copies of tensors, by name (a state snapshot the caller owns). */
 export function snapshot(named: Iterable<[string, Tensor]>): Map<string, Tensor> {
   const out = new Map<string, Tensor>();
@@ -148,4 +214,55 @@ export function snapshot(named: Iterable<[string, Tensor]>): Map<string, Tensor>
 export function disposeAll(m: Map<string, Tensor>): void {
   for (const t of m.values()) t.dispose();
   m.clear();
+}
+
+/** How a bounded episodic memory picks its examples from a task's training set. */
+export const MEMORY_SELECTION = ["reservoir", "random"] as const;
+export type MemorySelection = (typeof MEMORY_SELECTION)[number];
+
+/**
+ * Reservoir sampling (Vitter 1985, Algorithm R): the indices of `k` of `n` items seen one at a
+ * time in their order, each kept with probability k / n; the first k fill the reservoir, item
+ * i ≥ k replaces slot j = ⌊u·(i+1)⌋ when j < k. Returned in reservoir slot order.
+ */
+export function reservoirSample(n: number, k: number, rng: Rng): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (i < k) out.push(i);
+    else {
+      const j = randomInt(rng, i + 1);
+      if (j < k) out[j] = i;
+    }
+  }
+  return out;
+}
+
+/** `k` of `n` indices drawn uniformly without replacement (the first k of a seeded shuffle). */
+export function randomSample(n: number, k: number, rng: Rng): number[] {
+  const idx = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = randomInt(rng, i + 1);
+    [idx[i], idx[j]] = [idx[j], idx[i]];
+  }
+  return idx.slice(0, Math.min(k, n));
+}
+
+/**
+ * The episodic memory of the stages before `stage`: every example of each (perTask null), or
+ * `perTask` of each chosen by `selection`, drawn from (seed, method, that task's stage name)
+ * alone, so the same at every later stage and after a resume.
+ */
+export function taskMemory(
+  env: MethodEnv,
+  stage: string,
+  perTask: number | null,
+  selection: MemorySelection,
+  method: string,
+): SftText[] {
+  return env.stages.slice(0, stageIndex(env, stage)).flatMap((s) => {
+    if (perTask === null || perTask >= s.examples.length) return [...s.examples];
+    const rng = makeRng(drawSeed(env.seed, method, "memory", s.name));
+    const pick = selection === "reservoir" ? reservoirSample : randomSample;
+    return pick(s.examples.length, perTask, rng).map((i) => s.examples[i]);
+  });
 }

@@ -13,6 +13,12 @@ export const mixGeneral = defineMethod({
   options: z.strictObject({
     ratio: z.number().min(0).lt(1).default(0.1), // share of each batch's rows from the general set
   }),
+  edits: ["rows"],
+  scale: {
+    distributed:
+      "the rows are drawn from (seed, stage, step, micro-batch), so each rank adds the same rows to the micro-batches it runs as one process would",
+    precision: "any policy: it only adds rows",
+  },
   create: (o, env) => {
     const general = env.general;
     if (general === null || general.length === 0)
@@ -20,8 +26,6 @@ export const mixGeneral = defineMethod({
         'method "mix_general" needs the general instruction set (env.general); the run has none',
       );
     return {
-      name: "mix_general",
-      supports: ["full", "lora"],
       batch: mixingHook("mix_general", o.ratio, env.seed, () => general),
     };
   },

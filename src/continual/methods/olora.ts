@@ -44,6 +44,11 @@ export const olora = defineMethod({
     lambda1: z.number().min(0).default(0.5), // λ₁: orthogonality weight (O-LoRA: 0.5)
     lambda2: z.number().min(0).default(0), // λ₂: L2 on the current adapter (O-LoRA: 0)
   }),
+  edits: ["adapters"],
+  scale: {
+    distributed: "every rank merges and re-draws the adapters from the same seed, so they agree",
+    precision: "any policy: the merge adds into the master weights",
+  },
   create: (o, env) => {
     /** Frozen adapters: `${task index}.${layer path}.lora_{A,B}.weight` → tensor. */
     const frozen = new Map<string, Tensor>();
@@ -67,8 +72,6 @@ export const olora = defineMethod({
       });
 
     return {
-      name: "olora",
-      supports: ["lora"],
       stageStart(ctx) {
         const layers = loraLayers(ctx.model);
         if (layers.length === 0)

@@ -10,5 +10,9 @@ export const sequential = defineMethod({
   description: "plain sequential fine-tuning (the baseline): no mitigation",
   supports: ["full", "lora"],
   options: z.strictObject({}),
-  create: () => ({ name: "sequential", supports: ["full", "lora"] }),
+  scale: {
+    distributed: "the same as one process: nothing to reduce",
+    precision: "any policy",
+  },
+  create: () => ({}),
 });

@@ -9,7 +9,8 @@
  */
 import { z } from "zod";
 import { noGrad, tidy, type Tensor } from "../../tensor/index.js";
-import { defineMethod, trainableParameters } from "./method.js";
+import { defineMethod } from "./method.js";
+import { trainableParameters } from "../../nn/index.js";
 
 /** (1 − α)·θ₀ + α·θ; a null θ₀ stands for zero. */
 export function wiseFt(start: Tensor | null, theta: Tensor, alpha: number): Tensor {
@@ -23,12 +24,15 @@ export const wiseFT = defineMethod({
   options: z.strictObject({
     alpha: z.number().min(0).max(1).default(0.5), // α: weight of the fine-tuned model
   }),
+  scale: {
+    distributed:
+      "the interpolation at each stage end is elementwise on full weights: the same on every rank",
+    precision: "any policy: it mixes the master weights",
+  },
   needsStartWeights: (_, kind) => kind === "full",
   create: (o, env) => ({
-    name: "wise_ft",
-    supports: ["full", "lora"],
     stageEnd(ctx) {
-      const params = trainableParameters(ctx);
+      const params = trainableParameters(ctx.model);
       const start = ctx.kind === "full" ? env.startWeights() : null;
       noGrad(() =>
         tidy(() => {

@@ -6,12 +6,8 @@
  * simplification 0 and `references` holds all ten.
  */
 import { join } from "node:path";
-import {
-  makeTask,
-  readAlignedLines,
-  type InstructionExample,
-  type TaskDefinition,
-} from "../instruction.js";
+import { readAlignedLines } from "../../io/dataset.js";
+import { makeTask, type InstructionExample, type TaskDefinition } from "../instruction.js";
 
 const REFERENCES = 10;
 

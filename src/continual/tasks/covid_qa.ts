@@ -9,9 +9,9 @@
  * `document_id`), so no article's questions sit on both sides.
  */
 import { join } from "node:path";
+import { readText } from "../../io/dataset.js";
 import {
   makeTask,
-  readText,
   seededSplit,
   type InstructionExample,
   type TaskDefinition,

@@ -7,12 +7,8 @@
  * The output is explanation 1; `references` holds all three.
  */
 import { join } from "node:path";
-import {
-  makeTask,
-  readAlignedLines,
-  type InstructionExample,
-  type TaskDefinition,
-} from "../instruction.js";
+import { readAlignedLines } from "../../io/dataset.js";
+import { makeTask, type InstructionExample, type TaskDefinition } from "../instruction.js";
 
 /** How each e-SNLI label reads in the instruction. */
 const RELATION: Record<string, string> = {

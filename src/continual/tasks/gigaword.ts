@@ -10,15 +10,9 @@
  * 4+ letters; headlines without one are skipped. The templates share source sentences, so the
  * test split holds whole headlines (seeded), never a headline on both sides.
  */
-import { join } from "node:path";
-import {
-  makeTask,
-  readRecords,
-  seededSplit,
-  type InstructionExample,
-  type TaskDefinition,
-} from "../instruction.js";
-import { makeRng, randomInt } from "../rng.js";
+import { field } from "../../io/dataset.js";
+import { randomInt } from "../rng.js";
+import { declareTask } from "./declare.js";
 
 /** promptsource gigaword templates whose completion is the headline. */
 export const HEADLINE_TEMPLATES = [
@@ -35,37 +29,25 @@ const END_OF_TEXT = "<|endoftext|>";
 /** Words eligible as the constraint: plain lower-case words, not gigaword's "unk"/"#" tokens. */
 const CONSTRAINT_WORD = /^[a-z]{4,}$/;
 
-export const gigaword: TaskDefinition = {
+export const gigaword = declareTask({
   name: "gigaword",
   description: "Write a headline containing a given word (T0 gigaword templates)",
-  metric: "rougeL",
-  async load(dataDir, options = {}) {
-    const seed = options.seed ?? 0;
-    const rng = makeRng(seed);
-    const dir = join(dataDir, "instructions", "self_instruct", "t0_train_50k_per_template");
-    const rows: InstructionExample[] = [];
-    for (const t of HEADLINE_TEMPLATES) {
-      for (const rec of await readRecords(join(dir, `gigaword_${t}.jsonl`))) {
-        const { prompt, completion } = rec.fields;
-        if (typeof prompt !== "string") throw new Error(`${rec.where}: missing field "prompt"`);
-        if (typeof completion !== "string")
-          throw new Error(`${rec.where}: missing field "completion"`);
-        const headline = completion.replace(END_OF_TEXT, "").trim();
-        const words = headline.split(/\s+/).filter((w) => CONSTRAINT_WORD.test(w) && w !== "unk");
-        if (words.length === 0) continue;
-        const word = words[randomInt(rng, words.length)];
-        rows.push({
-          instruction: `Include the word "${word}" in your answer.\n${prompt.trim()}`,
-          input: "",
-          output: headline,
-        });
-      }
-    }
-    const splits = seededSplit(rows, {
-      testFraction: options.testFraction ?? 0.1,
-      seed,
-      groupOf: (r) => r.output,
-    });
-    return makeTask("gigaword", "rougeL", splits, options);
+  source: {
+    path: HEADLINE_TEMPLATES.map(
+      (t) => `instructions/self_instruct/t0_train_50k_per_template/gigaword_${t}.jsonl`,
+    ),
   },
-};
+  // The constraint word is a seeded pick among the headline's words; none, and the row goes.
+  process(row, where, { rng }) {
+    const prompt = field(row, "prompt", where, "string");
+    const headline = field(row, "completion", where, "string").replace(END_OF_TEXT, "").trim();
+    const words = headline.split(/\s+/).filter((w) => CONSTRAINT_WORD.test(w) && w !== "unk");
+    if (words.length === 0) return null;
+    return { prompt: prompt.trim(), headline, word: words[randomInt(rng, words.length)] };
+  },
+  prompt: 'Include the word "{word}" in your answer.\n{prompt}',
+  target: "headline",
+  metric: "rougeL",
+  // The templates share source sentences: a headline never sits on both sides.
+  test_split: { fraction: 0.1, group: "headline" },
+});

@@ -4,25 +4,14 @@
  * from ThomasScialom/T0_continual_learning, JSON Lines despite the .json name, records
  * `{"translation": {"en1": instruction, "en2": haiku}}`; 9741 train / 974 test.
  */
-import { join } from "node:path";
-import { makeTask, readInstructionExamples, type TaskDefinition } from "../instruction.js";
+import { declareTask } from "./declare.js";
 
-const fields = { instruction: "translation.en1", output: "translation.en2" };
-
-export const haiku: TaskDefinition = {
+export const haiku = declareTask({
   name: "haiku",
   description: "Write a haiku about a given topic (CT0)",
+  source: { path: "instructions/scialom_ct0/haiku/haikutrain.json" },
+  test_split: { path: "instructions/scialom_ct0/haiku/haikutest.json" },
+  prompt: "{translation.en1}",
+  target: "translation.en2",
   metric: "rougeL",
-  async load(dataDir, options) {
-    const dir = join(dataDir, "instructions", "scialom_ct0", "haiku");
-    return makeTask(
-      "haiku",
-      "rougeL",
-      {
-        train: await readInstructionExamples(join(dir, "haikutrain.json"), { fields }),
-        test: await readInstructionExamples(join(dir, "haikutest.json"), { fields }),
-      },
-      options,
-    );
-  },
-};
+});

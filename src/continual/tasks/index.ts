@@ -3,10 +3,10 @@
  * in order.
  *
  * Sequences:
- * - "luo2023": in the spirit of Luo et al. 2023 (arXiv 2308.08747), who train CT0's tasks
- *   (Scialom et al. 2022) in the order Simp → Emdg → InqQA → Exp → HGen. The empathetic-dialogue
- *   and inquisitive-question data are not in shared data, so the two other CT0 tasks that are,
- *   Haiku and COVID-QA, take their places: asset → haiku → covid_qa → esnli → gigaword.
+ * - "luo2023": Luo et al. 2023 (arXiv 2308.08747)'s five CT0 tasks (Scialom et al. 2022) from
+ *   their real datasets, in the paper's order Simp → Emdg → InqQA → Exp → HGen: wiki_auto →
+ *   empathetic_dialogues → eli5 → esnli_ct0 → gigaword_ct0 (CT0's processing and templates,
+ *   100,000 examples each drawn as Luo's code draws them: src/continual/ct0.ts).
  * - "mini": the paper's order over the miniature study's synthetic tasks (src/continual/tasks/mini.ts):
  *   simplification → empathetic dialogue → inquisitive question generation → explanation →
  *   headline generation.
@@ -21,8 +21,14 @@ import {
   type TaskOptions,
 } from "../instruction.js";
 import { alpaca } from "./alpaca.js";
+import { declareTask, type TaskDeclaration } from "./declare.js";
 import { asset } from "./asset.js";
 import { covidQa } from "./covid_qa.js";
+import { eli5 } from "./eli5.js";
+import { empatheticDialogues } from "./empathetic_dialogues.js";
+import { esnliCt0 } from "./esnli_ct0.js";
+import { gigawordCt0 } from "./gigaword_ct0.js";
+import { wikiAuto } from "./wiki_auto.js";
 import { esnli } from "./esnli.js";
 import { gigaword } from "./gigaword.js";
 import { haiku } from "./haiku.js";
@@ -36,6 +42,11 @@ const GENERATION_TASKS = {
   covid_qa: covidQa,
   gigaword,
   alpaca,
+  wiki_auto: wikiAuto,
+  empathetic_dialogues: empatheticDialogues,
+  eli5,
+  esnli_ct0: esnliCt0,
+  gigaword_ct0: gigawordCt0,
 } as const satisfies Record<string, TaskDefinition>;
 
 for (const name of [...Object.keys(oloraTasks), ...Object.keys(miniTasks)]) {
@@ -50,7 +61,7 @@ export const TASKS = { ...GENERATION_TASKS, ...oloraTasks, ...miniTasks } as con
 export type TaskName = keyof typeof TASKS;
 
 export const SEQUENCES = {
-  luo2023: ["asset", "haiku", "covid_qa", "esnli", "gigaword"],
+  luo2023: ["wiki_auto", "empathetic_dialogues", "eli5", "esnli_ct0", "gigaword_ct0"],
   mini: [
     "mini_simplification",
     "mini_empathetic_dialogue",
@@ -116,9 +127,22 @@ export const SEQUENCES = {
 
 export type SequenceName = keyof typeof SEQUENCES;
 
-/** A task definition by name ("Did you mean …" when unknown). */
-export function getTask(name: string): TaskDefinition {
-  return lookup<TaskDefinition>(TASKS, name, "instruction task");
+/** Whether `name` is a built-in task (a config may not declare a task of that name). */
+export function isBuiltinTask(name: string): boolean {
+  return Object.hasOwn(TASKS, name);
+}
+
+/**
+ * A task definition by name ("Did you mean …" when unknown): a built-in one, or one of
+ * `declared` (a study config's `tasks:`).
+ */
+export function getTask(name: string, declared: readonly TaskDeclaration[] = []): TaskDefinition {
+  const decl = declared.find((d) => d.name === name);
+  if (decl) return declareTask(decl);
+  // Unknown names are suggested among the built-in and the declared tasks alike.
+  const known: Record<string, TaskDefinition | null> = { ...TASKS };
+  for (const d of declared) known[d.name] = null;
+  return lookup(known, name, "instruction task")!;
 }
 
 /** The task names of a sequence, in training order. */
@@ -126,11 +150,12 @@ export function getSequence(name: string): readonly TaskName[] {
   return lookup<readonly TaskName[]>(SEQUENCES, name, "task sequence");
 }
 
-/** Loads a task by name from the shared data root. */
+/** Loads a task by name (built in, or one of `declared`) from the shared data root. */
 export function loadTask(
   name: string,
   dataDir: string,
   options?: TaskOptions,
+  declared: readonly TaskDeclaration[] = [],
 ): Promise<InstructionTask> {
-  return getTask(name).load(dataDir, options);
+  return getTask(name, declared).load(dataDir, options);
 }

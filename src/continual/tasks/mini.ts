@@ -11,37 +11,35 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import {
-  makeTask,
-  readInstructionExamples,
-  type GenerationMetric,
-  type TaskDefinition,
-} from "../instruction.js";
+import type { GenerationMetric, TaskDefinition } from "../instruction.js";
+import { declareTask } from "./declare.js";
 
-const fields = { instruction: "instruction", input: "input", output: "output" };
-
-function miniTask(task: string, metric: GenerationMetric, description: string): TaskDefinition {
+function miniTask(
+  task: string,
+  metric: GenerationMetric,
+  description: string,
+  hasTest = true,
+): TaskDefinition {
   const name = `mini_${task}`;
-  return {
+  const path = join("instructions", "mini", task);
+  const def = declareTask({
     name,
     description: `${description} (lethe's synthetic world)`,
+    source: { path, split: "train" },
+    test_split: hasTest ? { split: "test" } : null,
+    prompt: "{instruction}",
+    input: "{input}",
+    target: "output",
     metric,
-    async load(dataDir, options) {
-      const dir = join(dataDir, "instructions", "mini", task);
-      if (!existsSync(dir))
+  });
+  return {
+    ...def,
+    load(dataDir, options) {
+      if (!existsSync(join(dataDir, path)))
         throw new Error(
-          `${name}: ${dir} not found (\`lethe study\` writes the world's data there)`,
+          `${name}: ${join(dataDir, path)} not found (\`lethe study\` writes the world's data there)`,
         );
-      const split = async (s: "train" | "test") =>
-        existsSync(join(dir, `${s}.jsonl`))
-          ? readInstructionExamples(dir, { fields, split: s })
-          : [];
-      return makeTask(
-        name,
-        metric,
-        { train: await split("train"), test: await split("test") },
-        options,
-      );
+      return def.load(dataDir, options);
     },
   };
 }
@@ -60,5 +58,5 @@ export const miniTasks = {
     "rougeL",
     "Write a headline that uses a given word",
   ),
-  mini_general: miniTask("general", "rougeL", "General instructions (the Alpaca analogue)"),
+  mini_general: miniTask("general", "rougeL", "General instructions (the Alpaca analogue)", false),
 } satisfies Record<string, TaskDefinition>;

@@ -17,10 +17,9 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { field, mapRows, readRows, readText } from "../../io/dataset.js";
 import {
   makeTask,
-  readRecords,
-  readText,
   seededSplit,
   type InstructionExample,
   type TaskDefinition,
@@ -75,14 +74,11 @@ async function readSplit(
   instruction: string,
   labels: string[],
 ): Promise<InstructionExample[]> {
-  const out: InstructionExample[] = [];
-  for (const rec of await readRecords(file)) {
-    const { sentence, label } = rec.fields;
-    if (typeof sentence !== "string") throw new Error(`${rec.where}: missing field "sentence"`);
-    if (typeof label !== "string") throw new Error(`${rec.where}: missing field "label"`);
-    if (labels.includes(label)) out.push({ instruction, input: sentence, output: label });
-  }
-  return out;
+  const rows = mapRows(await readRows(file, { nonEmpty: false }), (row, where) => ({
+    input: field(row, "sentence", where, "string"),
+    output: field(row, "label", where, "string"),
+  }));
+  return rows.filter((r) => labels.includes(r.output)).map((r) => ({ instruction, ...r }));
 }
 
 function oloraTask(name: OloraTaskName): TaskDefinition {

@@ -3,25 +3,25 @@
  * metric names lm-eval and HF `evaluate` use. Each metric's file names the reference it matches;
  * all score on 0–100 (see `metric.ts`).
  */
+import { accuracy } from "./accuracy.js";
 import { bleu } from "./bleu.js";
 import type { GenerationMetric } from "./metric.js";
-import { rougeL } from "./rouge.js";
+import { rouge1, rougeL } from "./rouge.js";
 import { sari } from "./sari.js";
 import { exactMatch, f1 } from "./squad.js";
 import { lookup } from "../../util/suggest.js";
 
 export type { GenerationMetric } from "./metric.js";
-export { bootstrapStderr, meanStderr, sampleStddev, type BootstrapOptions } from "./stderr.js";
 
 export const generationMetrics = {
   exact_match: exactMatch,
   f1,
+  rouge1,
   rougeL,
   bleu,
   sari,
+  accuracy,
 } as const satisfies Record<string, GenerationMetric>;
-
-export type GenerationMetricName = keyof typeof generationMetrics;
 
 /** The metric registered as `name`, or an error suggesting the closest name. */
 export function getGenerationMetric(name: string): GenerationMetric {

@@ -7,6 +7,8 @@
  * references the one of highest F. Reported ×100. The corpus score is the plain mean of the
  * per-item F; HF `evaluate`'s default `BootstrapAggregator` (and lm-eval's TruthfulQA `rouge`)
  * report the median of resampled means instead, which can differ from the mean in the 3rd digit.
+ * ROUGE-1 (§2, n = 1): the same with clipped unigram overlap in place of the LCS
+ * (`rouge_scorer.py` `_score_ngrams`).
  */
 import { defineMetric } from "./metric.js";
 
@@ -44,5 +46,33 @@ export const rougeL = defineMetric({
   sentence(prediction, references) {
     const pred = rougeTokenize(prediction);
     return 100 * Math.max(...references.map((r) => lcsF(pred, rougeTokenize(r))));
+  },
+});
+
+/** `_score_ngrams` for unigrams: clipped overlap of the token multisets, F in [0, 1]. */
+function unigramF(prediction: string[], reference: string[]): number {
+  if (prediction.length === 0 || reference.length === 0) return 0;
+  const counts = new Map<string, number>();
+  for (const t of reference) counts.set(t, (counts.get(t) ?? 0) + 1);
+  let overlap = 0;
+  for (const t of prediction) {
+    const c = counts.get(t) ?? 0;
+    if (c > 0) {
+      overlap++;
+      counts.set(t, c - 1);
+    }
+  }
+  const precision = overlap / prediction.length;
+  const recall = overlap / reference.length;
+  return precision + recall > 0 ? (2 * precision * recall) / (precision + recall) : 0;
+}
+
+export const rouge1 = defineMetric({
+  name: "rouge1",
+  higherIsBetter: true,
+  needsSources: false,
+  sentence(prediction, references) {
+    const pred = rougeTokenize(prediction);
+    return 100 * Math.max(...references.map((r) => unigramF(pred, rougeTokenize(r))));
   },
 });

@@ -20,6 +20,7 @@ const ORIGINAL_SPLIT: Record<string, string> = { train: "train", validation: "va
 
 export const boolq = defineTask<BoolqDoc>({
   task: "boolq",
+  category: "reasoning",
   version: 2,
   datasetPath: "super_glue",
   datasetName: "boolq",

@@ -35,6 +35,8 @@ function crowsTask(task: string, biasType?: string): Task<CrowsDoc> {
   return defineTask<CrowsDoc>({
     task,
     version: 1,
+    category: "bias",
+    primaryMetric: "pct_stereotype,none", // the share of pairs where the stereotype is likelier
     datasetPath: "jannalu/crows_pairs_multilingual",
     datasetName: "english",
     dir: "crows_pairs",

@@ -51,6 +51,7 @@ function checkLabel(doc: Doc, where: string): void {
 
 export const hellaswag = defineTask<HellaswagDoc>({
   task: "hellaswag",
+  category: "reasoning",
   version: 1,
   datasetPath: "hellaswag",
   dir: "hellaswag",

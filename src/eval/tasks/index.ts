@@ -19,7 +19,7 @@ import { truthfulqa_mc1, truthfulqa_mc2 } from "./truthfulqa.js";
 import { winogrande } from "./winogrande.js";
 import { didYouMean } from "../../util/suggest.js";
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each task has its own doc type
+// `any`: each task has its own doc type
 type AnyTask = Task<any>;
 
 export const tasks = {

@@ -53,6 +53,7 @@ function checkAnswer(doc: Doc, where: string): void {
 
 export const mathqa = defineTask<MathqaDoc>({
   task: "mathqa",
+  category: "reasoning",
   version: 1,
   datasetPath: "math_qa",
   dir: "mathqa",

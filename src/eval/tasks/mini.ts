@@ -22,7 +22,7 @@ import { hellaswag } from "./hellaswag.js";
 import { piqa } from "./piqa.js";
 import { race } from "./race.js";
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each task has its own doc type
+// `any`: each task has its own doc type
 type AnyTask = Task<any>;
 
 interface MmluDoc extends Doc {
@@ -52,6 +52,7 @@ function mini(base: AnyTask, task: string): AnyTask {
 const mmluContinuation = defineTask<MmluDoc>({
   task: "mini_mmlu",
   version: 1,
+  category: "domain_knowledge",
   datasetPath: "lethe-mini/mmlu",
   dir: "mini_mmlu",
   original: async () => null,

@@ -148,7 +148,13 @@ const CATEGORIES: Category[] = ["stem", "other", "social_sciences", "humanities"
 const byAcc = [{ metric: "acc", weight_by_size: true }];
 
 export const mmluGroups: Record<string, GroupConfig> = {
-  mmlu: { group: "mmlu", version: 2, task: CATEGORIES.map((c) => `mmlu_${c}`), aggregate: byAcc },
+  mmlu: {
+    group: "mmlu",
+    version: 2,
+    task: CATEGORIES.map((c) => `mmlu_${c}`),
+    aggregate: byAcc,
+    category: "domain_knowledge",
+  },
   ...Object.fromEntries(
     CATEGORIES.map((c): [string, GroupConfig] => [
       `mmlu_${c}`,
@@ -160,6 +166,7 @@ export const mmluGroups: Record<string, GroupConfig> = {
           .filter(([, cat]) => cat === c)
           .map(([s]) => `mmlu_${s}`),
         aggregate: byAcc,
+        category: "domain_knowledge",
       },
     ]),
   ),

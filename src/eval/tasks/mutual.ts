@@ -102,6 +102,8 @@ function mutualTask(task: "mutual" | "mutual_plus"): Task<MutualDoc> {
   return defineTask<MutualDoc>({
     task,
     version: 2,
+    category: "reasoning",
+    primaryMetric: "r@1,none", // the paper's accuracy: the gold reply ranked first
     datasetPath: "EleutherAI/mutual",
     datasetName: task,
     dir: "mutual",

@@ -20,6 +20,7 @@ const ORIGINAL_SPLIT: Record<string, string> = { train: "train", validation: "va
 
 export const piqa = defineTask<PiqaDoc>({
   task: "piqa",
+  category: "reasoning",
   version: 1,
   datasetPath: "piqa",
   dir: "piqa",

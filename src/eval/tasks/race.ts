@@ -160,6 +160,7 @@ function raceTask(task: "race" | "race_middle", level: "high" | "middle"): Task<
   return defineTask<RaceDoc>({
     task,
     version: 2,
+    category: "reading_comprehension",
     datasetPath: "EleutherAI/race",
     datasetName: level,
     dir: "race",

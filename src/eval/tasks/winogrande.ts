@@ -53,6 +53,7 @@ function checkDoc(doc: Doc, where: string): void {
 
 export const winogrande = defineTask<WinograndeDoc>({
   task: "winogrande",
+  category: "reasoning",
   version: 1,
   datasetPath: "winogrande",
   datasetName: "winogrande_xl",
