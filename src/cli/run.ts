@@ -32,7 +32,7 @@ import {
   studyProgress,
   type RunState,
   type RunStatus,
-} from "../continual/run.js";
+} from "../continual/study.js";
 export { STATES, type RunState };
 import { slurmStatus, type SlurmStatus } from "../continual/slurm.js";
 import { writeReport } from "../report/index.js";

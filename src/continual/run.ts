@@ -1,5 +1,8 @@
 /**
- * The study runner. A study directory holds `study.yaml` (the resolved config), `cache/` (the
+ * One run of a study, from wherever it stopped: open it (lock, data, model, run card, θ₀, the
+ * methods), then for each stage train, evaluate (stage_eval.ts) and write; results.json is
+ * rebuilt from the stage files (results.ts). study.ts runs a study's grid and reports progress.
+ * A study directory holds `study.yaml` (the resolved config), `cache/` (the
  * evaluation cache every run shares, and file hashes) and one folder per grid cell under `runs/`:
  *
  *     runs/<model>__<method>__<order>__seed<s>/
@@ -48,7 +51,6 @@
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { basename, join } from "node:path";
-import { stringify as toYaml } from "yaml";
 import { keep as keepTensor, type Tensor } from "../tensor/index.js";
 import { currentDist, type Dist } from "../dist/index.js";
 import { createModel, parseModelConfig, type LanguageModel } from "../models/index.js";
@@ -76,42 +78,20 @@ import {
   type Precision,
 } from "../train/precision.js";
 import { filesFingerprint, moduleFingerprint, ResultCache } from "../eval/cache.js";
-import { emptyResults, evaluate, type EvalResults } from "../eval/evaluate.js";
 import { ModelLM } from "../eval/model_lm.js";
-import { getGenerationMetric } from "../eval/metrics/index.js";
-import { getTask as getEvalTask } from "../eval/tasks/index.js";
-import {
-  expandGrid,
-  loadStudy,
-  runConfig,
-  type Benchmark,
-  type ModelSpec,
-  type RunSpec,
-  type Study,
-} from "./config.js";
+import { expandGrid, loadStudy, type ModelSpec, type RunSpec, type Study } from "./config.js";
 import { renderPrompt, resolveTemplate, type InstructionTask } from "./instruction.js";
-import { acquireLock, isLocked, RunLockedError, type LockInfo, type RunLock } from "./lock.js";
-import { createMethods, needsStartWeights } from "./methods/index.js";
+import { acquireLock, RunLockedError, type LockInfo, type RunLock } from "./lock.js";
+import { createMethods, needsStartWeights, type StageData } from "./methods/index.js";
 import { stageTrainConfig } from "./methods/method.js";
-import {
-  avgAcc,
-  bootstrapCI,
-  bwt,
-  fgByCategory,
-  fgFromItems,
-  finalAcc,
-  forgetting,
-  fwt,
-  itemFlips,
-  plasticity,
-} from "./metrics.js";
-import { RESULTS_FORMAT, type MetricScores, type RunResults } from "./results.js";
 import { dataFiles, FileHashes, makeRunCard } from "./runcard.js";
 import { exportStage } from "./export.js";
 import { loadTask } from "./tasks/index.js";
 import { progressPrinter, type ProgressStream } from "../train/progress.js";
 import { EventLog, eventsFile, type RunEvent } from "./events.js";
 import { makeDir, removeStaleTemps, writeAtomic } from "../util/fs.js";
+import { stagesDone, writeResults } from "./results.js";
+import { evaluateGeneral, evaluateTasks, primaryScores } from "./stage_eval.js";
 
 export interface RunnerOptions {
   /** Progress lines (one per event). @default none */
@@ -120,13 +100,6 @@ export interface RunnerOptions {
   progress?: ProgressStream;
   /** Each event of a run's event log (events.ts) as it is written, with the run's folder. */
   onEvent?: (dir: string, e: RunEvent) => void;
-}
-
-/** One evaluated item, as written to `stages/<m>/items/<name>.jsonl`. */
-export interface ItemRecord {
-  doc_id: string;
-  correct: boolean;
-  [field: string]: unknown;
 }
 
 /** timings.json: wall seconds per stage (not in results.json, which stays byte-comparable). */
@@ -142,200 +115,14 @@ export interface Timings {
   }[];
 }
 
-const STUDY_FILE = "study.yaml";
-const RUN_FILE = "config.yaml";
+export const STUDY_FILE = "study.yaml";
+export const RUN_FILE = "config.yaml";
 /** Written when a run stops on an error (removed when it starts again): `{ "error": … }`. */
-const FAILED_FILE = "failed.json";
+export const FAILED_FILE = "failed.json";
 
 const readJson = <T>(path: string): T => JSON.parse(readFileSync(path, "utf8")) as T;
 const json = (v: unknown) => JSON.stringify(v, null, 1) + "\n";
 const sha256 = (s: string) => createHash("sha256").update(s).digest("hex");
-
-// ---------------------------------------------------------------------------------------------
-// Studies
-
-/** Runs (or continues) every cell of a study in `outDir`; returns the run folders it completed. */
-export async function runStudy(
-  study: Study,
-  outDir: string,
-  o: RunnerOptions = {},
-): Promise<string[]> {
-  prepareStudy(study, outDir);
-  return runGrid(study, outDir, o);
-}
-
-/** Writes `outDir/study.yaml` (and runs/), or checks that the one there is this study's. */
-export function prepareStudy(study: Study, outDir: string): void {
-  if (!isMain()) return; // rank 0 writes; executeRun's lock handshake orders the others after it
-  makeDir(join(outDir, "runs"));
-  const studyFile = join(outDir, STUDY_FILE);
-  const text = toYaml(study.config);
-  if (existsSync(studyFile) && readFileSync(studyFile, "utf8") !== text)
-    throw new Error(
-      `${studyFile}: ${outDir} holds a study with another config; use another --out or \`lethe resume ${outDir}\``,
-    );
-  if (!existsSync(studyFile)) writeAtomic(studyFile, text);
-}
-
-/**
- * Every cell of the study's grid in `outDir`, in order: its folder and config.yaml are made when
- * missing, then it runs from wherever it stopped. A cell that another live process holds is
- * skipped with a note (studyProgress then shows it incomplete). Returns the folders completed.
- */
-async function runGrid(study: Study, outDir: string, o: RunnerOptions): Promise<string[]> {
-  if (isMain()) removeStaleTemps(outDir, { recursive: false }); // the report's files; runs/ and cache/ by run
-  const dirs: string[] = [];
-  const grid = expandGrid(study);
-  for (const [i, spec] of grid.entries()) {
-    o.log?.(`run ${i + 1}/${grid.length}: ${spec.name}`);
-    try {
-      dirs.push(await runCell(study, outDir, spec, o));
-    } catch (e) {
-      if (!(e instanceof RunLockedError)) throw e;
-      o.log?.(`[${spec.name}] skipped: ${e.message}`);
-    }
-  }
-  return dirs;
-}
-
-/** Makes a cell's folder and config.yaml under `outDir/runs/` when missing (else checks them). */
-export function prepareRun(study: Study, outDir: string, spec: RunSpec): string {
-  const dir = join(outDir, "runs", spec.name);
-  if (!isMain()) return dir;
-  makeDir(dir);
-  const file = join(dir, RUN_FILE);
-  const runText = toYaml(runConfig(study, spec));
-  if (!existsSync(file)) writeAtomic(file, runText);
-  else if (readFileSync(file, "utf8") !== runText)
-    throw new Error(`${file}: differs from the study's config for this run`);
-  return dir;
-}
-
-/** One cell of a study's grid, from wherever it stopped: `lethe run` and a Slurm element alike. */
-export async function runCell(
-  study: Study,
-  outDir: string,
-  spec: RunSpec,
-  o: RunnerOptions = {},
-): Promise<string> {
-  const dir = prepareRun(study, outDir, spec);
-  await executeRun(dir, study.config.cacheDir ?? join(outDir, "cache"), o);
-  return dir;
-}
-
-/**
- * Finishes a study folder: every cell of the grid in its study.yaml, those never started
- * included; or one run folder. Returns the run folders completed.
- */
-export async function resumeRuns(dir: string, o: RunnerOptions = {}): Promise<string[]> {
-  if (existsSync(join(dir, RUN_FILE))) {
-    const study = loadStudy(join(dir, RUN_FILE));
-    await executeRun(dir, study.config.cacheDir ?? join(dir, "..", "..", "cache"), o);
-    return [dir];
-  }
-  return runGrid(loadStudy(studyFileOf(dir)), dir, o);
-}
-
-function studyFileOf(dir: string): string {
-  const file = join(dir, STUDY_FILE);
-  if (!existsSync(file))
-    throw new Error(`${dir}: neither a run (no ${RUN_FILE}) nor a study (no ${STUDY_FILE})`);
-  return file;
-}
-
-export const STATES = ["complete", "running", "failed", "stopped", "not started"] as const;
-
-/**
- * complete; running: a live process (or one on another host) holds its lock; failed: it stopped
- * on an error (failed.json holds it); stopped: started, incomplete, held by no live process and
- * not failed (interrupted: killed, or the machine went down); not started.
- */
-export type RunState = (typeof STATES)[number];
-
-/** A run's state, and the process holding its lock (null unless it is running). */
-export function runState(p: RunStatus): { state: RunState; holder: LockInfo | null } {
-  const holder = p.started && !p.complete ? isLocked(p.dir) : null;
-  const state = p.complete
-    ? "complete"
-    : holder
-      ? "running"
-      : p.failed !== null
-        ? "failed"
-        : p.started
-          ? "stopped"
-          : "not started";
-  return { state, holder };
-}
-
-export interface RunStatus {
-  dir: string;
-  /** Whether the run's folder and config.yaml exist. */
-  started: boolean;
-  stagesDone: number;
-  totalStages: number;
-  complete: boolean;
-  fg: Record<string, number> | null;
-  /** The error it last stopped on (failed.json), if it did; null otherwise. */
-  failed: string | null;
-}
-
-/**
- * Every run of a study folder, started or not: the grid of its study.yaml in order, then any
- * other run folder under runs/. For a run folder, that run.
- */
-export function studyProgress(dir: string): RunStatus[] {
-  if (existsSync(join(dir, RUN_FILE))) return [{ dir, started: true, ...runProgress(dir) }];
-  const study = loadStudy(studyFileOf(dir));
-  const status = (d: string, totalStages: number): RunStatus =>
-    existsSync(join(d, RUN_FILE))
-      ? { dir: d, started: true, ...runProgress(d) }
-      : {
-          dir: d,
-          started: false,
-          stagesDone: 0,
-          totalStages,
-          complete: false,
-          fg: null,
-          failed: null,
-        };
-  const out = expandGrid(study).map((spec) =>
-    status(join(dir, "runs", spec.name), spec.order.tasks.length + 1),
-  );
-  const runs = join(dir, "runs");
-  const known = new Set(out.map((r) => r.dir));
-  if (existsSync(runs))
-    for (const name of readdirSync(runs).sort()) {
-      const d = join(runs, name);
-      if (!known.has(d) && existsSync(join(d, RUN_FILE))) out.push(status(d, 0));
-    }
-  return out;
-}
-
-/** How far a run is: stages done (of 1 + tasks) and the last FG per category. */
-export function runProgress(dir: string): {
-  stagesDone: number;
-  totalStages: number;
-  complete: boolean;
-  fg: Record<string, number> | null;
-  failed: string | null;
-} {
-  const study = loadStudy(join(dir, RUN_FILE));
-  const total = study.orders[0].tasks.length + 1;
-  const done = stagesDone(dir, total);
-  const file = join(dir, "results.json");
-  const fg = existsSync(file) ? readJson<RunResults>(file).fg.perCategory : null;
-  const failedFile = join(dir, FAILED_FILE);
-  const failed = existsSync(failedFile) ? readJson<{ error: string }>(failedFile).error : null;
-  return { stagesDone: done, totalStages: total, complete: done === total, fg, failed };
-}
-
-/** Number of consecutive stages, from 0, whose tasks.json exists. */
-function stagesDone(dir: string, total: number): number {
-  let m = 0;
-  while (m < total && existsSync(join(dir, "stages", String(m), "tasks.json"))) m++;
-  return m;
-}
-
 // ---------------------------------------------------------------------------------------------
 // One run
 
@@ -533,7 +320,7 @@ const toSft = (t: InstructionTask): SftText[] =>
   t.train.map((ex) => ({ prompt: renderPrompt(t.template, ex), response: ex.output }));
 
 /** Rank 0 of the group (or the one process) — the one that writes. */
-const isMain = () => currentDist()?.isMain ?? true;
+export const isMain = () => currentDist()?.isMain ?? true;
 
 /**
  * The run's lock, taken by rank 0 for the whole group (null on the other ranks); every rank
@@ -558,6 +345,114 @@ function lockForGroup(dir: string, dist: Dist | null): RunLock | null {
   return lock;
 }
 
+/** Stage m's progress lines: `[run] stage m/N [task] step …`, redrawn when o.progress is a TTY. */
+function stagePrinter(dir: string, o: RunnerOptions, m: number, n: number) {
+  const prefix = `[${basename(dir)}] stage ${m}/${n} `;
+  const to = o.progress;
+  return progressPrinter({
+    stream: to
+      ? { isTTY: to.isTTY, write: (s: string) => to.write(s.replace(/^\r?/, `$&${prefix}`)) }
+      : { write: (s: string) => o.log?.(prefix + s.replace(/\n$/, "")) },
+  });
+}
+
+/** The order's tasks (train and test), their training texts, and the general set's, if any. */
+async function loadStageData(
+  c: Study["config"],
+  order: readonly string[],
+): Promise<{ tasks: InstructionTask[]; stages: StageData[]; general: SftText[] | null }> {
+  const template = resolveTemplate(c.tasks.template);
+  const taskOptions = {
+    seed: c.tasks.seed,
+    maxTrain: c.budget.maxTrain ?? undefined,
+    maxTest: c.budget.maxTest ?? undefined,
+    template,
+  };
+  const tasks: InstructionTask[] = [];
+  for (const t of order) tasks.push(await loadTask(t, c.dataDir, taskOptions, c.tasks.define));
+  const stages = tasks.map((t) => ({ name: t.name, examples: toSft(t) }));
+  const general = c.general
+    ? toSft(
+        await loadTask(
+          c.general.task,
+          c.dataDir,
+          { ...taskOptions, maxTrain: c.general.maxTrain ?? undefined },
+          c.tasks.define,
+        ),
+      )
+    : null;
+  return { tasks, stages, general };
+}
+
+/**
+ * The evaluation cache key of the base model (stage 0): its files (or its weights when it is
+ * built from a config), dtype, device, the stated precision and a LoRA adapter's files.
+ */
+function baseFingerprint(base: Base, spec: RunSpec, c: Study["config"]): string {
+  return sha256(
+    [
+      base.dir === null
+        ? moduleFingerprint(base.model)
+        : filesFingerprint(
+            readdirSync(base.dir)
+              .sort()
+              .map((f) => join(base.dir!, f)),
+          ),
+      spec.model.dtype,
+      spec.model.device,
+      ...(c.train.precision === undefined ? [] : [c.train.precision]),
+      ...(base.adapter === null
+        ? []
+        : [
+            filesFingerprint(
+              readdirSync(base.adapter)
+                .sort()
+                .map((f) => join(base.adapter!, f)),
+            ),
+          ]),
+    ].join(":"),
+  );
+}
+
+/**
+ * A stage's files: per-item records, general.json, model.sha256, the stage's export, and
+ * tasks.json last (its presence marks the stage done).
+ */
+async function writeStage(
+  dir: string,
+  m: number,
+  r: {
+    generalOut: Awaited<ReturnType<typeof evaluateGeneral>>;
+    taskOut: Awaited<ReturnType<typeof evaluateTasks>>;
+    fingerprint: string;
+  },
+  exportIt: () => Promise<void>,
+): Promise<void> {
+  const { generalOut, taskOut, fingerprint } = r;
+  const stageDir = join(dir, "stages", String(m));
+  makeDir(join(stageDir, "items"));
+  for (const [name, items] of [...generalOut.items, ...taskOut.items])
+    writeAtomic(
+      join(stageDir, "items", `${name}.jsonl`),
+      items.map((r) => JSON.stringify(r)).join("\n") + "\n",
+    );
+  writeAtomic(join(stageDir, "general.json"), json(generalOut.results));
+  writeAtomic(join(stageDir, "model.sha256"), fingerprint + "\n");
+  await exportIt(); // before "done"
+  writeAtomic(join(stageDir, "tasks.json"), json(taskOut.scores));
+}
+
+/** θ₀: a second copy of the base model's parameters, disposed with the run. */
+async function loadStartWeights(
+  spec: RunSpec,
+  c: Study["config"],
+  disposers: (() => void)[],
+): Promise<Map<string, Tensor>> {
+  const copy = (await loadBase(spec.model, c.tuning.kind)).model;
+  disposers.push(() => copy.dispose());
+  return new Map(copy.namedParameters().map(([n, p]) => [n, keepTensor(p)]));
+}
+
 /** Trains and evaluates one run folder from wherever it stopped. */
 export async function executeRun(
   dir: string,
@@ -577,16 +472,6 @@ export async function executeRun(
   const disposers: (() => void)[] = [];
   if (main) rmSync(join(dir, FAILED_FILE), { force: true });
   const events = main ? new EventLog(eventsFile(dir), (e) => o.onEvent?.(dir, e)) : null;
-  // Stage m's progress lines: `[run] stage m/N [task] step …`, redrawn when o.progress is a TTY.
-  const printer = (m: number, n: number) => {
-    const prefix = `[${basename(dir)}] stage ${m}/${n} `;
-    const to = o.progress;
-    return progressPrinter({
-      stream: to
-        ? { isTTY: to.isTTY, write: (s: string) => to.write(s.replace(/^\r?/, `$&${prefix}`)) }
-        : { write: (s: string) => o.log?.(prefix + s.replace(/\n$/, "")) },
-    });
-  };
   try {
     if (main) {
       removeStaleTemps(dir);
@@ -623,26 +508,7 @@ export async function executeRun(
       : { stages: [] };
     timings.stages = timings.stages.filter((s) => s.stage < done);
 
-    const template = resolveTemplate(c.tasks.template);
-    const taskOptions = {
-      seed: c.tasks.seed,
-      maxTrain: c.budget.maxTrain ?? undefined,
-      maxTest: c.budget.maxTest ?? undefined,
-      template,
-    };
-    const tasks: InstructionTask[] = [];
-    for (const t of order) tasks.push(await loadTask(t, c.dataDir, taskOptions, c.tasks.define));
-    const stages = tasks.map((t) => ({ name: t.name, examples: toSft(t) }));
-    const general = c.general
-      ? toSft(
-          await loadTask(
-            c.general.task,
-            c.dataDir,
-            { ...taskOptions, maxTrain: c.general.maxTrain ?? undefined },
-            c.tasks.define,
-          ),
-        )
-      : null;
+    const { tasks, stages, general } = await loadStageData(c, order);
 
     const base = await loadBase(spec.model, c.tuning.kind);
     disposers.push(() => base.model.dispose());
@@ -656,41 +522,16 @@ export async function executeRun(
         json(makeRunCard(study, spec, c, model, dataFiles(study, spec, base.dir), hashes)),
       );
     }
-    let fingerprint = sha256(
-      [
-        base.dir === null
-          ? moduleFingerprint(model)
-          : filesFingerprint(
-              readdirSync(base.dir)
-                .sort()
-                .map((f) => join(base.dir!, f)),
-            ),
-        spec.model.dtype,
-        spec.model.device,
-        ...(c.train.precision === undefined ? [] : [c.train.precision]),
-        ...(base.adapter === null
-          ? []
-          : [
-              filesFingerprint(
-                readdirSync(base.adapter)
-                  .sort()
-                  .map((f) => join(base.adapter!, f)),
-              ),
-            ]),
-      ].join(":"),
-    );
+    let fingerprint = baseFingerprint(base, spec, c);
     const precision = prepareModel(model, c, spec, base.adapter);
 
     // θ₀ is a second copy of the base model (as loaded), so no checkpoint loaded into `model`
     // can touch it; only methods that declare they read it get one (loaded up front: loading is
     // asynchronous).
     const method = spec.method.name;
-    let start: Map<string, Tensor> | null = null;
-    if (needsStartWeights(spec.method.parts, null, c.tuning.kind)) {
-      const copy = (await loadBase(spec.model, c.tuning.kind)).model;
-      disposers.push(() => copy.dispose());
-      start = new Map(copy.namedParameters().map(([n, p]) => [n, keepTensor(p)]));
-    }
+    const start = needsStartWeights(spec.method.parts, null, c.tuning.kind)
+      ? await loadStartWeights(spec, c, disposers)
+      : null;
     log(
       `weights held: ${bytes(tensorBytes(model.parameters()))} of parameters (${precision}); ` +
         (start === null
@@ -716,7 +557,7 @@ export async function executeRun(
     // Training speed, and when the last step ended: the rest of trainStage (stage-end hooks, the
     // final checkpoint) counts as bookkeeping.
     const speed = { tokensPerSecond: null as number | null, lastStep: 0 };
-    const train = (m: number, print = printer(m, total - 1)) =>
+    const train = (m: number, print = stagePrinter(dir, o, m, total - 1)) =>
       trainStage({
         stage: order[m - 1],
         model,
@@ -748,6 +589,8 @@ export async function executeRun(
         fingerprint = chainFingerprint(fingerprint, finalCheckpoint(ckptDir(m)));
     if (main) retire();
     if (done > 0) events?.emit({ type: "resume", stage: done });
+    // trainStage on a finished stage trains nothing: it loads the stage's final checkpoint (the
+    // weights and the methods' state) that the next stage continues from.
     if (done > 1) train(done - 1);
     let bookkeeping = (performance.now() - wall) / 1000;
 
@@ -792,17 +635,9 @@ export async function executeRun(
       });
 
       if (main) {
-        const stageDir = join(dir, "stages", String(m));
-        makeDir(join(stageDir, "items"));
-        for (const [name, items] of [...generalOut.items, ...taskOut.items])
-          writeAtomic(
-            join(stageDir, "items", `${name}.jsonl`),
-            items.map((r) => JSON.stringify(r)).join("\n") + "\n",
-          );
-        writeAtomic(join(stageDir, "general.json"), json(generalOut.results));
-        writeAtomic(join(stageDir, "model.sha256"), fingerprint + "\n");
-        await exportStage(dir, m, model, { study, spec, baseDir: base.dir }, log); // before "done"
-        writeAtomic(join(stageDir, "tasks.json"), json(taskOut.scores));
+        await writeStage(dir, m, { generalOut, taskOut, fingerprint }, () =>
+          exportStage(dir, m, model, { study, spec, baseDir: base.dir }, log),
+        );
         const seconds = (performance.now() - wall) / 1000;
         timings.stages.push({
           stage: m,
@@ -836,216 +671,4 @@ export async function executeRun(
     for (const d of disposers.reverse()) d();
     lock?.release();
   }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Evaluation of one stage
-
-/** A stage's scores for the event log: each benchmark's primary metric, each task's metric. */
-function primaryScores(
-  study: Study,
-  general: Omit<EvalResults, "samples">,
-  tasks: Record<string, MetricScores>,
-): { scores: Record<string, number>; tasks: Record<string, number> } {
-  const scores: Record<string, number> = {};
-  for (const b of study.benchmarks) {
-    const v = general.results[b.name]?.[b.metric];
-    if (typeof v === "number") scores[b.name] = v;
-  }
-  const first = (s: MetricScores) => Object.values(s)[0];
-  return {
-    scores,
-    tasks: Object.fromEntries(Object.entries(tasks).map(([t, s]) => [t, first(s)])),
-  };
-}
-
-/** The lm-eval layout of every benchmark (no samples) and per-item records of each. */
-async function evaluateGeneral(
-  lm: ModelLM,
-  study: Study,
-): Promise<{ results: Omit<EvalResults, "samples">; items: [string, ItemRecord[]][] }> {
-  const c = study.config;
-  const merged = emptyResults();
-  const items: [string, ItemRecord[]][] = [];
-  for (const b of study.benchmarks) {
-    const res = await evaluate(lm, [b.name], {
-      dataDir: c.benchmarksDir ?? join(c.dataDir, "benchmarks"),
-      shots: b.shots,
-      limit: b.limit ?? undefined,
-      logSamples: true,
-    });
-    const { samples, ...rest } = res;
-    for (const k of Object.keys(merged) as (keyof typeof merged)[])
-      Object.assign(merged[k], rest[k]);
-    items.push([b.name, benchmarkItems(b, samples ?? {})]);
-  }
-  return { results: merged, items };
-}
-
-/** Per-item records of a benchmark; for a group, ids are `<subtask>/<doc_id>`. */
-function benchmarkItems(b: Benchmark, samples: NonNullable<EvalResults["samples"]>): ItemRecord[] {
-  const metric = b.metric.split(",")[0];
-  const leaves = Object.keys(samples);
-  return leaves.flatMap((leaf) => {
-    const task = getEvalTask(leaf);
-    const higher = task.metrics.find((x) => x.metric === metric)?.higher_is_better ?? true;
-    return samples[leaf].map((s) => {
-      const value = s[metric];
-      if (typeof value !== "number")
-        throw new Error(
-          `${leaf}: item ${s.doc_id} has no "${metric}" (the primary metric of ${b.name})`,
-        );
-      const text = task.docToText(s.doc);
-      const metrics = Object.fromEntries(
-        task.metrics.map((x) => [x.metric, s[x.metric] as number]),
-      );
-      return {
-        doc_id: leaves.length > 1 || leaf !== b.name ? `${leaf}/${s.doc_id}` : String(s.doc_id),
-        correct: higher ? value === 1 : value === 0,
-        ...(typeof text === "string" ? { text } : {}),
-        ...metrics,
-      };
-    });
-  });
-}
-
-/** Generates every test prompt of every task and scores it with the task's metric. */
-async function evaluateTasks(
-  lm: ModelLM,
-  tasks: InstructionTask[],
-  until: string[],
-): Promise<{ scores: Record<string, MetricScores>; items: [string, ItemRecord[]][] }> {
-  const scores: Record<string, MetricScores> = {};
-  const items: [string, ItemRecord[]][] = [];
-  for (const t of tasks) {
-    if (t.test.length === 0) throw new Error(`task "${t.name}": no test examples`);
-    const metric = getGenerationMetric(t.metric);
-    const predictions = await lm.generateUntil(
-      t.test.map((ex) => ({ context: renderPrompt(t.template, ex), until })),
-    );
-    const refs = t.test.map((ex) => ex.references ?? [ex.output]);
-    const sources = metric.needsSources ? t.test.map((ex) => ex.input) : undefined;
-    scores[t.name] = { [t.metric]: metric.corpus(predictions, refs, sources) };
-    items.push([
-      t.name,
-      predictions.map((p, i) => {
-        const score = metric.sentence(p, refs[i], sources?.[i]);
-        return {
-          doc_id: String(i),
-          correct: score === 100,
-          score,
-          prediction: p,
-          references: refs[i],
-        };
-      }),
-    ]);
-  }
-  return { scores, items };
-}
-
-// ---------------------------------------------------------------------------------------------
-// results.json
-
-/** A function of the stage files on disk only, so a resumed run writes the same bytes. */
-export function buildResults(dir: string, study: Study, spec: RunSpec): RunResults {
-  const order = spec.order.tasks;
-  const total = order.length + 1;
-  const done = stagesDone(dir, total);
-  const stages: RunResults["stages"] = [];
-  const items = new Map<string, ItemRecord[][]>(); // benchmark → per stage
-  for (let m = 0; m < done; m++) {
-    const s = join(dir, "stages", String(m));
-    const general = readJson<EvalResults>(join(s, "general.json"));
-    const tasks = readJson<Record<string, MetricScores>>(join(s, "tasks.json"));
-    const scores: Record<string, MetricScores> = {};
-    for (const b of study.benchmarks) {
-      const rec = general.results[b.name];
-      scores[b.name] = Object.fromEntries(
-        Object.entries(rec).filter(
-          (e): e is [string, number] => typeof e[1] === "number" && !e[0].includes("_stderr"),
-        ),
-      );
-      const lines = readFileSync(join(s, "items", `${b.name}.jsonl`), "utf8").split("\n");
-      const recs = lines.filter((l) => l !== "").map((l) => JSON.parse(l) as ItemRecord);
-      items.set(b.name, [...(items.get(b.name) ?? []), recs]);
-    }
-    stages.push({ stage: m, task: m === 0 ? null : order[m - 1], general: scores, tasks });
-  }
-
-  const curves: Record<string, number[]> = {};
-  for (const b of study.benchmarks) curves[b.name] = stages.map((s) => s.general[b.name][b.metric]);
-  const fgCurves = study.benchmarks.filter((b) => curves[b.name][0] !== 0);
-  const fg: RunResults["fg"] =
-    done >= 2
-      ? fgByCategory(
-          fgCurves.map((b) => ({
-            benchmark: b.name,
-            category: b.category,
-            scores: curves[b.name],
-          })),
-        )
-      : { perBenchmark: {}, perCategory: {} };
-  const iters = study.config.eval.bootstrapIters;
-  if (done >= 2 && iters > 0) {
-    fg.ci = {};
-    for (const b of fgCurves) {
-      const metric = b.metric.split(",")[0];
-      const perStage = items.get(b.name)!;
-      const rows = perStage[0].map((_, k) => perStage.map((st) => st[k][metric] as number));
-      const stat = (sample: readonly number[][]) => {
-        const base = sample.reduce((a, r) => a + r[0], 0);
-        return base === 0 ? NaN : fgFromItems(sample);
-      };
-      const ci = bootstrapCI(rows, stat, { iters, seed: 0 });
-      if (Number.isFinite(ci.lo) && Number.isFinite(ci.hi)) fg.ci[b.name] = [ci.lo, ci.hi];
-    }
-  }
-
-  const matrix = stages.map((s) =>
-    order.map((t) => {
-      const v = Object.values(s.tasks[t]);
-      return v[0];
-    }),
-  );
-  const k = done - 1; // tasks trained so far: metrics as if the order ended here
-  const sub = matrix.slice(0, k + 1).map((row) => row.slice(0, k));
-  const when = (need: number, f: () => number) => (k >= need ? f() : NaN);
-  const flips: NonNullable<RunResults["flips"]> = {};
-  for (const b of study.benchmarks) {
-    const perStage = items.get(b.name)!;
-    if (done < 2) break;
-    flips[b.name] = itemFlips(perStage.map((st) => st.map((r) => r.correct))).map((f) => ({
-      stage: f.stage,
-      forgotten: f.forgotten.map((i) => perStage[0][i].doc_id),
-      learned: f.learned.map((i) => perStage[0][i].doc_id),
-    }));
-  }
-  return {
-    format: RESULTS_FORMAT,
-    run: {
-      name: spec.name,
-      model: spec.model.name,
-      method: spec.method.label,
-      order,
-      seed: spec.seed,
-    },
-    progress: { stagesDone: done, totalStages: total },
-    categories: Object.fromEntries(study.benchmarks.map((b) => [b.name, b.category])),
-    primaryMetric: Object.fromEntries(study.benchmarks.map((b) => [b.name, b.metric])),
-    stages,
-    fg,
-    matrix,
-    avg_acc: when(1, () => avgAcc(sub)),
-    final_acc: k >= 1 ? finalAcc(sub) : [],
-    bwt: when(2, () => bwt(sub)),
-    fwt: when(2, () => fwt(sub)),
-    forgetting: when(2, () => forgetting(sub)),
-    plasticity: when(1, () => plasticity(sub)),
-    curves,
-    flips,
-  };
-}
-
-function writeResults(dir: string, study: Study, spec: RunSpec): void {
-  writeAtomic(join(dir, "results.json"), json(buildResults(dir, study, spec)));
 }

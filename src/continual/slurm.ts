@@ -44,7 +44,8 @@ import { join, relative } from "node:path";
 import { z } from "zod";
 import { expandGrid, loadStudy, SlurmSchema, type Study } from "./config.js";
 import { RunLockedError } from "./lock.js";
-import { prepareStudy, runCell, studyProgress, type RunnerOptions } from "./run.js";
+import { type RunnerOptions } from "./run.js";
+import { prepareStudy, runCell, studyProgress } from "./study.js";
 import {
   clearStop,
   handleStopSignals,

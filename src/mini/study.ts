@@ -13,7 +13,8 @@
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parseStudy } from "../continual/config.js";
-import { runStudy, type RunnerOptions } from "../continual/run.js";
+import { type RunnerOptions } from "../continual/run.js";
+import { runStudy } from "../continual/study.js";
 import type { TrainConfigInput } from "../train/config.js";
 import type { ProgressEvent } from "../train/progress.js";
 import { lookup } from "../util/suggest.js";
@@ -100,6 +101,11 @@ export const PRESETS = {
       { name: "merge", options: { mode: "ties" }, label: "merge_ties" },
       "sam",
       { name: ["replay", "lwf"], options: { replay: { ratio: 0.2 } } }, // a combination
+      "osf",
+      // The methods that write text: lengths capped near the world's own (targets < 24 tokens).
+      { name: "sdft", options: { max_new_tokens: 24 } },
+      { name: "lamol", options: { max_new_tokens: 24 } },
+      { name: "ssr", options: { max_new_tokens: 24 } },
     ],
   },
 } satisfies Record<string, Preset>;

@@ -57,6 +57,8 @@ export interface RunSummary {
   fg: Record<string, number>;
   /** Per category, its benchmarks' FG and items, for the item level of the bootstrap. */
   benchmarks?: Record<string, BenchmarkUnit[]>;
+  /** Backward transfer (results.json `bwt`; NaN while the run has too few stages). */
+  bwt?: number;
 }
 
 export type Verdict = "confirmed" | "contradicted" | "inconclusive" | "not testable";
@@ -225,6 +227,7 @@ export function summarize(run: Run): RunSummary {
     order: run.results.run.order.join(" → "),
     fg: run.results.fg.perCategory,
     benchmarks: runBenchmarks(run),
+    bwt: run.results.bwt,
   };
 }
 
@@ -240,12 +243,14 @@ function itemFg(u: BenchmarkUnit, rng: Rng): number {
   return sums[0] === 0 ? NaN : fgBenchmark([...sums].map((x) => x / n));
 }
 
-/** What a statistic reads of a run: general FG, or one category's FG. */
-type Measure = typeof GENERAL | string;
-const GENERAL = "(general)";
+/** What a statistic reads of a run: general FG, BWT (no items), or one category's FG. */
+export type Measure = typeof GENERAL | typeof BWT | string;
+export const GENERAL = "(general)";
+export const BWT = "(bwt)";
 
 /** The run's measure; with `rng`, recomputed on resampled items (benchmarks without items fixed). */
-function measure(r: RunSummary, what: Measure, rng: Rng | null): number {
+export function measure(r: RunSummary, what: Measure, rng: Rng | null): number {
+  if (what === BWT) return r.bwt ?? NaN;
   if (rng === null || r.benchmarks === undefined)
     return what === GENERAL ? (generalFg(r.fg) ?? NaN) : (r.fg[what] ?? NaN);
   const cat = (c: string) => {
@@ -264,21 +269,25 @@ const hasItems = (r: RunSummary, what: Measure) =>
 /** A model's runs: per task order, its seeds. */
 type Cells = RunSummary[][];
 
+/** Bootstrap options: `seeds: false` fixes the seed level; `paired` draws one seed index per cell. */
+export type BootstrapOptions = FindingsOptions & { seeds?: boolean; paired?: boolean };
+
 /**
  * Hierarchical percentile bootstrap of `stat` over groups (models) of cells (orders) of runs
  * (seeds). A group's value is the mean over cells of the mean over runs of `what`. Each resample
  * draws each cell's runs with replacement (`seeds: true`), then each run's items within each
- * benchmark. 95% interval; none (lo = hi = null) when nothing varies: no items and a cell with
- * fewer than two runs, or `seeds: false` and no items.
+ * benchmark. With `paired` (every group holds the same cells, runs aligned by seed) one draw of
+ * seed indices per cell serves every group. 95% interval; none (lo = hi = null) when nothing
+ * varies: no items and a cell with fewer than two runs, or `seeds: false` and no items.
  */
 export function hierarchicalBootstrap(
   groups: readonly Cells[],
   what: Measure,
   stat: (values: number[]) => number,
-  { iters = 2000, seed = 0, seeds = true }: FindingsOptions & { seeds?: boolean } = {},
+  { iters = 2000, seed = 0, seeds = true, paired = false }: BootstrapOptions = {},
 ): Interval {
-  const value = (cells: Cells, pick: (runs: RunSummary[]) => number) =>
-    mean(cells.map((runs) => pick(runs)));
+  const value = (cells: Cells, pick: (runs: RunSummary[], c: number) => number) =>
+    mean(cells.map((runs, c) => pick(runs, c)));
   const estimate = stat(
     groups.map((g) => value(g, (rs) => mean(rs.map((r) => measure(r, what, null))))),
   );
@@ -288,12 +297,17 @@ export function hierarchicalBootstrap(
   const rng = makeRng(seed);
   const stats: number[] = [];
   for (let b = 0; b < iters; b++) {
+    const draw = paired ? groups[0].map((rs) => rs.map(() => randomInt(rng, rs.length))) : null;
     const v = stat(
       groups.map((g) =>
-        value(g, (rs) =>
+        value(g, (rs, c) =>
           mean(
             rs.map((_, i) =>
-              measure(seeds ? rs[randomInt(rng, rs.length)] : rs[i], what, items ? rng : null),
+              measure(
+                seeds ? rs[draw ? draw[c][i] : randomInt(rng, rs.length)] : rs[i],
+                what,
+                items ? rng : null,
+              ),
             ),
           ),
         ),
@@ -316,7 +330,8 @@ export function cellInterval(
   return hierarchicalBootstrap([cells], category, (v) => v[0], o);
 }
 
-function byOrder(runs: readonly RunSummary[]): Map<string, RunSummary[]> {
+/** Runs per task order, in first-seen order. */
+export function byOrder(runs: readonly RunSummary[]): Map<string, RunSummary[]> {
   const out = new Map<string, RunSummary[]>();
   for (const r of runs) out.set(r.order ?? "", [...(out.get(r.order ?? "") ?? []), r]);
   return out;
@@ -364,11 +379,11 @@ function cellsOf(e: ModelEntry, what: Measure): Cells {
  * The test of one comparison: the hierarchical interval with 3 or more seeds in every cell, else
  * the item-level interval alone, decisive or "inconclusive (n seeds)".
  */
-function decide(
+export function decide(
   groups: Cells[],
   what: Measure,
   stat: (values: number[]) => number,
-  o: FindingsOptions,
+  o: BootstrapOptions,
 ): { stat: Interval; verdict: Verdict; label: string; how: string } {
   const n = Math.min(...groups.flatMap((g) => g.map((rs) => rs.length)));
   if (n >= MIN_SEEDS) {

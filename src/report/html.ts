@@ -12,6 +12,7 @@ import { STATS_METHOD, type Finding } from "./findings.js";
 import { forgottenItems, type Run, type UnfinishedRun } from "./runs.js";
 import { esc, fgTableHtml, metricsTableHtml, type FgTable } from "./tables.js";
 import { PAPER_SOURCE, paperComparison, paperTableHtml } from "./paper.js";
+import { RANKING_METHOD, rankingHtml, type ModelRanking } from "./ranking.js";
 
 export interface Figure {
   id: string;
@@ -25,6 +26,8 @@ export interface ReportPage {
   source: string;
   runs: Run[];
   findings: Finding[];
+  /** Per model run with several methods: its methods ranked (ranking.ts). */
+  ranking: ModelRanking[];
   fgTables: FgTable[];
   scale: Figure | null;
   methods: Figure | null;
@@ -225,6 +228,7 @@ export function reportHtml(p: ReportPage): string {
     ["findings", "Findings"],
     ["fg", "FG table"],
     ["methods", "Methods"],
+    ["ranking", "Methods ranked"],
     ["curves", "Benchmarks"],
     ["bias", "Bias"],
     ["matrices", "Accuracy matrices"],
@@ -250,6 +254,9 @@ ${p.fgTables.map((t) => `<h3 class="method">method ${esc(t.method)}</h3><div cla
 ${paperHtml(p)}<section id="methods"><h2>Method comparison</h2>
 <p class="lead">General FG (mean of the non-bias categories) and the continual-task metrics of each model and method: mean over seeds, 95% CI below.</p>
 ${figure(p.methods)}<div class="scroll">${metricsTableHtml(p.runs)}</div></section>
+<section id="ranking"><h2>Methods ranked</h2>
+<p class="lead">${esc(RANKING_METHOD)}</p>
+${rankingHtml(p.ranking) || `<p class="lead">No model was run with more than one method.</p>`}</section>
 <section id="curves"><h2>General benchmarks over stages</h2>
 <p class="lead">Primary score of each benchmark after each stage (stage 0 is the starting model); line: mean over seeds, band: range over seeds.</p>
 ${p.curves.map((f) => figure(f)).join("") || `<p class="lead">No benchmark curves in these runs.</p>`}</section>

@@ -1,8 +1,9 @@
 /**
  * The report of one run, a study (`runs/<name>/` folders) or several of either: a self-contained
  * `report.html` plus the FG table as `fg.md`, `fg.csv` and `fg.tex`, each written atomically
- * (temporary file, then rename). What the tables, charts and findings contain, and the
- * references they follow, is in tables.ts, charts.ts and findings.ts.
+ * (temporary file, then rename); fg.md ends with the methods ranked. What the tables, charts,
+ * findings and ranking contain, and the references they follow, is in tables.ts, charts.ts,
+ * findings.ts and ranking.ts.
  */
 import { mkdirSync } from "node:fs";
 import { writeAtomic } from "../util/fs.js";
@@ -24,6 +25,7 @@ import {
   type RunSummary,
 } from "./findings.js";
 import { reportHtml, type Figure } from "./html.js";
+import { rankMethods, rankingMarkdown } from "./ranking.js";
 import { compareModels, loadRuns, unfinishedRuns, type Run } from "./runs.js";
 import { fgTables, fgTableCsv, fgTableLatex, fgTableMarkdown, runsMarkdown } from "./tables.js";
 
@@ -61,7 +63,9 @@ export async function writeReport(
       a.results.run.method.localeCompare(b.results.run.method) ||
       a.results.run.seed - b.results.run.seed,
   );
-  const method = options.method ?? defaultMethod(summaries(runs));
+  const summary = summaries(runs);
+  const method = options.method ?? defaultMethod(summary);
+  const ranking = rankMethods(summary, options);
   const tables = fgTables(runs);
   const methods = tables.map((t) => t.method);
   const page = reportHtml({
@@ -71,7 +75,8 @@ export async function writeReport(
         : `lethe report: ${dirs.length} directories`,
     source: dirs.map((d) => resolve(d)).join(" · "),
     runs,
-    findings: findings(summaries(runs), { ...options, method }),
+    findings: findings(summary, { ...options, method }),
+    ranking,
     fgTables: tables,
     scale: await figure(scaleChart(runs, method)),
     methods: await figure(methodChart(runs)),
@@ -88,7 +93,10 @@ export async function writeReport(
     tex: join(outDir, "fg.tex"),
   };
   writeAtomic(files.html, page);
-  writeAtomic(files.md, fgTableMarkdown(tables));
+  writeAtomic(
+    files.md,
+    [fgTableMarkdown(tables), rankingMarkdown(ranking)].filter(Boolean).join("\n"),
+  );
   writeAtomic(files.csv, fgTableCsv(tables));
   writeAtomic(files.tex, fgTableLatex(tables));
   return files;

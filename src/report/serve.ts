@@ -19,7 +19,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { basename, join } from "node:path";
 import { eventsFile, globalSteps, readEvents, type RunEvent } from "../continual/events.js";
-import { runState, studyProgress, type RunStatus } from "../continual/run.js";
+import { runState, studyProgress, type RunStatus } from "../continual/study.js";
 import { renderSvg, type Chart } from "./charts.js";
 
 const PAGE = new URL("./serve.html", import.meta.url);

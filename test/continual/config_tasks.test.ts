@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { stringify } from "yaml";
 import { loadStudy } from "../../src/continual/config.js";
-import { runStudy } from "../../src/continual/run.js";
+import { runStudy } from "../../src/continual/study.js";
 import { declareTask, renderTemplate } from "../../src/continual/tasks/declare.js";
 import { loadTask } from "../../src/continual/tasks/index.js";
 import { dataPath, repoRoot, sharedDataRoot, skipReason } from "../helpers/data.js";

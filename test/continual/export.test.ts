@@ -29,7 +29,7 @@ import { join } from "node:path";
 import { stringify as toYaml } from "yaml";
 import { main } from "../../src/cli/main.js";
 import { expandGrid, loadStudy, parseStudy, runConfig } from "../../src/continual/config.js";
-import { runStudy } from "../../src/continual/run.js";
+import { runStudy } from "../../src/continual/study.js";
 import { loadTensors } from "../../src/io/checkpoint.js";
 import { loadLoraAdapter } from "../../src/io/peft.js";
 import { loadPretrained, savePretrained } from "../../src/io/pretrained.js";

@@ -26,7 +26,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { expandGrid, loadStudy, parseStudy } from "../../src/continual/config.js";
-import { resumeRuns, runProgress, runStudy } from "../../src/continual/run.js";
+import { resumeRuns, runProgress, runStudy } from "../../src/continual/study.js";
 import { dataFiles } from "../../src/continual/runcard.js";
 import { methods } from "../../src/continual/methods/index.js";
 import { savePretrained } from "../../src/io/pretrained.js";

@@ -29,7 +29,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadStudy } from "../../src/continual/config.js";
-import { prepareStudy } from "../../src/continual/run.js";
+import { prepareStudy } from "../../src/continual/study.js";
 import {
   arrayScript,
   readJobs,

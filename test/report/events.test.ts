@@ -27,7 +27,7 @@ import {
   type RunEvent,
 } from "../../src/continual/events.js";
 import { loadStudy } from "../../src/continual/config.js";
-import { runStudy } from "../../src/continual/run.js";
+import { runStudy } from "../../src/continual/study.js";
 import { dataPath, repoRoot, sharedDataRoot, skipReason } from "../helpers/data.js";
 
 const tmp = mkdtempSync(join(tmpdir(), "lethe-events-"));

@@ -17,10 +17,10 @@
 import { z } from "zod";
 import { noGrad, tidy, type Tensor } from "../../tensor/index.js";
 import { trainableParameters } from "../../nn/index.js";
-import { collate, type SftFeatures, type SftText } from "../../train/data.js";
+import type { SftText } from "../../train/data.js";
 import type { TrainContext } from "../../train/plugin.js";
 import { emaUpdate } from "./ema.js";
-import { responseLogits } from "./lwf.js";
+import { responseLogits, rowsLogits } from "./lwf.js";
 import { defineMethod, disposeAll, mixingHook, snapshot, stageIndex } from "./method.js";
 
 /** θ_slow ← λ·θ_slow + (1 − λ)·θ_fast (the EMA of ema.ts). */
@@ -54,21 +54,6 @@ export function withWeights<T>(
       swaps.forEach(([p], i) => p.copy_(own[i]));
       for (const t of own) t.dispose();
     }
-  });
-}
-
-/** Response-token logits (N, V) of `rows` under the model as it is (call inside withWeights). */
-export function rowsLogits(ctx: TrainContext, rows: SftFeatures[]): Tensor {
-  const { model } = ctx;
-  const device = trainableParameters(model)[0][1].device;
-  const decoderStartId = model.kind === "seq2seq" ? model.config.decoder_start_token_id : undefined;
-  return tidy(() => {
-    const batch = collate(rows, { kind: model.kind, padId: 0, decoderStartId, device });
-    const out =
-      model.kind === "causal"
-        ? model.forward(batch)
-        : model.forward({ ...batch, decoderInputIds: batch.decoderInputIds! });
-    return responseLogits(model, out.logits, batch);
   });
 }
 

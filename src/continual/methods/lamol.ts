@@ -24,7 +24,7 @@ import { z } from "zod";
 import type { SftText } from "../../train/data.js";
 import type { TrainContext } from "../../train/plugin.js";
 import { defineMethod, drawSeed, mixingHook, stageIndex, type MethodEnv } from "./method.js";
-import { generateTexts, refusePacking, tokenizerOf } from "./sdft.js";
+import { generateTexts, refusePacking, tokenizerOf, GENERATING_SCALE } from "./sdft.js";
 
 /** The longest string every one of `xs` starts with ("" for none). */
 export function commonPrefix(xs: readonly string[]): string {
@@ -112,12 +112,7 @@ export const lamol = defineMethod({
   description: "LAMOL pseudo replay: the model writes examples of earlier tasks, mixed in at r",
   supports: ["full", "lora"],
   edits: ["rows"],
-  scale: {
-    distributed:
-      "every rank generates the same text from the same weights (greedy, or sampling from a seed), so the ranks agree; the generation is repeated on each rank, not shared",
-    precision:
-      "generation runs in the model's compute dtype, so bf16 or fp16 text can differ from float32 text; the texts are kept in the state, so a resumed stage does not regenerate",
-  },
+  scale: GENERATING_SCALE,
   options: z.strictObject({
     ratio: z.number().min(0).lt(1).default(0.2), // share of each batch's rows that are pseudo (LAMOL γ = 0.2)
     per_task: z.number().int().min(1).default(32), // pseudo examples per earlier task

@@ -48,6 +48,24 @@ export function responseLogits(model: LanguageModel, logits: Tensor, batch: Batc
   });
 }
 
+/**
+ * Response-token logits (N, V) of `rows` under the model's current weights. Right padding and a
+ * causal (or masked) model: the pad id never reaches a labelled position.
+ */
+export function rowsLogits(ctx: TrainContext, rows: SftFeatures[]): Tensor {
+  const { model } = ctx;
+  const device = trainableParameters(model)[0][1].device;
+  const decoderStartId = model.kind === "seq2seq" ? model.config.decoder_start_token_id : undefined;
+  return tidy(() => {
+    const batch = collate(rows, { kind: model.kind, padId: 0, decoderStartId, device });
+    const out =
+      model.kind === "causal"
+        ? model.forward(batch)
+        : model.forward({ ...batch, decoderInputIds: batch.decoderInputIds! });
+    return responseLogits(model, out.logits, batch);
+  });
+}
+
 export const lwf = defineMethod({
   name: "lwf",
   description: "LwF / self-distillation on the previous-stage or starting model's outputs",
@@ -87,9 +105,6 @@ export const lwf = defineMethod({
     const teacherLogits = (ctx: TrainContext, rows: SftFeatures[]): Tensor => {
       const { model } = ctx;
       const swaps = teacherWeights(ctx);
-      const device = swaps[0][0].device;
-      const decoderStartId =
-        model.kind === "seq2seq" ? model.config.decoder_start_token_id : undefined;
       return noGrad(() =>
         tidy(() => {
           const own = swaps.map(([p]) => p.clone());
@@ -97,13 +112,7 @@ export const lwf = defineMethod({
           for (const [p, t] of swaps) t ? p.copy_(t) : p.zero_();
           model.eval();
           try {
-            // Right padding and a causal (or masked) model: the pad id never reaches a labelled position.
-            const batch = collate(rows, { kind: model.kind, padId: 0, decoderStartId, device });
-            const out =
-              model.kind === "causal"
-                ? model.forward(batch)
-                : model.forward({ ...batch, decoderInputIds: batch.decoderInputIds! });
-            return responseLogits(model, out.logits, batch);
+            return rowsLogits(ctx, rows);
           } finally {
             model.train(wasTraining);
             swaps.forEach(([p], i) => p.copy_(own[i]));

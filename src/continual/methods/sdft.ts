@@ -142,17 +142,20 @@ export function replaceRows(
   return (_, rows) => rows.map((r) => table().get(r.inputIds.join(",")) ?? r);
 }
 
+/** How the methods that write text with the model (sdft, lamol, ssr) behave at scale. */
+export const GENERATING_SCALE = {
+  distributed:
+    "every rank generates the same text from the same weights (greedy, or sampling from a seed), so the ranks agree; the generation is repeated on each rank, not shared",
+  precision:
+    "generation runs in the model's compute dtype, so bf16 or fp16 text can differ from float32 text; the texts are kept in the state, so a resumed stage does not regenerate",
+};
+
 export const sdft = defineMethod({
   name: "sdft",
   description: "SDFT: the model rewrites each task's targets before training on them",
   supports: ["full", "lora"],
   edits: ["rows"],
-  scale: {
-    distributed:
-      "every rank generates the same text from the same weights (greedy, or sampling from a seed), so the ranks agree; the generation is repeated on each rank, not shared",
-    precision:
-      "generation runs in the model's compute dtype, so bf16 or fp16 text can differ from float32 text; the texts are kept in the state, so a resumed stage does not regenerate",
-  },
+  scale: GENERATING_SCALE,
   options: z.strictObject({
     max_new_tokens: z.number().int().min(1).default(128), // length cap of a rewrite
     template: z

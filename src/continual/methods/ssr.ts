@@ -29,7 +29,7 @@ import { makeRng, shuffled, type Rng } from "../rng.js";
 import { withWeights } from "./ilora.js";
 import { answer, samplePrompts, taskCues } from "./lamol.js";
 import { defineMethod, drawSeed, mixingHook, stageIndex, type MethodEnv } from "./method.js";
-import { refusePacking } from "./sdft.js";
+import { refusePacking, GENERATING_SCALE } from "./sdft.js";
 
 /** Hashed character-trigram counts of `text` in `dim` buckets, L2-normalised. */
 export function trigramFeatures(text: string, dim = 64): number[] {
@@ -121,12 +121,7 @@ export const ssr = defineMethod({
   description: "SSR: θ₀ synthesises earlier-task inputs in context, the latest model answers",
   supports: ["full", "lora"],
   edits: ["rows"],
-  scale: {
-    distributed:
-      "every rank generates the same text from the same weights (greedy, or sampling from a seed), so the ranks agree; the generation is repeated on each rank, not shared",
-    precision:
-      "generation runs in the model's compute dtype, so bf16 or fp16 text can differ from float32 text; the texts are kept in the state, so a resumed stage does not regenerate",
-  },
+  scale: GENERATING_SCALE,
   options: z.strictObject({
     ratio: z.number().min(0).lt(1).default(0.1), // share of each batch's rows that are rehearsed
     demos: z.number().int().min(0).default(2), // in-context examples per synthesis prompt
