@@ -4,7 +4,10 @@
  * through the real trainer (same steps and seed as `sequential`, whose task-1 loss is printed
  * beside the method's), the method's mechanism checked on what it left behind, full fine-tuning
  * and LoRA where declared, and a kill in the middle of the second stage resumed by a fresh
- * plugin and a fresh model to the same weights, losses and plugin state.
+ * plugin and a fresh model to the same weights, losses and plugin state; and, as in
+ * methods_more.test.ts, a two-task run where task b gives task a's prompts other answers (so
+ * sequential forgets), comparing each method's forgetting of task a with sequential's (both
+ * printed) and asserting a reduction only where one holds.
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -528,10 +531,10 @@ test("two tasks: each method against sequential, its mechanism, and a resume aft
       const r = twoStages(tok, name, kind);
       checks[name](r, kind);
       const { seq } = report(name, kind, r);
-      // In this toy setting sequential does not forget: six steps teach the tiny model little
-      // beyond the words both tasks share, so task a's NLL falls during stage b too, and
-      // forgetting cannot be compared. What holds, with a wide margin (≈ 0.2 nats), is that
-      // rehearsing pseudo examples of task a in full fine-tuning leaves its NLL below
+      // Here sequential does not forget (six steps teach the tiny model little beyond the words
+      // both tasks share, so task a's NLL falls during stage b too): forgetting is compared in
+      // the conflicting-tasks test below. What holds here, with a wide margin (≈ 0.2 nats), is
+      // that rehearsing pseudo examples of task a in full fine-tuning leaves its NLL below
       // sequential's after stage b.
       if ((name === "lamol" || name === "ssr") && kind === "full")
         assert.ok(
@@ -633,4 +636,131 @@ test("combinations: what these methods rewrite decides where they may be listed"
   assert.match(combinationProblem(["lwf", "sdft"]) ?? "", /list "sdft" before "lwf"/);
   assert.equal(combinationProblem(["lamol", "lwf"]), null);
   assert.match(combinationProblem(["osf", "sam"]) ?? "", /both rewrite the step's gradient/);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Forgetting on a tiny model: task b gives task a's prompts other answers (as methods_more's)
+
+const CONFLICT_A = examples(8);
+/** Task a's prompts answered in capitals (other words, other ids): sequential overwrites task a. */
+const CONFLICT_B: SftText[] = CONFLICT_A.map((e) => ({
+  prompt: e.prompt,
+  response: e.response.toUpperCase(),
+}));
+const CONFLICT_STAGES = [
+  { name: "a", examples: CONFLICT_A },
+  { name: "b", examples: CONFLICT_B },
+];
+const CONFLICT_CONFIG = {
+  ...BASE_CONFIG,
+  lr: 1e-2,
+  steps: 24,
+  batchSize: 4,
+  gradAccum: 1,
+  maxLength: 64,
+};
+
+/**
+ * LoRA runs at a higher rate: rank-4 adapters on a random tiny model barely learn task a in 24
+ * steps (its NLL stays near ln 512 at 1e-2, and near 6.07 at 5e-2 or 2e-1 alike).
+ */
+const CONFLICT_LR: Record<TuningKind, number> = { full: 1e-2, lora: 5e-2 };
+
+interface Forgetting {
+  /** Task a's response NLL after stage a and after stage b. */
+  lossA: [number, number];
+  forgetting: number;
+  plugin: TrainPlugin;
+}
+
+function conflictRun(tok: Tokenizer, name: string, kind: TuningKind, options: object): Forgetting {
+  const model = makeModel(kind);
+  const start = snapshot(model.namedParameters());
+  const plugin = createMethod(name, options, {
+    stages: CONFLICT_STAGES,
+    general: null,
+    startWeights: () => start,
+    seed: 3,
+    tokenizer: tok,
+  });
+  const lossA: number[] = [];
+  const dirs: string[] = [];
+  try {
+    for (const s of CONFLICT_STAGES) {
+      const dir = mkdtempSync(join(tmpdir(), `lethe-gen-forget-${name}-`));
+      dirs.push(dir);
+      trainStage({
+        stage: s.name,
+        model,
+        kind,
+        examples: s.examples,
+        tokenizer: tok,
+        config: { ...CONFLICT_CONFIG, lr: CONFLICT_LR[kind] },
+        plugins: [plugin],
+        dir,
+      });
+      lossA.push(nll(tok, model, CONFLICT_A));
+    }
+    return { lossA: [lossA[0], lossA[1]], forgetting: lossA[1] - lossA[0], plugin };
+  } finally {
+    model.dispose();
+    for (const x of start.values()) x.dispose();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  }
+}
+
+const fmtF = (r: Forgetting) =>
+  `forgetting ${r.forgetting.toFixed(3)} (task a NLL ${r.lossA[0].toFixed(3)} → ${r.lossA[1].toFixed(3)})`;
+
+test("conflicting tasks: each method's forgetting of task a against sequential, same steps and seed", async (t) => {
+  const tok = await wordTokenizer();
+  const seq = {
+    full: conflictRun(tok, "sequential", "full", {}),
+    lora: conflictRun(tok, "sequential", "lora", {}),
+  };
+  for (const kind of ["full", "lora"] as const)
+    t.diagnostic(`sequential ${kind}: ${fmtF(seq[kind])}`);
+  assert.ok(seq.full.forgetting > 0.5, `task b should overwrite task a: ${fmtF(seq.full)}`);
+  assert.ok(seq.lora.forgetting > 0, `task b should move task a: ${fmtF(seq.lora)}`);
+  const rehearse = { ratio: 0.5, max_new_tokens: 16 };
+  const cases: [name: string, kind: TuningKind, options: object, reduces: boolean][] = [
+    // OSF freezes the embeddings, the head and the top half of each linear weight's spectrum:
+    // it forgets far less, but it also learns task a far less (its NLL after a stays near 5.7).
+    ["osf", "full", {}, true],
+    // I-LoRA replays task a at ratio 0.5 and pulls toward the slow learner.
+    ["ilora", "lora", { decay: 0.5, ratio: 0.5, gamma: 1 }, true],
+    // SDFT rewrites task a's targets too, with the untrained model's own text, so it never
+    // learns task a, and in stage b its rewrites of task b are no closer to task a's answers:
+    // it does not reduce forgetting here; only that it ran and is deterministic is asserted.
+    ["sdft", "full", { max_new_tokens: 16 }, false],
+    ["sdft", "lora", { max_new_tokens: 16 }, false],
+    // LAMOL and SSR rehearse task a's pseudo examples in half of each stage-b batch.
+    ["lamol", "full", { ...rehearse, per_task: 8 }, true],
+    ["ssr", "full", { ...rehearse, synthesize: 8, keep: 4, demos: 1 }, true],
+    // In LoRA these are within noise of sequential's small forgetting: printed only.
+    ["ssr", "lora", { ...rehearse, synthesize: 8, keep: 4, demos: 1 }, false],
+  ];
+  const failures: string[] = [];
+  for (const [name, kind, options, reduces] of cases) {
+    const r = conflictRun(tok, name, kind, options);
+    const s = seq[kind];
+    t.diagnostic(`${name} ${kind}: ${fmtF(r)} vs sequential ${s.forgetting.toFixed(3)}`);
+    for (const l of r.lossA) assert.ok(Number.isFinite(l), `${name} ${kind}: ${l}`);
+    if (reduces && !(r.forgetting < s.forgetting - 0.1))
+      failures.push(`${name} ${kind}: ${fmtF(r)} vs sequential ${fmtF(s)}`);
+    // Rehearsal keeps task a better than sequential after stage b, not only relatively.
+    if (reduces && (name === "lamol" || name === "ssr") && !(r.lossA[1] < s.lossA[1] - 0.5))
+      failures.push(`${name} ${kind}: task a NLL after b ${r.lossA[1]} vs ${s.lossA[1]}`);
+    if (name === "sdft") {
+      const meta = r.plugin.state!().meta as { rewrites: Record<string, string[]> };
+      const changed = meta.rewrites.b.filter((w, j) => w !== CONFLICT_B[j].response).length;
+      t.diagnostic(`sdft ${kind}: ${changed} of 8 task-b targets rewritten`);
+      assert.ok(changed > 0, `sdft ${kind}: no target rewritten`);
+      if (kind === "full") {
+        const again = conflictRun(tok, name, kind, options);
+        assert.deepEqual(again.lossA, r.lossA, "sdft: the same run twice");
+      }
+    }
+  }
+  assert.deepEqual(failures, [], "should forget task a less than sequential");
 });

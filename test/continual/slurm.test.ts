@@ -452,7 +452,15 @@ test(
     assert.match(again, new RegExp(`job array ${second.arrayJob}: 2 run\\(s\\)`));
     const cancelled = ok("cancel", dir);
     assert.match(cancelled, new RegExp(`cancelled: .*${second.reportJob}`));
-    const final = ok("status", dir);
+    // slurmctld records a cancelled element a moment after scancel returns (an element between
+    // its requeue and its next start shows "pending" until then): poll for up to 20 s.
+    const isCancelled = (text: string) =>
+      names.slice(2).every((name) => new RegExp(`${name} +\\S+ .* cancelled`).test(text));
+    let final = ok("status", dir);
+    for (let i = 0; i < 40 && !isCancelled(final); i++) {
+      await new Promise((r) => setTimeout(r, 500));
+      final = ok("status", dir);
+    }
     console.log(final);
     for (const name of names.slice(2))
       assert.match(final, new RegExp(`${name} +\\S+ .* cancelled`));

@@ -34,7 +34,7 @@ function miniTask(
   });
   return {
     ...def,
-    load(dataDir, options) {
+    async load(dataDir, options) {
       if (!existsSync(join(dataDir, path)))
         throw new Error(
           `${name}: ${join(dataDir, path)} not found (\`lethe study\` writes the world's data there)`,
