@@ -1,5 +1,5 @@
 /**
- * The study runner (src/continual/run.ts, config.ts, lock.ts, runcard.ts, src/cli/run.ts):
+ * The study runner (src/continual/study.ts, run.ts, config.ts, lock.ts, runcard.ts, src/cli/run.ts):
  * examples/tiny-study.yaml end to end (every file of the run layout), config errors that name
  * the field and suggest the key, kill -9 at several points followed by resume giving the same
  * results.json bytes as the uninterrupted run (timings are in timings.json only), the lock

@@ -101,7 +101,7 @@ test("a read-only out dir reports EROFS, not ENOENT; ENOSPC names the file", asy
       out.left = (await import("node:fs")).readdirSync(${JSON.stringify(full)});
       if (${dataPath("models", "stories260K", "tok512.bin") !== null}) {
         const { loadStudy } = await import(${JSON.stringify(join(repoRoot, "src/continual/config.ts"))});
-        const { runStudy } = await import(${JSON.stringify(join(repoRoot, "src/continual/run.ts"))});
+        const { runStudy } = await import(${JSON.stringify(join(repoRoot, "src/continual/study.ts"))});
         try { await runStudy(loadStudy(${JSON.stringify(tiny)}), ${JSON.stringify(join(ro, "study"))}); out.run = "ok"; }
         catch (e) { out.run = e.code + " | " + e.message; }
       }
