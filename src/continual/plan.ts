@@ -41,7 +41,7 @@
 import { totalmem } from "node:os";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { spawnSync } from "node:child_process";
+import { gpuMemory, isCuda } from "../util/gpu.js";
 import { familyOf, parseModelConfig, type LanguageModel, type ModelType } from "../models/index.js";
 import type { LlamaConfig } from "../models/llama.js";
 import type { GPT2Config } from "../models/gpt2.js";
@@ -934,8 +934,6 @@ const RUNTIME_BYTES = { cpu: 0.25 * 2 ** 30, cuda: 2 ** 30 };
 /** glibc's retained heap on top of a CPU step's live activations (measured: 0–30%). */
 const CPU_HEAP_SLACK = 0.15;
 
-const isCuda = (device: string) => device.startsWith("cuda");
-
 /** The memory plan of one run. */
 export function planMemory(input: PlanInput, source = "config.json"): MemoryPlan {
   const arch = archOf(input.config, source);
@@ -1137,20 +1135,10 @@ export interface DeviceMemory {
 export function deviceMemory(device: string, gib?: number): DeviceMemory {
   if (gib !== undefined) return { device, bytes: gib * 2 ** 30, source: "--memory-gb" };
   if (!isCuda(device)) return { device, bytes: totalmem(), source: "RAM" };
-  const index = Number(/^cuda(?::(\d+))?$/.exec(device)?.[1] ?? 0);
-  const visible = process.env.CUDA_VISIBLE_DEVICES?.split(",").map((s) => s.trim());
-  const id = visible && visible[0] !== "" ? visible[index] : String(index);
-  if (id === undefined)
-    return { device, bytes: null, source: `CUDA_VISIBLE_DEVICES has no device ${index}` };
-  const r = spawnSync(
-    "nvidia-smi",
-    ["--query-gpu=memory.total", "--format=csv,noheader,nounits", `--id=${id}`],
-    { encoding: "utf8", timeout: 10_000 },
-  );
-  const mib = Number(r.stdout?.trim());
-  if (r.status !== 0 || !(mib > 0))
-    return { device, bytes: null, source: "nvidia-smi did not answer (give --memory-gb)" };
-  return { device, bytes: mib * 2 ** 20, source: `nvidia-smi, GPU ${id}` };
+  const m = gpuMemory(device, "total");
+  if (m.bytes === null || m.bytes === 0)
+    return { device, bytes: null, source: `${m.source} (give --memory-gb)` };
+  return { device, ...m };
 }
 
 // ---------------------------------------------------------------------------------------------

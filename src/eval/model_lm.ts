@@ -45,6 +45,7 @@ import { cat, full, noGrad, tensor, tidy, type Tensor } from "../tensor/index.js
 import { requestKey, type ResultCache } from "./cache.js";
 import type { Dist } from "../dist/index.js";
 import { freemem } from "node:os";
+import { gpuMemory, isCuda } from "../util/gpu.js";
 import { scorePrefixTree, type PrefixTreeStats } from "./prefix.js";
 import {
   shown,
@@ -100,10 +101,14 @@ const DEFAULT_MAX_LENGTH = 2048;
  */
 const LOGITS_BUDGET = 2 ** 28;
 /**
- * Default prefix-cache budget: a quarter of the host's free memory, leaving the rest to the
- * model, activations and the other processes of a shared machine.
+ * Default prefix-cache budget: a quarter of the free memory where the cache lives (the host's RAM,
+ * or the GPU's as nvidia-smi reports it once the model is there; 1 GiB if it does not answer),
+ * leaving the rest to the model, activations and the other processes of a shared machine.
  */
-export const defaultPrefixCacheMb = (): number => Math.max(64, Math.floor(freemem() / 4 / 2 ** 20));
+export function defaultPrefixCacheMb(device = "cpu"): number {
+  const free = isCuda(device) ? (gpuMemory(device, "free").bytes ?? 4 * 2 ** 30) : freemem();
+  return Math.max(64, Math.floor(free / 4 / 2 ** 20));
+}
 /** HFLM `max_gen_toks`. */
 const DEFAULT_MAX_GEN_TOKS = 256;
 
@@ -200,7 +205,8 @@ export class ModelLM implements LM {
     this.batchSize = o.batchSize ?? 32;
     this.fast = o.fast ?? true;
     this.prefixTree = o.prefixTree ?? true;
-    this.prefixCacheMb = o.prefixCacheMb ?? defaultPrefixCacheMb();
+    this.#device = model.parameters()[0]?.device ?? "cpu";
+    this.prefixCacheMb = o.prefixCacheMb ?? defaultPrefixCacheMb(this.#device);
     if (!(this.prefixCacheMb >= 0))
       throw new Error(`ModelLM: prefixCacheMb must be a number >= 0, got ${this.prefixCacheMb}`);
     this.addBosToken = o.addBosToken ?? false;
@@ -215,7 +221,6 @@ export class ModelLM implements LM {
     ] as const)
       if (!Number.isInteger(v) || v < 1)
         throw new Error(`ModelLM: ${name} must be an integer >= 1, got ${v}`);
-    this.#device = model.parameters()[0]?.device ?? "cpu";
   }
 
   /** lm-eval `prefix_token_id`: BOS, else EOS. */

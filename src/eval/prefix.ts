@@ -11,7 +11,8 @@
  * tokens run once, after its parent's cached keys and values, and only the positions some request
  * scores go through the LM head and log-softmax (`logitsPositions`).
  *
- * Nodes run in batches: the children of one batch's rows, siblings and cousins, run together.
+ * Nodes run in batches: the children of one batch's rows, siblings and cousins, run together,
+ * longest first, and a batch closes when padding would become a fifth of its work (PAD_WASTE).
  * Their parents' cache rows are gathered to a left-padded block (each row ends at its own
  * prefix's last token; the padding is masked and position ids come from the mask), the children
  * are right-padded, and the output cache of a batch whose rows have children is kept while
@@ -57,6 +58,14 @@ export interface PrefixTreeStats {
  * short, recomputed in each child, costs less than it.
  */
 export const MIN_SHARED = 8;
+/**
+ * A batch takes another row only while its padded work stays under this share of its whole work
+ * (plus PAD_SLACK tokens' worth): padding costs as much as real tokens, a further forward little
+ * more. A row of t new tokens after p past ones costs t·(6·width + p + t): per token and layer,
+ * the projections and MLP are ~24·width² flops and attention ~4·width per key.
+ */
+const PAD_WASTE = 0.2;
+const PAD_SLACK = 64;
 
 interface Unit {
   seg: number[];
@@ -144,6 +153,8 @@ export function scorePrefixTree(
   if (seqs.length === 0) return { logprob, isGreedy, stats };
   const { device } = o;
   const V = model.config.vocab_size;
+  const width = Number(model.config.hidden_size ?? model.config.n_embd ?? 1024);
+  const cost = (past: number, t: number) => t * (6 * width + past + t);
   // Cache bytes per token: a one-token forward shows the cache's shape and dtype.
   const perToken = tidy(() => {
     const c = model.forward({
@@ -181,18 +192,22 @@ export function scorePrefixTree(
     sort();
     while (pending.length > 0) {
       // The longest rows first, as many as fit the batch, max length, logits and cache budgets.
-      let [k, P, T, W, withCache] = [0, 0, 0, 1, false];
+      let [k, P, T, N, withCache] = [0, 0, 0, 0, false]; // N: logits rows
+      let work = 0; // cost of the batch's rows without padding
       for (const r of pending) {
         const [nP, nT] = [Math.max(P, pastOf(r)), Math.max(T, r.unit.seg.length)];
-        const nW = Math.max(W, planOf(r.unit).length);
+        const nWork = work + cost(pastOf(r), r.unit.seg.length);
+        const padded = (k + 1) * cost(nP, nT);
+        const nN = N + Math.max(1, planOf(r.unit).length);
         const nCache = withCache || r.unit.children.length > 0;
         const fits =
           k + 1 <= o.batchSize &&
+          padded - nWork <= PAD_WASTE * padded + cost(0, PAD_SLACK) &&
           nP + nT <= o.maxLength &&
-          (k + 1) * nW * V <= o.logitsBudget &&
+          nN * V <= o.logitsBudget &&
           (!nCache || held + (k + 1) * (nP + nT) * perToken <= o.budgetBytes);
         if (!fits) break;
-        [k, P, T, W, withCache] = [k + 1, nP, nT, nW, nCache];
+        [k, P, T, N, withCache, work] = [k + 1, nP, nT, nN, nCache, nWork];
       }
       if (k === 0) {
         const r = pending[0];
@@ -228,13 +243,13 @@ export function scorePrefixTree(
       stats.forwards++;
       const K = chunk.length;
       const plans = chunk.map((r) => planOf(r.unit));
-      const W = Math.max(1, ...plans.map((p) => p.length));
       const maskRows = chunk.map((r) => [
         ...new Array<number>(P - pastOf(r)).fill(0),
         ...new Array<number>(pastOf(r) + r.unit.seg.length).fill(1),
         ...new Array<number>(T - r.unit.seg.length).fill(0),
       ]);
       for (const r of chunk) stats.tokens += r.unit.seg.length;
+      const positions = plans.flatMap((p, j) => p.map(([offset]) => j * T + offset));
       const padded = maskRows.some((m) => m.includes(0));
       const out = tidy(() => {
         let past: LayerCache[] | null = null;
@@ -270,19 +285,22 @@ export function scorePrefixTree(
           attentionMask: padded ? ids2d(maskRows, device) : null,
           cache: past,
           useCache: withCache,
-          logitsPositions: ids2d(
-            plans.map((p) => Array.from({ length: W }, (_, q) => (p[q] ?? p[0] ?? [0])[0])),
-            device,
+          // Only the wanted positions, flat (row·T + offset); a batch that scores nothing keeps one.
+          logitsPositions: tensor(
+            BigInt64Array.from(positions.length > 0 ? positions : [0], BigInt),
+            { device },
           ),
         });
-        const flat: [number, number, number][] = []; // (row of K·W, target, sequence)
-        plans.forEach((p, j) =>
-          p.forEach(([, pairs], q) => {
-            for (const [r, t] of pairs) flat.push([j * W + q, t, r]);
+        const flat: [number, number, number][] = []; // (logits row, target, sequence)
+        let n = 0;
+        plans.forEach((p) =>
+          p.forEach(([, pairs]) => {
+            for (const [r, t] of pairs) flat.push([n, t, r]);
+            n++;
           }),
         );
         if (flat.length > 0) {
-          const lp = res.logits.logSoftmax(-1).reshape(K * W, V);
+          const lp = res.logits.logSoftmax(-1); // (N, V)
           const picked = lp
             .reshape(-1)
             .indexSelect(

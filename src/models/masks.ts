@@ -19,8 +19,8 @@ export interface AttentionMask {
 }
 
 /**
- * The positions of (B, T, C) hidden states whose logits are wanted: `positions` (B, P) int64
- * picks P rows of each sequence (B, P, C); else the last `logitsToKeep` (all when 0 or absent).
+ * The positions of (B, T, C) hidden states whose logits are wanted: `positions` (N) int64 picks
+ * flat positions b·T + t, (N, C); else the last `logitsToKeep` (all when 0 or absent).
  * Norm and head are per position, so running them on the picked rows equals slicing full logits.
  */
 export function keepLast(
@@ -29,9 +29,8 @@ export function keepLast(
   positions?: Tensor | null,
 ): Tensor {
   if (positions) {
-    const [B, P] = positions.shape;
-    const C = hidden.size(2);
-    return hidden.gather(1, positions.unsqueeze(-1).expand(B, P, C)); // (B, P, C)
+    const [B, T, C] = hidden.shape;
+    return hidden.reshape(B * T, C).indexSelect(0, positions); // (N, C)
   }
   const T = hidden.size(1);
   return logitsToKeep && logitsToKeep < T

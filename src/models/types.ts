@@ -37,8 +37,9 @@ export interface CausalLMInputs {
    */
   logitsToKeep?: number;
   /**
-   * (B, P) int64: logits only at these positions of each row, (B, P, vocab); the head and any
-   * log-softmax after it run on P rows, not T (scoring wants continuation positions only).
+   * (N) int64: logits only at these positions, indices b·T + t into the batch's B·T positions
+   * (rows may want different numbers of positions), returned as (N, vocab); the head and any
+   * log-softmax after it run on N rows, not B·T (scoring wants continuation positions only).
    * Overrides `logitsToKeep`.
    */
   logitsPositions?: Tensor | null;
@@ -91,8 +92,9 @@ export interface Seq2SeqInputs {
    */
   logitsToKeep?: number;
   /**
-   * (B, P) int64: logits only at these positions of each row, (B, P, vocab); the head and any
-   * log-softmax after it run on P rows, not T (scoring wants continuation positions only).
+   * (N) int64: logits only at these positions, indices b·T + t into the batch's B·T positions
+   * (rows may want different numbers of positions), returned as (N, vocab); the head and any
+   * log-softmax after it run on N rows, not B·T (scoring wants continuation positions only).
    * Overrides `logitsToKeep`.
    */
   logitsPositions?: Tensor | null;
