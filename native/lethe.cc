@@ -31,6 +31,9 @@
 #endif
 
 #include <dlfcn.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -540,9 +543,28 @@ std::string loadedTorchVersion() {
 
 // init(TorchError): remember the error class every libtorch failure is thrown as; report the
 // build (libtorch built against and loaded, CUDA compiled in and available, threads).
+// Allocator policy. glibc serves blocks above a threshold (128 KiB, rising to at most 32 MiB) with
+// fresh mmap pages and hands a free heap top back to the OS, so a step's tensors above 32 MiB come
+// back as zeroed pages that fault in on every step. LETHE_MALLOC=retain keeps freed memory in the
+// process instead (blocks under 1 GiB from the heap, a free top returned only beyond 1 GiB), as
+// jemalloc or tcmalloc through LD_PRELOAD do for PyTorch: bench/engine's steps (33.5 MB logits)
+// run 1.16-1.20x PyTorch's with it, but a 134M model's peak RSS grows 14% (heap fragmentation),
+// so glibc's defaults stay the default (bench/RESULTS.md).
+const char* allocatorPolicy() {
+#if defined(__GLIBC__)
+  const char* env = std::getenv("LETHE_MALLOC");
+  if (env && std::string(env) == "retain" && mallopt(M_MMAP_THRESHOLD, 1 << 30) == 1 &&
+      mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1)
+    return "retain";
+#endif
+  return "os";
+}
+
 Napi::Value Init(const Napi::CallbackInfo& info) {
   torchErrorCtor = Napi::Persistent(info[0].As<Napi::Function>());
+  static const char* malloc = allocatorPolicy();
   Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("malloc", malloc);
   o.Set("torch", TORCH_VERSION);
   o.Set("torchLoaded", loadedTorchVersion());
   o.Set("cudaCompiled", static_cast<bool>(LETHE_CUDA));

@@ -56,6 +56,7 @@ export async function versionText(verbose: boolean): Promise<string> {
       `oneDNN ${c.mkldnn || "not available"}`,
       `CPU ${cpus()[0]?.model ?? "unknown"}, ${cpus().length} core(s); libtorch kernels: ${c.cpuCapability}`,
       `threads ${build.threads} intra-op (LETHE_THREADS), OMP_WAIT_POLICY=${process.env.OMP_WAIT_POLICY ?? "unset"}`,
+      `allocator: ${build.malloc === "retain" ? "freed memory kept in the process (LETHE_MALLOC=retain: glibc thresholds 1 GiB)" : "glibc's defaults (LETHE_MALLOC=retain keeps freed memory in the process)"}`,
       `addon ${addon}`,
       `addon build flags: ${flags}`,
       "",

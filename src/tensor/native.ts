@@ -55,6 +55,11 @@ export interface NativeAddon {
     /** The addon's c10d process groups (src/tensor/dist.ts): built with Gloo's / NCCL's headers. */
     gloo: boolean;
     nccl: boolean;
+    /**
+     * "os": glibc's defaults; "retain" (LETHE_MALLOC=retain): freed memory stays in the process
+     * (glibc's mmap and trim thresholds at 1 GiB): faster small-model steps, higher peak RSS.
+     */
+    malloc: "retain" | "os";
   };
   config(): {
     showConfig: string;
