@@ -9,7 +9,7 @@
  */
 import { z } from "zod";
 import { noGrad, tidy, type Tensor } from "../../tensor/index.js";
-import { defineMethod, disposeAll, snapshot } from "./method.js";
+import { defineMethod, disposeAll, snapshotWeights } from "./method.js";
 import { trainableParameters } from "../../nn/index.js";
 
 /** β·ē + (1 − β)·θ. */
@@ -35,8 +35,7 @@ export const ema = defineMethod({
     return {
       stageStart(ctx) {
         if (stage === ctx.stage) return; // resumed: the average came with the state
-        disposeAll(avg);
-        for (const [n, t] of snapshot(trainableParameters(ctx.model))) avg.set(n, t);
+        snapshotWeights(avg, ctx.model);
         stage = ctx.stage;
       },
       afterStep(ctx) {

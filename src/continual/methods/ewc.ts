@@ -19,7 +19,7 @@ import {
   defineMethod,
   disposeAll,
   drawSeed,
-  snapshot,
+  snapshotWeights,
   stageIndex,
   type MethodEnv,
 } from "./method.js";
@@ -133,8 +133,7 @@ export const ewc = defineMethod({
           old?.dispose();
           f.dispose();
         }
-        disposeAll(star);
-        for (const [n, t] of snapshot(trainableParameters(ctx.model))) star.set(n, t);
+        snapshotWeights(star, ctx.model);
         tasks.push(ctx.stage);
         terms = [];
       },

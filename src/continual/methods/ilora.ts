@@ -21,7 +21,7 @@ import type { SftText } from "../../train/data.js";
 import type { TrainContext } from "../../train/plugin.js";
 import { emaUpdate } from "./ema.js";
 import { responseLogits, rowsLogits } from "./lwf.js";
-import { defineMethod, disposeAll, mixingHook, snapshot, stageIndex } from "./method.js";
+import { defineMethod, disposeAll, mixingHook, snapshotWeights, stageIndex } from "./method.js";
 
 /** θ_slow ← λ·θ_slow + (1 − λ)·θ_fast (the EMA of ema.ts). */
 export const slowUpdate = (slow: Tensor, fast: Tensor, decay: number): Tensor =>
@@ -96,8 +96,7 @@ export const ilora = defineMethod({
       supports: ["lora"],
       stageStart(ctx) {
         // The slow learner starts as the first stage's starting adapter and lives on after that.
-        if (slow.size === 0)
-          for (const [n, t] of snapshot(trainableParameters(ctx.model))) slow.set(n, t);
+        if (slow.size === 0) snapshotWeights(slow, ctx.model);
       },
       batch(ctx, rows) {
         if (targetStep !== ctx.step) {

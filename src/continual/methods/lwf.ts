@@ -19,7 +19,7 @@ import { noGrad, op, tidy, type Tensor } from "../../tensor/index.js";
 import type { LanguageModel } from "../../models/index.js";
 import { collate, IGNORE_INDEX, type Batch, type SftFeatures } from "../../train/data.js";
 import type { TrainContext } from "../../train/plugin.js";
-import { defineMethod, disposeAll, snapshot } from "./method.js";
+import { defineMethod, disposeAll, snapshotWeights } from "./method.js";
 import { trainableParameters } from "../../nn/index.js";
 
 /**
@@ -124,8 +124,7 @@ export const lwf = defineMethod({
     return {
       stageStart(ctx) {
         if (o.teacher !== "previous" || stage === ctx.stage) return;
-        disposeAll(previous);
-        for (const [n, t] of snapshot(trainableParameters(ctx.model))) previous.set(n, t);
+        snapshotWeights(previous, ctx.model);
         stage = ctx.stage;
       },
       batch(ctx, rows) {

@@ -24,7 +24,7 @@
 import { z } from "zod";
 import { Generator, noGrad, tidy, where, type Tensor } from "../../tensor/index.js";
 import { trainableParameters } from "../../nn/index.js";
-import { defineMethod, disposeAll, drawSeed, snapshot, stageIndex } from "./method.js";
+import { defineMethod, disposeAll, drawSeed, snapshotWeights, stageIndex } from "./method.js";
 
 /** τ with all but its ⌊density·n⌋ largest-magnitude coordinates set to zero (TIES "trim"). */
 export function trimToDensity(tv: Tensor, density: number): Tensor {
@@ -116,8 +116,7 @@ export const merge = defineMethod({
     return {
       stageStart(ctx) {
         if (stage === ctx.stage) return; // resumed: θ_prev came with the state
-        disposeAll(previous);
-        for (const [n, t] of snapshot(trainableParameters(ctx.model))) previous.set(n, t);
+        snapshotWeights(previous, ctx.model);
         stage = ctx.stage;
       },
       stageEnd(ctx) {

@@ -16,6 +16,7 @@
  */
 import { z } from "zod";
 import { tidy, type Tensor } from "../../tensor/index.js";
+import { trainableParameters, type Module } from "../../nn/index.js";
 import type { Tokenizer } from "../../io/tokenizer.js";
 import type { SftFeatures, SftText } from "../../train/data.js";
 import type { TrainContext, TrainPlugin, TuningKind } from "../../train/plugin.js";
@@ -197,6 +198,16 @@ export function mixingHook(
     }
     return [...rows, ...added];
   };
+}
+
+/**
+ * Replaces the tensors of `into` (disposing the old ones) with detached copies of `model`'s
+ * trainable weights, by name: a method's snapshot of θ (at a stage's start or end), which the
+ * method owns and saves with its state.
+ */
+export function snapshotWeights(into: Map<string, Tensor>, model: Module): void {
+  disposeAll(into);
+  for (const [n, t] of snapshot(trainableParameters(model))) into.set(n, t);
 }
 
 /** Detached copies of tensors, by name (a state snapshot the caller owns). */
