@@ -32,7 +32,7 @@ import { wiseFt } from "../../src/continual/methods/wise_ft.js";
 import { emaUpdate } from "../../src/continual/methods/ema.js";
 import { orthogonalityLoss } from "../../src/continual/methods/olora.js";
 import { distillKl } from "../../src/continual/methods/lwf.js";
-import { BASE_CONFIG, examples, tinyLlama, wordTokenizer } from "../train/helpers.js";
+import { BASE_CONFIG, examples, tinyLlama, trainStages, wordTokenizer } from "../train/helpers.js";
 
 const t1 = (xs: number[] | number[][]) => tensor(xs);
 /** Relative to the magnitude (float32 kernels): |a − b| ≤ rtol·max(|a|, |b|, 1). */
@@ -237,37 +237,24 @@ function twoStages(tok: Tokenizer, name: string, options: unknown, kind: TuningK
   const model = makeModel(kind);
   const start = snapshot(model.namedParameters());
   const plugin = createMethod(name, options, env(start, tok));
-  const rows: SftFeatures[][][] = [];
   const after: Map<string, Tensor>[] = [];
   const states: Map<string, Tensor>[] = [];
-  const dirs: string[] = [];
-  for (const stage of STAGES) {
-    const seen: SftFeatures[][] = [];
-    const recorder: TrainPlugin = {
-      name: "recorder",
-      supports: ["full", "lora"],
-      batch: (_, r) => void seen.push(r),
-    };
-    const dir = mkdtempSync(join(tmpdir(), `lethe-methods-${name}-`));
-    const res = trainStage({
-      stage: stage.name,
-      model,
-      kind,
-      examples: stage.examples,
-      tokenizer: tok,
-      config: CONFIG,
-      plugins: [plugin, recorder],
-      dir,
-    });
-    assert.equal(res.losses.length, CONFIG.steps);
-    for (const l of res.losses)
-      assert.ok(Number.isFinite(l), `${name}: stage ${stage.name} loss ${l}`);
-    rows.push(seen);
-    after.push(snapshot(model.namedParameters()));
-    states.push(snapshot(plugin.state?.().tensors ?? []));
-    dirs.push(dir);
-  }
-  return { model, plugin, start, after, rows, states, dirs };
+  const runs = trainStages({
+    model,
+    kind,
+    tokenizer: tok,
+    config: CONFIG,
+    stages: STAGES,
+    plugins: [plugin],
+    label: `methods-${name}`,
+    afterStage: (run) => {
+      assert.equal(run.losses.length, CONFIG.steps);
+      after.push(snapshot(model.namedParameters()));
+      states.push(snapshot(plugin.state?.().tensors ?? []));
+    },
+  });
+  const rows = runs.map((r) => r.rows);
+  return { model, plugin, start, after, rows, states, dirs: runs.map((r) => r.dir) };
 }
 
 function dispose(r: Run): void {

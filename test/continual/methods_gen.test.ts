@@ -51,7 +51,7 @@ import {
   taskCues,
 } from "../../src/continual/methods/lamol.js";
 import { kmeans, kmeansSelect, trigramFeatures } from "../../src/continual/methods/ssr.js";
-import { BASE_CONFIG, examples, tinyLlama, wordTokenizer } from "../train/helpers.js";
+import { BASE_CONFIG, examples, tinyLlama, trainStages, wordTokenizer } from "../train/helpers.js";
 
 const t1 = (xs: number[] | number[][]) => tensor(xs);
 const close = (a: number[], b: number[], tol = 1e-5) =>
@@ -299,31 +299,22 @@ function twoStages(tok: Tokenizer, name: string, kind: TuningKind): Run {
   const start = snapshot(model.namedParameters());
   const plugin = createMethod(name, OPTIONS[name], env(tok, start));
   const run: Run = { model, plugin, start, after: [], rows: [], losses: [], nllA: [], dirs: [] };
-  for (const stage of STAGES) {
-    const seen: SftFeatures[][] = [];
-    const recorder: TrainPlugin = {
-      name: "recorder",
-      supports: ["full", "lora"],
-      batch: (_, r) => void seen.push(r),
-    };
-    const dir = mkdtempSync(join(tmpdir(), `lethe-gen-${name}-`));
-    const res = trainStage({
-      stage: stage.name,
-      model,
-      kind,
-      examples: stage.examples,
-      tokenizer: tok,
-      config: CONFIG,
-      plugins: [plugin, recorder],
-      dir,
-    });
-    for (const l of res.losses) assert.ok(Number.isFinite(l), `${name} ${stage.name}: loss ${l}`);
-    run.losses.push(res.losses);
-    run.rows.push(seen);
-    run.after.push(snapshot(model.namedParameters()));
-    run.nllA.push(nll(tok, model, TASK_A));
-    run.dirs.push(dir);
-  }
+  trainStages({
+    model,
+    kind,
+    tokenizer: tok,
+    config: CONFIG,
+    stages: STAGES,
+    plugins: [plugin],
+    label: `gen-${name}`,
+    afterStage: (stage) => {
+      run.losses.push(stage.losses);
+      run.rows.push(stage.rows);
+      run.after.push(snapshot(model.namedParameters()));
+      run.nllA.push(nll(tok, model, TASK_A));
+      run.dirs.push(stage.dir);
+    },
+  });
   return run;
 }
 

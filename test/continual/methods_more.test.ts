@@ -51,7 +51,14 @@ import {
 import { samPerturbation } from "../../src/continual/methods/sam.js";
 import { makeRng } from "../../src/continual/rng.js";
 import { freePort } from "../../src/util/net.js";
-import { BASE_CONFIG, examples, TOK512, tok512Path, tinyLlama } from "../train/helpers.js";
+import {
+  BASE_CONFIG,
+  examples,
+  TOK512,
+  tok512Path,
+  tinyLlama,
+  trainStages,
+} from "../train/helpers.js";
 import { repoRoot, skipReason } from "../helpers/data.js";
 
 const t1 = (xs: number[]) => tensor(xs);
@@ -361,18 +368,16 @@ function twoTasks(
   };
   const lossA: number[] = [];
   try {
-    STAGES.forEach((s, i) => {
-      trainStage({
-        stage: s.name,
-        model,
-        kind,
-        examples: s.examples,
-        tokenizer: tok,
-        config: { ...CONFIG, ...o.config },
-        plugins: [...plugins, stopper],
-        dir: o.dirs?.[i] ?? mkdtempSync(join(tmpdir(), "lethe-more-")),
-      });
-      lossA.push(lossOn(tok, model, TASK_A));
+    trainStages({
+      model,
+      kind,
+      tokenizer: tok,
+      config: { ...CONFIG, ...o.config },
+      stages: STAGES,
+      plugins: [...plugins, stopper],
+      label: "more",
+      dirs: o.dirs,
+      afterStage: () => void lossA.push(lossOn(tok, model, TASK_A)),
     });
     return {
       lossA: [lossA[0], lossA[1]],

@@ -4,6 +4,7 @@
  * trainer and method tests need no shared data, synthetic instruction examples, and a fixed
  * config. llama2.c's tok512 stays for the tests of its own tokenization (data.test.ts).
  */
+import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -11,8 +12,10 @@ import { vocabularyOf, writeTokenizer } from "../../src/mini/tokenizer.js";
 import { gpt2Family } from "../../src/models/gpt2.js";
 import { llamaFamily } from "../../src/models/llama.js";
 import type { LanguageModel } from "../../src/models/types.js";
-import type { SftText } from "../../src/train/data.js";
+import type { SftFeatures, SftText } from "../../src/train/data.js";
 import type { TrainConfigInput } from "../../src/train/config.js";
+import type { TrainPlugin, TuningKind } from "../../src/train/plugin.js";
+import { trainStage } from "../../src/train/trainer.js";
 import { loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.js";
 import { dataPath, skipReason } from "../helpers/data.js";
 
@@ -127,3 +130,53 @@ export const BASE_CONFIG: TrainConfigInput = {
   maxLength: 64,
   checkpointEvery: 0,
 };
+
+/** One stage of `trainStages`: its losses, every micro-batch's rows as the plugins left them, its folder. */
+export interface StageRun {
+  losses: number[];
+  rows: SftFeatures[][];
+  dir: string;
+}
+
+/**
+ * Trains `model` on `stages` in turn with `plugins`, as the study runner's stage loop does without
+ * evaluation: each stage in its own checkpoint folder (`dirs[i]`, else a new temp folder named
+ * after `label`), a recorder after the plugins keeping every micro-batch's rows, every loss
+ * checked finite, and `afterStage` called with the model as the stage left it.
+ */
+export function trainStages(o: {
+  model: LanguageModel;
+  kind: TuningKind;
+  tokenizer: Tokenizer;
+  config: TrainConfigInput;
+  stages: readonly { name: string; examples: readonly SftText[] }[];
+  plugins: readonly TrainPlugin[];
+  label: string;
+  dirs?: readonly string[];
+  afterStage?: (run: StageRun, i: number) => void;
+}): StageRun[] {
+  return o.stages.map((stage, i) => {
+    const rows: SftFeatures[][] = [];
+    const recorder: TrainPlugin = {
+      name: "recorder",
+      supports: ["full", "lora"],
+      batch: (_, r) => void rows.push(r),
+    };
+    const dir = o.dirs?.[i] ?? mkdtempSync(join(tmpdir(), `lethe-${o.label}-`));
+    const res = trainStage({
+      stage: stage.name,
+      model: o.model,
+      kind: o.kind,
+      examples: stage.examples,
+      tokenizer: o.tokenizer,
+      config: o.config,
+      plugins: [...o.plugins, recorder],
+      dir,
+    });
+    for (const l of res.losses)
+      assert.ok(Number.isFinite(l), `${o.label}: stage ${stage.name} loss ${l}`);
+    const run = { losses: res.losses, rows, dir };
+    o.afterStage?.(run, i);
+    return run;
+  });
+}
