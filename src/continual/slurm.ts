@@ -18,8 +18,9 @@
  * script to requeue the element: after SIGUSR1 (the time limit is near) and after a failure
  * while retries are left (`maxRetries`, default 2). It requeues `<array>_<index>`, never
  * $SLURM_JOB_ID: the last element's own job id is the whole array's, and requeueing that would
- * requeue every element. After SIGTERM lethe exits with 143 and does nothing more: Slurm itself
- * requeues a preempted or `scontrol requeue`d element, and a cancelled one stays cancelled. A
+ * requeue every element. After SIGTERM lethe exits with 143 and the script requeues nothing, even
+ * when the run failed just before the signal (exit 75): Slurm itself requeues a preempted or
+ * `scontrol requeue`d element, and a cancelled one stays cancelled. A
  * requeued element starts again from the checkpoint, so its results equal an uninterrupted run's.
  * Slurm holds a requeued job for about two minutes (its BeginTime) before it may start again.
  *
@@ -300,7 +301,9 @@ export function arrayScript(
 # Element i runs \`lethe run-one DIR i\`: the grid's run i, logged to runs/<run>/slurm-<job id>.out.
 # SIGUSR1 (${SIGNAL_LEAD_SECONDS} s before the time limit) and SIGTERM (preemption, requeue, scancel) write
 # the signal's name into runs/<run>/${STOP_FILE}: lethe checkpoints at its next step, releases
-# the run and exits. Exit status ${EXIT_REQUEUE} asks this script to requeue the element.
+# the run and exits. Exit status ${EXIT_REQUEUE} asks this script to requeue the element, unless
+# SIGTERM came (scancel, preemption, scontrol requeue): Slurm decides then, and a cancelled
+# element must not requeue itself when its run failed just before the signal.
 ${sbatchLines.join("\n")}
 set -u
 DIR=${sh(dir)}
@@ -313,7 +316,8 @@ export LETHE_THREADS="\${LETHE_THREADS:-\${SLURM_CPUS_PER_TASK:-1}}" # libtorch'
 export LETHE_STOP_FILE="$DIR/runs/$RUN/${STOP_FILE}"
 rm -f "$LETHE_STOP_FILE"
 trap 'echo SIGUSR1 >"$LETHE_STOP_FILE"' USR1
-trap 'echo SIGTERM >"$LETHE_STOP_FILE"' TERM
+TERMINATED=0
+trap 'echo SIGTERM >"$LETHE_STOP_FILE"; TERMINATED=1' TERM
 ${launch(`${sh(cmd.node)} ${sh(cmd.lethe)} run-one "$DIR" "$SLURM_ARRAY_TASK_ID" --max-retries ${s.maxRetries ?? DEFAULT_MAX_RETRIES}`, (s.nodesPerRun ?? 1) * ranksPerNode(s))} &
 pid=$!
 # wait returns early when a trapped signal arrives: wait again until lethe has exited.
@@ -323,7 +327,7 @@ while :; do
   kill -0 "$pid" 2>/dev/null || break
 done
 rm -f "$LETHE_STOP_FILE"
-if [ "$rc" -eq ${EXIT_REQUEUE} ]; then
+if [ "$rc" -eq ${EXIT_REQUEUE} ] && [ "$TERMINATED" -eq 0 ]; then
   # The element by its array name: the last element's SLURM_JOB_ID is the whole array's id.
   echo "lethe: requeueing \${SLURM_ARRAY_JOB_ID}_\${SLURM_ARRAY_TASK_ID} at $(date -Is)"
   scontrol requeue "\${SLURM_ARRAY_JOB_ID}_\${SLURM_ARRAY_TASK_ID}"
