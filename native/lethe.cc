@@ -541,8 +541,6 @@ std::string loadedTorchVersion() {
   return "unknown";
 }
 
-// init(TorchError): remember the error class every libtorch failure is thrown as; report the
-// build (libtorch built against and loaded, CUDA compiled in and available, threads).
 // Allocator policy. glibc serves blocks above a threshold (128 KiB, rising to at most 32 MiB) with
 // fresh mmap pages and hands a free heap top back to the OS, so a step's tensors above 32 MiB come
 // back as zeroed pages that fault in on every step. LETHE_MALLOC=retain keeps freed memory in the
@@ -560,11 +558,14 @@ const char* allocatorPolicy() {
   return "os";
 }
 
+// init(TorchError): remember the error class every libtorch failure is thrown as; report the
+// build (libtorch built against and loaded, CUDA compiled in and available, threads) and the
+// allocator policy.
 Napi::Value Init(const Napi::CallbackInfo& info) {
   torchErrorCtor = Napi::Persistent(info[0].As<Napi::Function>());
-  static const char* malloc = allocatorPolicy();
+  static const char* policy = allocatorPolicy();
   Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("malloc", malloc);
+  o.Set("malloc", policy);
   o.Set("torch", TORCH_VERSION);
   o.Set("torchLoaded", loadedTorchVersion());
   o.Set("cudaCompiled", static_cast<bool>(LETHE_CUDA));

@@ -249,7 +249,15 @@ export function scorePrefixTree(
         ...new Array<number>(T - r.unit.seg.length).fill(0),
       ]);
       for (const r of chunk) stats.tokens += r.unit.seg.length;
-      const positions = plans.flatMap((p, j) => p.map(([offset]) => j * T + offset));
+      // The wanted positions, flat (row·T + offset), and per scored target its logits row.
+      const positions: number[] = [];
+      const flat: [number, number, number][] = []; // (logits row, target, sequence)
+      plans.forEach((p, j) =>
+        p.forEach(([offset, pairs]) => {
+          for (const [r, t] of pairs) flat.push([positions.length, t, r]);
+          positions.push(j * T + offset);
+        }),
+      );
       const padded = maskRows.some((m) => m.includes(0));
       const out = tidy(() => {
         let past: LayerCache[] | null = null;
@@ -285,20 +293,12 @@ export function scorePrefixTree(
           attentionMask: padded ? ids2d(maskRows, device) : null,
           cache: past,
           useCache: withCache,
-          // Only the wanted positions, flat (row·T + offset); a batch that scores nothing keeps one.
+          // Only the wanted positions; a batch that scores nothing keeps one.
           logitsPositions: tensor(
             BigInt64Array.from(positions.length > 0 ? positions : [0], BigInt),
             { device },
           ),
         });
-        const flat: [number, number, number][] = []; // (logits row, target, sequence)
-        let n = 0;
-        plans.forEach((p) =>
-          p.forEach(([, pairs]) => {
-            for (const [r, t] of pairs) flat.push([n, t, r]);
-            n++;
-          }),
-        );
         if (flat.length > 0) {
           const lp = res.logits.logSoftmax(-1); // (N, V)
           const picked = lp

@@ -26,8 +26,9 @@ export function gpuMemory(device: string, field: "total" | "free"): GpuMemory {
     [`--query-gpu=memory.${field}`, "--format=csv,noheader,nounits", `--id=${id}`],
     { encoding: "utf8", timeout: 10_000 },
   );
-  const mib = Number(r.stdout?.trim());
-  if (r.status !== 0 || !(mib >= 0) || r.stdout.trim() === "")
+  const out = r.stdout?.trim() ?? "";
+  const mib = Number(out);
+  if (r.status !== 0 || out === "" || !(mib >= 0))
     return { bytes: null, source: "nvidia-smi did not answer" };
   return { bytes: mib * 2 ** 20, source: `nvidia-smi, GPU ${id}` };
 }

@@ -9,8 +9,7 @@ import { spawnSync } from "node:child_process";
 import { test } from "node:test";
 
 const CHILD = `
-import { zeros } from "./src/tensor/index.js";
-import { build } from "./src/tensor/index.js";
+import { build, zeros } from "./src/tensor/index.js";
 const rss = () => process.memoryUsage().rss;
 const t = zeros([25_000_000]); // 100 MB, every page written
 const held = rss();
